@@ -1,0 +1,112 @@
+"""AWS clients, built once in the entry point and passed down.
+
+Every request this process sends is counted by a botocore event hook into
+``remitflow_aws_requests_total{service,operation}`` (retries included: that is
+what AWS bills). SES gets its own client with SDK retries off (DESIGN §9).
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
+
+from shared.metrics import AWS_REQUESTS
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
+    from types_aiobotocore_ses import SESClient
+    from types_aiobotocore_sns import SNSClient
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_stepfunctions import SFNClient
+
+
+def _count_request(event_name: str, **kwargs: Any) -> None:
+    # event_name is "before-send.<service-id>.<Operation>"
+    _, service, operation = event_name.split(".", 2)
+    AWS_REQUESTS.labels(service=service, operation=operation).inc()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError (``""`` for anything else)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+@dataclass
+class AwsClients:
+    """The clients one process needs; an async context manager that owns them."""
+
+    settings: Settings
+    sqs: SQSClient = None  # type: ignore[assignment]
+    dynamodb: DynamoDBClient = None  # type: ignore[assignment]
+    streams: DynamoDBStreamsClient = None  # type: ignore[assignment]
+    sfn: SFNClient = None  # type: ignore[assignment]
+    sns: SNSClient = None  # type: ignore[assignment]
+    ses: SESClient = None  # type: ignore[assignment]
+    _stack: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> AwsClients:
+        stack = AsyncExitStack()
+        session = get_session()
+        base = AioConfig(
+            retries={"mode": "standard", "max_attempts": 5},
+            max_pool_connections=64,
+            connect_timeout=5,
+            read_timeout=30,
+            tcp_keepalive=True,
+        )
+        no_retry = AioConfig(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=5,
+            read_timeout=20,
+        )
+        kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
+        if self.settings.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.settings.aws_endpoint_url
+
+        async def make(name: str, config: AioConfig = base) -> Any:
+            client = await stack.enter_async_context(
+                session.create_client(name, config=config, **kwargs)  # type: ignore[call-overload]
+            )
+            client.meta.events.register("before-send.*.*", _count_request)
+            return client
+
+        self.sqs = await make("sqs")
+        self.dynamodb = await make("dynamodb")
+        self.streams = await make("dynamodbstreams")
+        self.sfn = await make("stepfunctions")
+        self.sns = await make("sns")
+        self.ses = await make("ses", no_retry)
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+
+
+class QueueUrls:
+    """Resolves and caches queue URLs (one GetQueueUrl per queue per process)."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._cache: dict[str, str] = {}
+
+    async def url(self, name: str) -> str:
+        if name not in self._cache:
+            resp = await self._sqs.get_queue_url(QueueName=name)
+            self._cache[name] = resp["QueueUrl"]
+        return self._cache[name]

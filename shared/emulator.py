@@ -1,0 +1,77 @@
+"""The embedded AWS emulator (moto server) for ``remitflow dev`` and the tests.
+
+Moto runs state machines only after ``POST /moto-api/config`` switches execution on,
+and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
+are set here before anything else talks to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+from typing import Any
+
+from moto.server import ThreadedMotoServer
+
+
+def configure(endpoint: str) -> None:
+    """Switch Step Functions execution on (needed after every emulator start)."""
+    body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
+    req = urllib.request.Request(f"{endpoint}/moto-api/config", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def wait_until_up(host: str, port: int, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Emulator:
+    """An in-process moto server on ``host:port`` with execution switched on."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 4566) -> None:
+        self.host = host
+        self.port = port
+        self._server: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Emulator:
+        os.environ["MOTO_PORT"] = str(self.port)
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        wait_until_up(self.host, self.port)
+        configure(self.endpoint)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+def serve_forever(host: str, port: int) -> None:
+    """``remitflow emulator``: run the emulator alone until killed (tests, bench)."""
+    emulator = Emulator(host, port).start()
+    print(f"emulator ready on {emulator.endpoint}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        emulator.stop()

@@ -1,0 +1,61 @@
+"""Prometheus metrics for every part of the pattern (names per Prometheus conventions).
+
+Labels are bounded (queue, table, outcome, error name, AWS operation); never a
+request id. One process serves one service, so the scrape job tells services apart.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_AGE = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400)
+
+INTAKE_MESSAGES = Counter(
+    "remitflow_intake_messages_total", "Partner/event messages taken from an intake queue.",
+    ["queue", "outcome"])
+DLQ_MESSAGES = Counter(
+    "remitflow_dlq_messages_total", "Messages moved to a dead-letter queue, by reason.",
+    ["queue", "reason"])
+MESSAGE_AGE = Histogram(
+    "remitflow_message_age_seconds", "Age of an SQS message when received.", ["queue"],
+    buckets=_AGE)
+WORKFLOW_STARTS = Counter(
+    "remitflow_workflow_starts_total", "Workflow starts by the stream starter.",
+    ["table", "outcome"])
+TASKS = Counter(
+    "remitflow_tasks_total", "Callback tasks answered, by outcome and error name.",
+    ["queue", "outcome", "error"])
+HANDLER_DURATION = Histogram(
+    "remitflow_handler_duration_seconds", "Time spent in a task handler.", ["queue"],
+    buckets=_LATENCY)
+STREAM_ITERATOR_AGE = Gauge(
+    "remitflow_stream_iterator_age_seconds",
+    "Age of the newest record read from a stream shard (stream lag).", ["table", "shard"])
+STREAM_RECORDS = Counter(
+    "remitflow_stream_records_total", "Stream records read, by event name.", ["table", "event"])
+AWS_REQUESTS = Counter(
+    "remitflow_aws_requests_total", "AWS API calls made by this process.",
+    ["service", "operation"])
+DELIVERIES = Counter(
+    "remitflow_deliveries_total", "Payee notifications, by channel and outcome.",
+    ["channel", "outcome"])
+JOBS = Gauge("remitflow_jobs", "Jobs by table and sweeper state.", ["table", "state"])
+SWEEPER_REDRIVES = Counter(
+    "remitflow_sweeper_redrives_total", "Jobs re-driven by the sweeper.", ["table"])
+SWEEPER_FAILED = Counter(
+    "remitflow_sweeper_failed_total", "Jobs moved to FAILED past the retry threshold.", ["table"])
+SWEEPER_RECONCILED = Counter(
+    "remitflow_sweeper_reconciled_total", "Running jobs reconciled against their execution.",
+    ["table", "outcome"])
+SWEEP_DURATION = Histogram(
+    "remitflow_sweep_duration_seconds", "Duration of one sweep.", buckets=_LATENCY)
+SWEEPER_ITEMS_READ = Counter(
+    "remitflow_sweeper_items_read_total", "Index items read by the sweeper.", ["table"])
+SWEEPER_LEADER = Gauge("remitflow_sweeper_leader", "1 while this sweeper holds the lease.")
+SWEEPER_LAST_SUCCESS = Gauge(
+    "remitflow_sweeper_last_success_timestamp_seconds", "Unix time of the last complete sweep.")
+QUEUE_MESSAGES = Gauge(
+    "remitflow_queue_messages", "Approximate visible messages per queue.", ["queue"])
+WORKER_ERRORS = Counter(
+    "remitflow_worker_errors_total", "Unexpected errors in a worker loop (retried).", ["worker"])

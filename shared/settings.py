@@ -1,0 +1,77 @@
+"""Settings, built once per process from the environment (``REMITFLOW_`` prefix).
+
+Standard AWS variables (``AWS_ENDPOINT_URL``, ``AWS_REGION``) are honoured as-is.
+Durations carry their unit in the name. An invalid value fails at start with a
+message that names the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["enrichment", "notification", "sweeper"]
+DEFAULT_PORTS: dict[str, int] = {"enrichment": 8081, "notification": 8082, "sweeper": 8083}
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up for an invalid setting; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REMITFLOW_", extra="ignore")
+
+    prefix: str = Field(default="remitflow", pattern=r"^[a-zA-Z0-9-]{1,40}$")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
+
+    api_token: SecretStr | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    max_in_flight: int = Field(default=32, ge=1, le=1000)
+    receive_wait_s: int = Field(default=10, ge=0, le=20)
+    visibility_timeout_s: int = Field(default=60, ge=5, le=43200)
+    shutdown_grace_s: float = Field(default=25.0, gt=0, le=600)
+
+    stream_poll_interval_s: float = Field(default=0.5, gt=0)
+    stream_idle_max_s: float = Field(default=5.0, gt=0)
+    start_attempts: int = Field(default=3, ge=1, le=10)
+
+    task_heartbeat_s: float = Field(default=20.0, gt=0)
+    task_timeout_s: int = Field(default=300, ge=10)
+
+    sweeper_interval_s: float = Field(default=60.0, gt=0)
+    retry_max_attempts: int = Field(default=5, ge=1, le=100)
+    retry_backoff_base_s: float = Field(default=30.0, ge=0)
+    retry_backoff_cap_s: float = Field(default=3600.0, ge=0)
+    retry_shards: int = Field(default=4, ge=1, le=64)
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+
+    sender_email: str = "remittances@example.com"
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_allow_private: bool = False
+
+    fault_point: str | None = Field(default=None, description="test-only crash hook")
+
+    def port_for(self, service: str) -> int:
+        return self.http_port or DEFAULT_PORTS[service]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings; turn a validation error into a one-line message per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            var = field.upper() if field.startswith("AWS_") else f"REMITFLOW_{field.upper()}"
+            lines.append(f"invalid setting {var}: {err['msg']}")
+        raise SettingsError("\n".join(lines)) from None
