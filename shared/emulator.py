@@ -8,6 +8,7 @@ are set here before anything else talks to it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -54,6 +55,7 @@ class Emulator:
         os.environ["MOTO_PORT"] = str(self.port)
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)

@@ -18,6 +18,10 @@ _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key)", re.I
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _DIGITS = re.compile(r"\b\d{9,}\b")
+# Identifiers we log on purpose; digit runs in them are not account numbers.
+_IDENTIFIERS = frozenset({"request_id", "execution", "execution_name", "execution_arn", "shard",
+                          "sequence", "checkpoint", "message_id", "timestamp", "owner",
+                          "queue", "table", "event"})
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 
 
@@ -43,6 +47,8 @@ def redaction_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key in list(event_dict):
+        if key in _IDENTIFIERS:
+            continue
         if _SECRET_KEYS.search(key):
             event_dict[key] = "[redacted]"
         else:

@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_allow_private: bool = False
 
-    fault_point: str | None = Field(default=None, description="test-only crash hook")
+    faults: str | None = Field(
+        default=None,
+        description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "
+                    "makes task handlers fail transiently for matching request ids")
 
     def port_for(self, service: str) -> int:
         return self.http_port or DEFAULT_PORTS[service]

@@ -1,0 +1,188 @@
+"""``remitflow dev`` (what ``make run`` calls): the whole pipeline on one laptop.
+
+Starts the emulator in-process, creates every resource, loads the demo reference
+data, runs each service as its own OS process (restarting one that dies, as an
+orchestrator would), feeds demo traffic with a live progress view, and stops
+everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from services.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap, load_reference_data
+from shared.dynamo import from_item
+from shared.emulator import Emulator
+from shared.logs import configure_logging
+from shared.names import Names
+from shared.settings import DEFAULT_PORTS, Settings
+
+SERVICES = ("enrichment", "notification", "sweeper")
+LOG_DIR = Path(".dev-logs")
+DEV_ENV = {
+    "REMITFLOW_SWEEPER_INTERVAL_S": "3",
+    "REMITFLOW_RETRY_BACKOFF_BASE_S": "3",
+    "REMITFLOW_RETRY_BACKOFF_CAP_S": "15",
+    "REMITFLOW_RETRY_MAX_ATTEMPTS": "3",
+    "REMITFLOW_RECEIVE_WAIT_S": "1",
+    "REMITFLOW_LEASE_TTL_S": "10",
+    "REMITFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
+    "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+}
+
+
+class Supervisor:
+    """Runs ``remitflow run SERVICE`` per service and restarts the ones that die."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: Counter[str] = Counter()
+        self.stopping = False
+        LOG_DIR.mkdir(exist_ok=True)
+
+    def start(self, service: str) -> None:
+        log = (LOG_DIR / f"{service}.log").open("ab")
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", service], env=self.env,
+            stdout=log, stderr=log, start_new_session=True)
+
+    def check(self) -> list[str]:
+        restarted = []
+        for service, proc in self.procs.items():
+            if proc.poll() is not None and not self.stopping:
+                self.restarts[service] += 1
+                restarted.append(f"{service} exited with {proc.returncode}; restarted")
+                self.start(service)
+        return restarted
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+async def _counts(clients: AwsClients, names: Names) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for table in (names.remittances, names.notifications):
+        paginator = clients.dynamodb.get_paginator("scan")
+        async for page in paginator.paginate(TableName=table, ProjectionExpression=
+                                              "request_id, #s, attempt, channel",
+                                              ExpressionAttributeNames={"#s": "status"}):
+            for item in page.get("Items", []):
+                row = from_item(item)
+                out.setdefault(row["request_id"], {})[table] = row
+    return out
+
+
+def _render(rows: dict[str, dict[str, Any]], names: Names, dlq: int, notes: list[str]) -> str:
+    rem = Counter(r[names.remittances]["status"] for r in rows.values() if names.remittances in r)
+    notif = Counter(r[names.notifications]["status"] for r in rows.values()
+                    if names.notifications in r)
+    lines = [f"remittances:   {dict(sorted(rem.items())) or '-'}",
+             f"notifications: {dict(sorted(notif.items())) or '-'}",
+             f"partner DLQ:   {dlq} message(s)"]
+    lines += [f"  ! {n}" for n in notes[-3:]]
+    return "\n".join(lines)
+
+
+def _table(rows: dict[str, dict[str, Any]], names: Names) -> str:
+    out = [f"{'request_id':<32} {'remittance':<14} {'try':>3}  {'notification':<13} channel"]
+    for rid in sorted(rows):
+        r = rows[rid].get(names.remittances, {})
+        n = rows[rid].get(names.notifications, {})
+        out.append(f"{rid[:32]:<32} {r.get('status', '-'):<14} {int(r.get('attempt', 0)):>3}  "
+                   f"{n.get('status', '-'):<13} {n.get('channel', '-')}")
+    return "\n".join(out)
+
+
+async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int) -> None:
+    names = Names(settings.prefix)
+    async with AwsClients(settings) as clients:
+        while not all(_ready(DEFAULT_PORTS[s]) for s in SERVICES):
+            sup.check()
+            await asyncio.sleep(0.5)
+        print("services ready: enrichment :8081  notification :8082  sweeper :8083", flush=True)
+        if demo:
+            bodies = demo_bodies(count)
+            for label, _ in bodies:
+                print(f"  sending  {label}")
+            await send_messages(settings, [b for _, b in bodies])
+        dlq_url = (await clients.sqs.get_queue_url(
+            QueueName=Names.dlq(names.remittance_events)))["QueueUrl"]
+        notes: list[str] = []
+        tty = sys.stdout.isatty()
+        last = ""
+        while True:
+            notes += sup.check()
+            rows = await _counts(clients, names)
+            attrs = await clients.sqs.get_queue_attributes(
+                QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+            dlq = int(attrs["Attributes"].get("ApproximateNumberOfMessages", "0"))
+            view = _render(rows, names, dlq, notes)
+            if view != last:
+                if tty:
+                    print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "remitflow dev "
+                          "(Ctrl-C stops)\n" + view + "\n\n" + _table(rows, names), flush=True)
+                else:
+                    print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
+                last = view
+            await asyncio.sleep(2)
+
+
+def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
+    configure_logging("WARNING", "console")
+    emulator = Emulator("127.0.0.1", port).start()
+    env = {**os.environ, "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV}
+    if demo:
+        env["REMITFLOW_FAULTS"] = DEMO_FAULTS
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION")})
+    settings = Settings()
+    print(f"emulator on {emulator.endpoint}; creating resources…", flush=True)
+
+    async def setup() -> None:
+        async with AwsClients(settings) as clients:
+            await bootstrap(settings, clients)
+            await load_reference_data(clients, settings, reference_data())
+
+    asyncio.run(setup())
+    sup = Supervisor(env)
+    for service in SERVICES:
+        sup.start(service)
+    print(f"services starting; logs in {LOG_DIR}/", flush=True)
+    try:
+        asyncio.run(_watch(settings, sup, demo, count))
+    except KeyboardInterrupt:
+        print("\nstopping services…", flush=True)
+    finally:
+        sup.stop()
+        emulator.stop()
+    print("stopped.")
+    return 0

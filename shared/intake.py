@@ -1,0 +1,224 @@
+"""Intake: SQS long-poll consumer that turns messages into job items.
+
+Guarantees:
+- At-least-once in: a message is deleted only after its job item is durable
+  (conditional ``PutItem``) or it has been moved to the DLQ.
+- A redelivered message with the same content is acknowledged without a second
+  job; the same id with different content is quarantined (DLQ, reason
+  ``conflicting_duplicate``) and the stored item is left untouched.
+- An invalid message is never retried: it goes to the DLQ with the reason in its
+  message attributes, is deleted from the source, and is counted. Neighbours in
+  the batch are unaffected.
+- At most ``max_in_flight`` messages are being handled at once; visibility is
+  extended while a batch is still being handled; on shutdown, messages received
+  but not started are handed back (visibility 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.jobs import JobStore
+from shared.logs import get_logger
+from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
+from shared.worker import fault_point, sleep_or_stop
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+log = get_logger(__name__)
+
+# DynamoDB's item limit is 400 KB; keep room for the job's own attributes.
+MAX_PAYLOAD_BYTES = 380_000
+
+
+class InvalidMessage(ValueError):
+    """A message that no retry can fix. ``reason`` is a short, bounded code for metrics."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a service's parser makes of one message body."""
+
+    request_id: str
+    payload: str
+    content_hash: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Parser = Callable[[str], Parsed]
+
+
+class Intake:
+    """One intake queue → one job table."""
+
+    def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
+                 store: JobStore, parse: Parser, max_in_flight: int = 32,
+                 wait_s: int = 10, visibility_s: int = 60) -> None:
+        self.name = f"intake:{queue_name}"
+        self.sqs = sqs
+        self.queue = queue_name
+        self.queue_url = queue_url
+        self.dlq_url = dlq_url
+        self.store = store
+        self.parse = parse
+        self.wait_s = wait_s
+        self.visibility_s = visibility_s
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max = max_in_flight
+        self._stop = asyncio.Event()
+        self._batches: set[asyncio.Task[None]] = set()
+        self.healthy = True
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Receive until shutdown, then wait for in-flight batches (they finish and ack)."""
+        failures = 0
+        while not self._stop.is_set():
+            free = self._free_slots()
+            if free == 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                resp = await self.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free),
+                    WaitTimeSeconds=self.wait_s, VisibilityTimeout=self.visibility_s,
+                    MessageAttributeNames=["All"], MessageSystemAttributeNames=["SentTimestamp"])
+                failures = 0
+                self.healthy = True
+            except Exception as exc:
+                failures += 1
+                self.healthy = False
+                WORKER_ERRORS.labels(worker="intake").inc()
+                log.warning("intake.receive_failed", queue=self.queue, error=str(exc),
+                            failures=failures)
+                await sleep_or_stop(self._stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            messages = resp.get("Messages", [])
+            if not messages:
+                continue
+            if self._stop.is_set():
+                await self._hand_back(messages)
+                break
+            fault_point("intake.after_receive")
+            task = asyncio.create_task(self._handle_batch(messages))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        if self._batches:
+            await asyncio.gather(*self._batches, return_exceptions=True)
+
+    def _free_slots(self) -> int:
+        return self._slots._value
+
+    async def _handle_batch(self, messages: list[MessageTypeDef]) -> None:
+        for _ in messages:
+            await self._slots.acquire()
+        keeper = asyncio.create_task(self._keep_visible(messages))
+        try:
+            results = await asyncio.gather(*(self._handle(m) for m in messages),
+                                           return_exceptions=True)
+        finally:
+            keeper.cancel()
+            for _ in messages:
+                self._slots.release()
+        done = [m for m, ok in zip(messages, results, strict=True) if ok is True]
+        for m, ok in zip(messages, results, strict=True):
+            if isinstance(ok, BaseException):
+                WORKER_ERRORS.labels(worker="intake").inc()
+                log.error("intake.handle_failed", queue=self.queue,
+                          message_id=m.get("MessageId"), error=repr(ok))
+        await self._delete(done)
+
+    async def _handle(self, message: MessageTypeDef) -> bool:
+        """Returns True when the message may be deleted from the source queue."""
+        body = message.get("Body", "")
+        sent = message.get("Attributes", {}).get("SentTimestamp")
+        if sent:
+            MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
+        try:
+            parsed = self.parse(body)
+            if len(parsed.payload.encode()) > MAX_PAYLOAD_BYTES:
+                raise InvalidMessage("too_large", f"payload of {len(parsed.payload)} bytes is "
+                                     f"over the {MAX_PAYLOAD_BYTES} byte limit for a job item")
+        except InvalidMessage as exc:
+            await self._quarantine(message, exc.reason, exc.detail)
+            INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
+            return True
+        created = await self.store.create(parsed.request_id, parsed.payload,
+                                          parsed.content_hash, parsed.extra)
+        fault_point("intake.after_put")
+        if created is not None:
+            INTAKE_MESSAGES.labels(queue=self.queue, outcome="stored").inc()
+            log.info("intake.stored", request_id=parsed.request_id, queue=self.queue)
+            return True
+        existing = await self.store.get(parsed.request_id)
+        if existing is not None and existing.raw.get("payload_sha256") == parsed.content_hash:
+            INTAKE_MESSAGES.labels(queue=self.queue, outcome="duplicate").inc()
+            log.info("intake.duplicate", request_id=parsed.request_id, queue=self.queue)
+            return True
+        await self._quarantine(message, "conflicting_duplicate",
+                               f"request_id {parsed.request_id} already stored with "
+                               "different content; stored item left untouched",
+                               request_id=parsed.request_id)
+        INTAKE_MESSAGES.labels(queue=self.queue, outcome="quarantined").inc()
+        return True
+
+    async def _quarantine(self, message: MessageTypeDef, reason: str, detail: str,
+                          request_id: str | None = None) -> None:
+        attrs: dict[str, Any] = {
+            "remitflow.reason": {"DataType": "String", "StringValue": reason},
+            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
+            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue},
+            "remitflow.source_message_id": {"DataType": "String",
+                                            "StringValue": message.get("MessageId", "-")},
+        }
+        if request_id:
+            attrs["remitflow.request_id"] = {"DataType": "String", "StringValue": request_id}
+        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
+                                    MessageAttributes=attrs)
+        DLQ_MESSAGES.labels(queue=self.queue, reason=reason).inc()
+        log.warning("intake.quarantined", queue=self.queue, reason=reason, detail=detail[:300],
+                    request_id=request_id, message_id=message.get("MessageId"))
+
+    async def _delete(self, messages: list[MessageTypeDef]) -> None:
+        if not messages:
+            return
+        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                              for i, m in enumerate(messages)]
+        resp = await self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        for failed in resp.get("Failed", []):
+            log.warning("intake.delete_failed", queue=self.queue, detail=failed.get("Message"))
+
+    async def _keep_visible(self, messages: list[MessageTypeDef]) -> None:
+        """Extend visibility while a slow batch is still being handled."""
+        while True:
+            await asyncio.sleep(self.visibility_s / 3)
+            entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                                   "VisibilityTimeout": self.visibility_s}
+                                  for i, m in enumerate(messages)]
+            try:
+                await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
+                                                               Entries=entries)
+            except Exception as exc:
+                log.warning("intake.extend_visibility_failed", error=str(exc))
+
+    async def _hand_back(self, messages: list[MessageTypeDef]) -> None:
+        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                               "VisibilityTimeout": 0} for i, m in enumerate(messages)]
+        try:
+            await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
+                                                           Entries=entries)
+        except Exception as exc:
+            log.warning("intake.hand_back_failed", error=str(exc))

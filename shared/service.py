@@ -1,0 +1,105 @@
+"""Assembling one job pipeline (intake → table → stream starter → task worker) for a service.
+
+Both services plug their parser, handler and state machine into this; the sweeper
+reuses :func:`job_store` and :class:`~shared.starter.WorkflowStarter`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from shared.aws import AwsClients, QueueUrls
+from shared.intake import Intake, Parser
+from shared.jobs import JobStore, Status
+from shared.leases import Leases
+from shared.names import Names
+from shared.settings import Settings
+from shared.starter import RetryPolicy, WorkflowStarter
+from shared.stream import DynamoDBStreamSource, StreamConsumer
+from shared.tasks import Handler, TaskWorker
+from shared.worker import Worker
+
+
+def owner_id() -> str:
+    """Who holds a lease: host and pid, unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_store(settings: Settings, clients: AwsClients, table: str) -> JobStore:
+    success = Status.SENT if table.endswith("-notifications") else Status.COMPLETED
+    return JobStore(clients.dynamodb, table, shards=settings.retry_shards, success=success)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_base_s,
+                       settings.retry_backoff_cap_s)
+
+
+async def state_machine_arn(clients: AwsClients, name: str) -> str:
+    async for page in clients.sfn.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+    raise RuntimeError(f"state machine {name} not found: run `remitflow bootstrap`")
+
+
+async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str,
+                   task_queue: str, table: str, state_machine: str, parse: Parser,
+                   handler: Handler) -> tuple[list[Worker], JobStore]:
+    """The four workers of one service, built on shared clients."""
+    urls = QueueUrls(clients.sqs)
+    store = job_store(settings, clients, table)
+    starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients, state_machine),
+                              retry_policy(settings), start_attempts=settings.start_attempts)
+    names = Names(settings.prefix)
+    leases = Leases(clients.dynamodb, names.leases, owner_id(), settings.lease_ttl_s)
+    intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
+                    queue_url=await urls.url(intake_queue),
+                    dlq_url=await urls.url(Names.dlq(intake_queue)), store=store, parse=parse,
+                    max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
+                    visibility_s=settings.visibility_timeout_s)
+    stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
+                            leases=leases, table=table, processor=starter.on_inserted,
+                            poll_s=settings.stream_poll_interval_s,
+                            idle_max_s=settings.stream_idle_max_s,
+                            refresh_s=max(1.0, settings.lease_ttl_s / 3))
+    tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
+                       queue_url=await urls.url(task_queue), store=store, handler=handler,
+                       max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
+                       heartbeat_s=settings.task_heartbeat_s,
+                       visibility_s=int(settings.task_heartbeat_s * 3) + 10)
+    return [intake, stream, tasks], store
+
+
+def status_router(path: str, store: JobStore,
+                  decorate: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+                  ) -> APIRouter:
+    """``GET /v1/<path>/{request_id}``: the job as DESIGN §8 describes it."""
+    router = APIRouter()
+
+    @router.get(f"/{path}/{{request_id}}")
+    async def get_job(request_id: str) -> dict[str, Any]:
+        if not 1 <= len(request_id) <= 128:
+            raise HTTPException(status_code=400, detail="request_id must have 1 to 128 characters")
+        job = await store.get(request_id, consistent=False)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job with request_id {request_id}")
+        view = job.public()
+        return await decorate(view) if decorate else view
+
+    return router
+
+
+def aws_readiness(clients: AwsClients, table: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def check() -> dict[str, Any]:
+        try:
+            desc = await clients.dynamodb.describe_table(TableName=table)
+            return {"aws": True, "table": desc["Table"]["TableStatus"] == "ACTIVE"}
+        except Exception as exc:
+            return {"aws": False, "error": str(exc)[:200]}
+    return check

@@ -1,0 +1,207 @@
+"""Task worker: answers the workflow's ``.waitForTaskToken`` tasks from an SQS queue.
+
+The workflow sends ``{task_token, request_id, attempt, execution_name}``; the worker
+loads the job, checks the task still belongs to the job's current attempt, runs the
+service's handler and answers ``SendTaskSuccess`` (handler output) or
+``SendTaskFailure`` with ``remitflow.Business.<Reason>`` (not retryable: the job
+becomes ``REJECTED``) or ``remitflow.Transient`` (retried by the workflow, then
+``RETRY_PENDING``). While the handler runs, the worker heartbeats the task and
+extends the message's visibility. The message is deleted only after the answer
+was accepted (or the task is gone), so a crash mid-task re-runs the handler:
+handlers must be idempotent (notification records deliveries before answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.aws import error_code
+from shared.jobs import Job, JobStore, Status
+from shared.logs import get_logger
+from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
+from shared.worker import fault_point, sleep_or_stop
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+    from types_aiobotocore_stepfunctions import SFNClient
+
+log = get_logger(__name__)
+TRANSIENT = "remitflow.Transient"
+_GONE = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
+
+
+class BusinessError(Exception):
+    """No retry can fix this (unknown payee, amounts that do not add up, HTTP 4xx)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def error_name(self) -> str:
+        return f"remitflow.Business.{self.reason}"
+
+
+class TransientError(Exception):
+    """Worth retrying later (throttling, a receiver that is down, a 503)."""
+
+
+class Superseded(Exception):
+    """The task belongs to an attempt that is no longer the job's current one."""
+
+
+@dataclass(frozen=True)
+class Task:
+    token: str
+    request_id: str
+    attempt: int
+    execution_name: str
+    job: Job
+
+
+Handler = Callable[[Task], Awaitable[dict[str, Any]]]
+
+
+class TaskWorker:
+    def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
+                 store: JobStore, handler: Handler, max_in_flight: int = 32,
+                 wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70) -> None:
+        self.name = f"tasks:{queue_name}"
+        self.sqs = sqs
+        self.sfn = sfn
+        self.queue = queue_name
+        self.queue_url = queue_url
+        self.store = store
+        self.handler = handler
+        self.wait_s = wait_s
+        self.heartbeat_s = heartbeat_s
+        self.visibility_s = visibility_s
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._stop = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.healthy = True
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            free = self._slots._value
+            if free == 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                resp = await self.sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free),
+                    WaitTimeSeconds=self.wait_s, VisibilityTimeout=self.visibility_s)
+                failures = 0
+                self.healthy = True
+            except Exception as exc:
+                failures += 1
+                self.healthy = False
+                WORKER_ERRORS.labels(worker="tasks").inc()
+                log.warning("tasks.receive_failed", queue=self.queue, error=str(exc))
+                await sleep_or_stop(self._stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
+                continue
+            for message in resp.get("Messages", []):
+                if self._stop.is_set():
+                    await self._visibility(message, 0)
+                    continue
+                await self._slots.acquire()
+                task = asyncio.create_task(self._run_one(message))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _run_one(self, message: MessageTypeDef) -> None:
+        try:
+            await self._answer(message)
+        except Exception as exc:
+            WORKER_ERRORS.labels(worker="tasks").inc()
+            log.error("tasks.failed", queue=self.queue, error=repr(exc))
+        finally:
+            self._slots.release()
+
+    async def _answer(self, message: MessageTypeDef) -> None:
+        body = json.loads(message.get("Body", "{}"))
+        token = body["task_token"]
+        request_id = body["request_id"]
+        job = await self.store.get(request_id)
+        if job is None or job.status is not Status.RUNNING \
+                or job.execution_name != body.get("execution_name"):
+            await self._send_failure(token, "remitflow.Superseded",
+                                     "task belongs to an attempt that is no longer current",
+                                     request_id)
+            await self._delete(message)
+            return
+        task = Task(token=token, request_id=request_id, attempt=int(body.get("attempt", 1)),
+                    execution_name=body["execution_name"], job=job)
+        beat = asyncio.create_task(self._heartbeat(message, token))
+        started = time.perf_counter()
+        try:
+            output = await self.handler(task)
+        except BusinessError as exc:
+            await self._send_failure(token, exc.error_name, exc.detail, request_id)
+            TASKS.labels(queue=self.queue, outcome="business_error", error=exc.reason).inc()
+        except Exception as exc:
+            cause = str(exc) or type(exc).__name__
+            await self._send_failure(token, TRANSIENT, cause, request_id)
+            TASKS.labels(queue=self.queue, outcome="transient_error",
+                         error=type(exc).__name__).inc()
+        else:
+            fault_point("tasks.before_answer")
+            await self._send_success(token, output, request_id)
+            TASKS.labels(queue=self.queue, outcome="success", error="").inc()
+        finally:
+            beat.cancel()
+            HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started)
+        await self._delete(message)
+
+    async def _send_success(self, token: str, output: dict[str, Any], request_id: str) -> None:
+        try:
+            await self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+            log.info("task.succeeded", request_id=request_id, queue=self.queue)
+        except Exception as exc:
+            if error_code(exc) not in _GONE:
+                raise
+            log.info("task.gone", request_id=request_id, error=error_code(exc))
+
+    async def _send_failure(self, token: str, error: str, cause: str, request_id: str) -> None:
+        try:
+            await self.sfn.send_task_failure(taskToken=token, error=error[:256],
+                                             cause=cause[:32000])
+            log.info("task.failed", request_id=request_id, error=error, cause=cause[:300])
+        except Exception as exc:
+            if error_code(exc) not in _GONE:
+                raise
+            log.info("task.gone", request_id=request_id, error=error_code(exc))
+
+    async def _heartbeat(self, message: MessageTypeDef, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self.sfn.send_task_heartbeat(taskToken=token)
+                await self._visibility(message, self.visibility_s)
+            except Exception as exc:
+                log.warning("task.heartbeat_failed", error=str(exc))
+
+    async def _visibility(self, message: MessageTypeDef, seconds: int) -> None:
+        try:
+            await self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=seconds)
+        except Exception as exc:
+            log.warning("tasks.visibility_failed", error=str(exc))
+
+    async def _delete(self, message: MessageTypeDef) -> None:
+        await self.sqs.delete_message(QueueUrl=self.queue_url,
+                                      ReceiptHandle=message["ReceiptHandle"])
