@@ -1,0 +1,37 @@
+# remitflow — `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint fmt bench soak clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the project (editable, dev extras)
+
+run: venv ## emulator + bootstrap + three services + demo traffic (Ctrl-C stops)
+	$(VENV)/bin/remitflow dev
+
+test: venv ## the whole suite against the embedded emulator (no network, no Docker)
+	$(PY) -m pytest -q
+
+lint: venv ## ruff + mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared services tests
+
+fmt: venv ## apply ruff's fixes
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## remove caches and dev logs (keeps .venv)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev-logs .hypothesis
+
+-include deploy.mk

@@ -1,0 +1,68 @@
+"""Shared fixtures: one emulator process per session, a fresh prefix (own resources) per test.
+
+The emulator is moto server in its own process on a free loopback port, spoken to
+over real HTTP; nothing in the AWS APIs is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from services.demo import reference_data
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap, load_reference_data
+from shared.emulator import wait_until_up
+from shared.settings import Settings
+from tests.helpers import Env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "MOTO_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "emulator", "--port",
+                             str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up("127.0.0.1", port, timeout_s=30)
+        endpoint = f"http://127.0.0.1:{port}"
+        os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
+                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_settings(prefix: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "prefix": prefix, "receive_wait_s": 1, "stream_poll_interval_s": 0.2,
+        "stream_idle_max_s": 0.5, "lease_ttl_s": 5, "retry_backoff_base_s": 1,
+        "retry_backoff_cap_s": 2, "retry_max_attempts": 3, "task_heartbeat_s": 5,
+        "sweeper_interval_s": 1, "webhook_allow_private": True, "log_format": "json",
+        **overrides}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def env(emulator: str) -> AsyncIterator[Env]:
+    """Freshly bootstrapped resources under a unique prefix, with the demo reference data."""
+    prefix = "t" + uuid.uuid4().hex[:10]
+    settings = test_settings(prefix)
+    async with AwsClients(settings) as clients:
+        await bootstrap(settings, clients)
+        await load_reference_data(clients, settings, reference_data())
+        yield Env(settings=settings, clients=clients, endpoint=emulator)

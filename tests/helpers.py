@@ -1,0 +1,115 @@
+"""Test helpers: running a service's workers in-process, and polling for an end state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from shared.aws import AwsClients
+from shared.jobs import Job, JobStore
+from shared.names import Names
+from shared.runtime import Builder, ServiceParts
+from shared.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class Env:
+    settings: Settings
+    clients: AwsClients
+    endpoint: str
+
+    @property
+    def names(self) -> Names:
+        return Names(self.settings.prefix)
+
+    def with_settings(self, **overrides: Any) -> Env:
+        return Env(self.settings.model_copy(update=overrides), self.clients, self.endpoint)
+
+    def store(self, short: str = "remittances") -> JobStore:
+        return JobStore(self.clients.dynamodb, self.names.table(short),
+                        shards=self.settings.retry_shards)
+
+    async def queue_url(self, name: str) -> str:
+        return (await self.clients.sqs.get_queue_url(QueueName=name))["QueueUrl"]
+
+    async def send(self, *bodies: str | dict[str, Any]) -> None:
+        url = await self.queue_url(self.names.remittance_events)
+        entries: list[Any] = [
+            {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
+            for i, b in enumerate(bodies)]
+        for start in range(0, len(entries), 10):
+            await self.clients.sqs.send_message_batch(QueueUrl=url,
+                                                      Entries=entries[start:start + 10])
+
+    async def drain(self, queue: str, *, wait_s: float = 1.0) -> list[Any]:
+        """Every message currently in ``queue`` (received and left invisible)."""
+        url = await self.queue_url(queue)
+        out: list[Any] = []
+        deadline = time.monotonic() + wait_s
+        while True:
+            resp = await self.clients.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                MessageAttributeNames=["All"], VisibilityTimeout=300)
+            msgs = resp.get("Messages", [])
+            out += msgs
+            if not msgs and time.monotonic() > deadline:
+                return out
+
+    async def executions(self, state_machine: str) -> list[Any]:
+        arn = next(m["stateMachineArn"] for m in
+                   (await self.clients.sfn.list_state_machines())["stateMachines"]
+                   if m["name"] == state_machine)
+        return list((await self.clients.sfn.list_executions(stateMachineArn=arn))["executions"])
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 30.0,
+                     what: str = "condition") -> T:
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def job_in(store: JobStore, request_id: str, *statuses: str,
+                 timeout_s: float = 30.0) -> Job:
+    async def probe() -> Job | None:
+        job = await store.get(request_id)
+        return job if job is not None and job.status in statuses else None
+
+    try:
+        return await eventually(probe, timeout_s=timeout_s,
+                                what=f"{request_id} in {statuses}")
+    except AssertionError:
+        job = await store.get(request_id)
+        raise AssertionError(f"{request_id} never reached {statuses}: last seen "
+                             f"{job.public() if job else None}") from None
+
+
+@asynccontextmanager
+async def running(env: Env, build: Builder) -> AsyncIterator[ServiceParts]:
+    """Run a service's workers in this event loop; stop them gracefully on exit."""
+    parts = await build(env.settings, env.clients)
+    tasks = [asyncio.create_task(w.run()) for w in parts.workers]
+    try:
+        yield parts
+    finally:
+        for w in parts.workers:
+            w.shutdown()
+        done, pending = await asyncio.wait(tasks, timeout=15)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if task.exception():
+                raise task.exception()  # type: ignore[misc]
