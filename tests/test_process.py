@@ -1,0 +1,102 @@
+"""A real service process: HTTP routes, bearer auth, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap
+from tests.conftest import free_port
+from tests.helpers import Env, eventually
+
+TOKEN = "s3cret-test-token"
+
+
+@contextmanager
+def service_process(env: Env, service: str,
+                    **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
+                "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
+                "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+                **extra_env}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", service],
+                            env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
+    with service_process(env, "enrichment", REMITFLOW_API_TOKEN=TOKEN) as (url, proc):
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, what="/readyz 200")
+            assert (await http.get("/healthz")).json()["status"] == "ok"
+            await env.send({"schema_version": "1", "request_id": "REQ-PROC-1",
+                            "partner": "TOKYOBANK", "status": "SETTLED",
+                            "payment_method": "WIRE", "amount": "150000", "currency": "JPY",
+                            "payee_id": "PAYEE-0003", "invoice_ids": ["INV-3001"],
+                            "occurred_at": "2026-11-25T01:30:00Z"})
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+            assert (await http.get("/v1/remittances/REQ-PROC-1")).status_code == 401
+            bad = await http.get("/v1/remittances/REQ-PROC-1",
+                                 headers={"Authorization": "Bearer nope"})
+            assert bad.status_code == 401 and bad.json() == {
+                "error": "missing or invalid bearer token"}
+
+            async def completed() -> dict[str, object] | None:
+                resp = await http.get("/v1/remittances/REQ-PROC-1", headers=auth)
+                body: dict[str, object] = resp.json()
+                return body if resp.status_code == 200 and body["status"] == "COMPLETED" \
+                    else None
+
+            job = await eventually(completed, what="REQ-PROC-1 COMPLETED over the API")
+            for key in ("request_id", "status", "attempt", "version", "execution_arn",
+                        "created_at", "updated_at", "last_error"):
+                assert key in job
+            assert job["last_error"] is None and job["attempt"] == 1
+            assert str(job["execution_arn"]).endswith(":execution:"
+                                                      f"{env.names.enrichment_sm}:REQ-PROC-1-a1")
+            missing = await http.get("/v1/remittances/REQ-NOPE", headers=auth)
+            assert missing.status_code == 404 and "error" in missing.json()
+            metrics = (await http.get("/metrics")).text
+            assert 'remitflow_intake_messages_total{outcome="stored"' in metrics
+            assert "remitflow_aws_requests_total{" in metrics
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert time.monotonic() - started < 15
+        out = proc.stdout.read().decode() if proc.stdout else ""
+        assert '"event": "service.stopped"' in out
+        assert TOKEN not in out
+
+
+async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
+    async with AwsClients(env.settings) as clients:
+        first = await bootstrap(env.settings, clients)
+        tables = await clients.dynamodb.describe_table(TableName=env.names.remittances)
+        second = await bootstrap(env.settings, clients)
+        again = await clients.dynamodb.describe_table(TableName=env.names.remittances)
+    assert first == second
+    assert {g["IndexName"] for g in again["Table"]["GlobalSecondaryIndexes"]} == {
+        "retry-index", "failed-index", "running-index"}
+    assert tables["Table"]["LatestStreamArn"] == again["Table"]["LatestStreamArn"]
+    assert again["Table"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
