@@ -149,6 +149,9 @@ class TaskWorker:
         started = time.perf_counter()
         try:
             output = await self.handler(task)
+        except Superseded as exc:
+            await self._send_failure(token, "remitflow.Superseded", str(exc), request_id)
+            TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
         except BusinessError as exc:
             await self._send_failure(token, exc.error_name, exc.detail, request_id)
             TASKS.labels(queue=self.queue, outcome="business_error", error=exc.reason).inc()

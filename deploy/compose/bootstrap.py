@@ -1,8 +1,9 @@
 """Compose `bootstrap` service: wait for the AWS emulator, then exec `remitflow bootstrap`.
 
-LocalStack is already healthy (depends_on). On moto (profile `moto`) this also waits
-until the `moto-init` step has switched Step Functions execution on, so no workflow
-starts against a moto that would never run it. Standard library only.
+LocalStack is already healthy (depends_on). On moto (profile `moto`) this repeats the
+`moto-init` step (idempotent: switch Step Functions execution on) before bootstrapping,
+because moto's GET /moto-api/config does not report that switch and no workflow may
+start against a moto that would never run it. Standard library only.
 """
 
 import json
@@ -14,35 +15,36 @@ import urllib.request
 
 ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://localstack:4566").rstrip("/")
 TIMEOUT_S = float(os.environ.get("BOOTSTRAP_WAIT_S", "120"))
+MOTO_CONFIG = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
 
 
-def get(path: str) -> tuple[int, bytes]:
+def call(path: str, body: bytes | None = None) -> int:
+    """HTTP status of GET (or POST with body) ENDPOINT+path; OSError if unreachable."""
+    req = urllib.request.Request(ENDPOINT + path, data=body, method="POST" if body else "GET",
+                                 headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(ENDPOINT + path, timeout=3) as resp:
-            return resp.status, resp.read()
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            resp.read()
+            return int(resp.status)
     except urllib.error.HTTPError as exc:
-        return exc.code, b""
+        return int(exc.code)
 
 
-def moto_ready() -> bool | None:
-    """None: not moto. True/False: moto with execution on/off."""
-    status, body = get("/moto-api/config")
-    if status != 200:
-        return None
-    try:
-        return bool(json.loads(body).get("stepfunctions", {}).get("execute_state_machine"))
-    except ValueError:
-        return None
+def emulator_ready() -> bool:
+    if not 200 <= call("/moto-api/config") < 300:
+        return True  # not moto: LocalStack is healthy already, real AWS needs nothing
+    ok = 200 <= call("/moto-api/config", MOTO_CONFIG) < 300
+    if ok:
+        print("bootstrap: moto Step Functions execution on", flush=True)
+    return ok
 
 
 def main() -> None:
     deadline = time.monotonic() + TIMEOUT_S
     while True:
         try:
-            ready = moto_ready()
-            if ready is None or ready:
+            if emulator_ready():
                 break
-            print("bootstrap: waiting for moto-init (Step Functions execution)", flush=True)
         except OSError as exc:
             print(f"bootstrap: waiting for {ENDPOINT}: {exc}", flush=True)
         if time.monotonic() > deadline:
