@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
+from services.webhook_receiver import Receiver
 from shared.aws import AwsClients
 from shared.bootstrap import bootstrap, load_reference_data
 from shared.dynamo import from_item
@@ -101,13 +102,18 @@ async def _counts(clients: AwsClients, names: Names) -> dict[str, dict[str, Any]
     return out
 
 
-def _render(rows: dict[str, dict[str, Any]], names: Names, dlq: int, notes: list[str]) -> str:
+def _render(rows: dict[str, dict[str, Any]], names: Names, dlq: int, notes: list[str],
+            receiver: Receiver | None) -> str:
     rem = Counter(r[names.remittances]["status"] for r in rows.values() if names.remittances in r)
     notif = Counter(r[names.notifications]["status"] for r in rows.values()
                     if names.notifications in r)
     lines = [f"remittances:   {dict(sorted(rem.items())) or '-'}",
              f"notifications: {dict(sorted(notif.items())) or '-'}",
              f"partner DLQ:   {dlq} message(s)"]
+    if receiver is not None:
+        dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1)
+        lines.append(f"webhooks:      {len(receiver.received)} received and verified on :9900, "
+                     f"{dupes} duplicate(s), {receiver.rejected} bad signature(s)")
     lines += [f"  ! {n}" for n in notes[-3:]]
     return "\n".join(lines)
 
@@ -122,7 +128,8 @@ def _table(rows: dict[str, dict[str, Any]], names: Names) -> str:
     return "\n".join(out)
 
 
-async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int) -> None:
+async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
+                 receiver: Receiver | None) -> None:
     names = Names(settings.prefix)
     async with AwsClients(settings) as clients:
         while not all(_ready(DEFAULT_PORTS[s]) for s in SERVICES):
@@ -145,7 +152,7 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int) ->
             attrs = await clients.sqs.get_queue_attributes(
                 QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
             dlq = int(attrs["Attributes"].get("ApproximateNumberOfMessages", "0"))
-            view = _render(rows, names, dlq, notes)
+            view = _render(rows, names, dlq, notes, receiver)
             if view != last:
                 if tty:
                     print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "remitflow dev "
@@ -154,6 +161,20 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int) ->
                     print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
                 last = view
             await asyncio.sleep(2)
+
+
+def _start_receiver() -> Receiver | None:
+    """The demo payees on the webhook channel post to 127.0.0.1:9900."""
+    secrets = [p["webhook_secret"] for p in reference_data()["payees"] if p.get("webhook_secret")]
+    if not secrets:
+        return None
+    try:
+        receiver = Receiver(secrets[0], port=9900, echo=not sys.stdout.isatty()).start()
+    except OSError as exc:
+        print(f"webhook receiver not started on :9900 ({exc})", flush=True)
+        return None
+    print("webhook receiver on http://127.0.0.1:9900 (verifies Standard Webhooks signatures)")
+    return receiver
 
 
 def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
@@ -173,16 +194,19 @@ def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
             await load_reference_data(clients, settings, reference_data())
 
     asyncio.run(setup())
+    receiver = _start_receiver()
     sup = Supervisor(env)
     for service in SERVICES:
         sup.start(service)
     print(f"services starting; logs in {LOG_DIR}/", flush=True)
     try:
-        asyncio.run(_watch(settings, sup, demo, count))
+        asyncio.run(_watch(settings, sup, demo, count, receiver))
     except KeyboardInterrupt:
         print("\nstopping services…", flush=True)
     finally:
         sup.stop()
+        if receiver is not None:
+            receiver.stop()
         emulator.stop()
     print("stopped.")
     return 0
