@@ -113,3 +113,12 @@ async def running(env: Env, build: Builder) -> AsyncIterator[ServiceParts]:
         for task in done:
             if task.exception():
                 raise task.exception()  # type: ignore[misc]
+
+
+def sent_emails(endpoint: str) -> list[dict[str, Any]]:
+    """E-mails the emulator's SES accepted (all tests share one emulator: filter by id)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as resp:
+        data = json.load(resp)
+    return list(data.get("ses", {}).get("Message", []))
