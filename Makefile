@@ -35,3 +35,6 @@ clean: ## remove caches and dev logs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev-logs .hypothesis
 
 -include deploy.mk
+
+soak: venv ## N remittances with random kill -9s: prints lost=… duplicates=… (N=2000)
+	$(PY) -m services.soak --count $(or $(N),2000)

@@ -1,0 +1,139 @@
+"""``make soak``: many remittances through the whole pipeline while processes get killed.
+
+Runs like ``remitflow dev --no-demo`` (emulator in-process, each service its own OS
+process, restarted when it dies), sends N remittances, and every few seconds
+``kill -9``s a random service process. At the end it accounts for every
+remittance and counts duplicate deliveries; it exits non-zero if anything was
+lost or delivered twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+import urllib.request
+from collections import Counter
+from typing import Any
+
+from services.demo import generate_messages, reference_data, send_messages
+from services.dev import DEV_ENV, SERVICES, Supervisor, _start_receiver
+from shared.aws import AwsClients
+from shared.bootstrap import bootstrap, load_reference_data
+from shared.dynamo import from_item
+from shared.emulator import Emulator
+from shared.logs import configure_logging
+from shared.names import Names
+from shared.settings import Settings
+
+DONE_REMITTANCE = {"COMPLETED", "REJECTED", "FAILED"}
+DONE_NOTIFICATION = {"SENT", "REJECTED", "FAILED"}
+
+
+async def _scan(clients: AwsClients, table: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    async for page in clients.dynamodb.get_paginator("scan").paginate(TableName=table):
+        for item in page.get("Items", []):
+            row = from_item(item)
+            out[row["request_id"]] = row
+    return out
+
+
+def _emails(endpoint: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=30) as resp:
+        return list(json.load(resp).get("ses", {}).get("Message", []))
+
+
+async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
+               sup: Supervisor, receiver: Any) -> int:
+    settings = Settings()
+    names = Names(settings.prefix)
+    messages = generate_messages(count, prefix="REQ-SOAK")
+    ids = {m["request_id"] for m in messages}
+    started = time.monotonic()
+    sender = asyncio.create_task(send_messages(settings, [json.dumps(m) for m in messages]))
+    kills: Counter[str] = Counter()
+    next_kill = time.monotonic() + kill_every_s
+    async with AwsClients(settings) as clients:
+        while True:
+            sup.check()
+            if time.monotonic() >= next_kill:
+                victim = random.choice(SERVICES)
+                proc = sup.procs[victim]
+                if proc.poll() is None:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills[victim] += 1
+                next_kill = time.monotonic() + random.uniform(kill_every_s / 2, kill_every_s * 1.5)
+            rem = await _scan(clients, names.remittances)
+            notif = await _scan(clients, names.notifications)
+            settled = [r for r in ids if rem.get(r, {}).get("status") in DONE_REMITTANCE
+                       and (rem[r]["status"] != "COMPLETED"
+                            or notif.get(r, {}).get("status") in DONE_NOTIFICATION)]
+            elapsed = time.monotonic() - started
+            print(f"{elapsed:6.0f}s settled {len(settled)}/{count}  kills {dict(kills)}",
+                  flush=True)
+            if (sender.done() and len(settled) == count) or elapsed > timeout_s:
+                break
+            await asyncio.sleep(3)
+        await sender
+    statuses = Counter(rem[r]["status"] for r in ids if r in rem)
+    nstatuses = Counter(notif[r]["status"] for r in ids if r in notif)
+    accounted = sum(statuses[s] for s in DONE_REMITTANCE)
+    lost = count - accounted
+    delivery_ids = {n.get("delivery_id") for n in notif.values() if n.get("channel") == "email"}
+    emails = [m for m in _emails(endpoint)]
+    email_dupes = len([m for m in emails if m["id"] not in delivery_ids])
+    webhook_dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1) if receiver else 0
+    print(f"remittances in={count} COMPLETED={statuses['COMPLETED']} "
+          f"SENT={nstatuses['SENT']} REJECTED={statuses['REJECTED'] + nstatuses['REJECTED']} "
+          f"FAILED={statuses['FAILED'] + nstatuses['FAILED']} "
+          f"other={dict((s, n) for s, n in statuses.items() if s not in DONE_REMITTANCE)}")
+    print(f"kills={sum(kills.values())} {dict(kills)} restarts={dict(sup.restarts)}")
+    print(f"lost={lost} duplicates={email_dupes + webhook_dupes} "
+          f"(emails {email_dupes}, webhooks {webhook_dupes})")
+    return 0 if lost == 0 and email_dupes + webhook_dupes == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="soak")
+    p.add_argument("--count", type=int, default=2000)
+    p.add_argument("--kill-every-s", type=float, default=5.0)
+    p.add_argument("--timeout-s", type=float, default=1800.0)
+    p.add_argument("--port", type=int, default=4567)
+    args = p.parse_args(argv)
+    configure_logging("WARNING", "console")
+    emulator = Emulator("127.0.0.1", args.port).start()
+    env = {**os.environ, "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV,
+           "REMITFLOW_PREFIX": "soak"}
+    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION",
+                                           "REMITFLOW_PREFIX")})
+    settings = Settings()
+
+    async def setup() -> None:
+        async with AwsClients(settings) as clients:
+            await bootstrap(settings, clients)
+            await load_reference_data(clients, settings, reference_data())
+
+    asyncio.run(setup())
+    receiver = _start_receiver()
+    sup = Supervisor(env)
+    for service in SERVICES:
+        sup.start(service)
+    try:
+        return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
+                                emulator.endpoint, sup, receiver))
+    finally:
+        sup.stop()
+        if receiver is not None:
+            receiver.stop()
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
