@@ -23,7 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.enrichment.directory import PayeeDirectory
-from services.notification.render import Renderer
+from services.notification.render import RenderError, Renderer
 from services.notification.rules import RuleSet
 from services.notification.webhook import deliver, webhook_id_for
 from shared.advice import RemittanceAdvice
@@ -80,9 +80,12 @@ class Notifier:
                                         "outcome is unknown; not resent automatically")
         advice = RemittanceAdvice.model_validate_json(job.raw["payload"])
         choice = self.rules.choose(advice)
-        channel = choice.channel or advice.payee.channel
-        rendered = self.renderer.render(advice, template_id=choice.template_id,
-                                        locale=advice.payee.locale)
+        channel = choice.channel
+        try:
+            rendered = self.renderer.render(advice, template_id=choice.template_id,
+                                            locale=advice.payee.locale)
+        except RenderError as exc:
+            raise BusinessError("RenderFailed", str(exc)) from exc
         details = {"channel": channel, "template_id": rendered.template_id,
                    "locale": rendered.locale_used, "rule": choice.rule_name}
         if channel == "email":

@@ -1,0 +1,134 @@
+"""Notification end to end: advice → notifications table → workflow → e-mail or webhook."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from services.enrichment.service import build as build_enrichment
+from services.notification.service import build as build_notification
+from services.webhook_receiver import Receiver
+from shared.dynamo import to_item
+from tests.helpers import Env, eventually, job_in, running, sent_emails
+
+EXAMPLES = resources.files("shared.contracts").joinpath("examples")
+SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(SECRET, port=0).start()
+    yield r
+    r.stop()
+
+
+async def point_webhook_payee_at(env: Env, receiver: Receiver) -> None:
+    payee = next(p for p in json.loads(EXAMPLES.joinpath("reference-data.json").read_text())
+                 ["payees"] if p["payee_id"] == "PAYEE-0003")
+    payee["webhook_url"] = f"http://127.0.0.1:{receiver.port}/hooks/remittance"
+    await env.clients.dynamodb.put_item(TableName=env.names.payees, Item=to_item(payee))
+
+
+def example(name: str) -> str:
+    return EXAMPLES.joinpath(name).read_text()
+
+
+async def test_email_lands_in_ses_with_locale_formatted_amount(env: Env) -> None:
+    async with running(env, build_enrichment), running(env, build_notification):
+        await env.send(example("settled-eur-sepa-extra-fields.json"))
+        job = await job_in(env.store("notifications"), "REQ-2026-000002", "SENT", timeout_s=45)
+    assert job.raw["channel"] == "email" and job.raw["locale"].startswith("de")
+    mail = next(m for m in sent_emails(env.endpoint) if m["id"] == job.raw["delivery_id"])
+    assert mail["destinations"]["ToAddresses"] == ["finance@brandt.example"]
+    assert mail["source"] == env.settings.sender_email
+    assert "1.234,56\xa0€" in mail["body"] or "1.234,56 €" in mail["body"]
+    assert "•••• 4321" in mail["body"] or "4321" in mail["body"]
+    assert not {"running_job", "retry_job", "failed_job", "delivery_intent"} & set(job.raw)
+
+
+async def test_webhook_is_signed_and_received_once(env: Env, receiver: Receiver) -> None:
+    await point_webhook_payee_at(env, receiver)
+    async with running(env, build_enrichment), running(env, build_notification):
+        await env.send(example("settled-jpy-wire.json"))
+        job = await job_in(env.store("notifications"), "REQ-2026-000003", "SENT", timeout_s=45)
+    assert receiver.rejected == 0
+    assert list(receiver.by_id.values()) == [1]
+    (got,) = receiver.received
+    assert got["id"] == job.raw["delivery_id"] == job.raw["webhook_id"]
+    assert got["payload"]["data"]["request_id"] == "REQ-2026-000003"
+    assert got["payload"]["data"]["amount"] == "150000"
+
+
+async def test_webhook_410_is_rejected(env: Env, receiver: Receiver) -> None:
+    await point_webhook_payee_at(env, receiver)
+    receiver.script = [410] * 10
+    async with running(env, build_enrichment), running(env, build_notification):
+        await env.send(example("settled-jpy-wire.json"))
+        job = await job_in(env.store("notifications"), "REQ-2026-000003", "REJECTED",
+                           timeout_s=45)
+    assert "WebhookGone" in job.raw["last_error"]
+    assert receiver.received == []
+
+
+async def test_webhook_503_goes_to_retry_pending(env: Env, receiver: Receiver) -> None:
+    await point_webhook_payee_at(env, receiver)
+    receiver.script = [503] * 100
+    async with running(env, build_enrichment), running(env, build_notification):
+        await env.send(example("settled-jpy-wire.json"))
+        job = await job_in(env.store("notifications"), "REQ-2026-000003", "RETRY_PENDING",
+                           timeout_s=60)
+    assert "delivery_id" not in job.raw and receiver.received == []
+
+
+async def test_duplicate_advice_sends_one_email(env: Env) -> None:
+    async with running(env, build_enrichment):
+        await env.send(example("settled-usd-ach.json"))
+        remittance = await job_in(env.store(), "REQ-2026-000001", "COMPLETED")
+    advice = json.loads(remittance.raw["advice"])
+    url = await env.queue_url(env.names.notification_events)
+    again = dict(advice, enriched_at="2030-01-01T00:00:00Z")  # a later re-publication
+    for body in (json.dumps(again), remittance.raw["advice"]):
+        await env.clients.sqs.send_message(QueueUrl=url, MessageBody=body)
+    async with running(env, build_notification):
+        job = await job_in(env.store("notifications"), "REQ-2026-000001", "SENT", timeout_s=45)
+
+        async def drained() -> bool:
+            attrs = await env.clients.sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                              "ApproximateNumberOfMessagesNotVisible"])
+            return set(attrs["Attributes"].values()) == {"0"}
+
+        await eventually(drained, what="all advice copies acknowledged")
+    mails = [m for m in sent_emails(env.endpoint)
+             if m["destinations"]["ToAddresses"] == ["ap@ada-books.example"]
+             and m["id"] == job.raw["delivery_id"]]
+    assert len(mails) == 1
+    assert job.attempt == 1
+    executions = await env.executions(env.names.notification_sm)
+    assert [e["name"] for e in executions] == ["REQ-2026-000001-a1"]
+
+
+async def test_notification_api_shows_delivery(env: Env) -> None:
+    from httpx import ASGITransport, AsyncClient
+
+    from shared.api import Heartbeat, create_app
+
+    async with running(env, build_enrichment), running(env, build_notification) as parts:
+        await env.send(example("settled-usd-ach.json"))
+        await job_in(env.store("notifications"), "REQ-2026-000001", "SENT", timeout_s=45)
+
+        async def nothing() -> dict[str, Any]:
+            return {}
+
+        app = create_app(service="notification", readiness=nothing, heartbeat=Heartbeat(),
+                         routers=parts.routers, token=None)
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+            body = (await http.get("/v1/notifications/REQ-2026-000001")).json()
+    assert body["status"] == "SENT" and body["channel"] == "email"
+    for key in ("template_id", "locale", "delivery_id", "attempt", "last_error"):
+        assert key in body
+    assert "payload" not in body
