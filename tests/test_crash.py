@@ -18,7 +18,7 @@ import pytest
 
 from services.demo import generate_messages
 from tests.conftest import free_port
-from tests.helpers import Env, eventually, job_in
+from tests.helpers import Env, eventually, job_in, sent_emails
 
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
         "REMITFLOW_LEASE_TTL_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
@@ -61,3 +61,55 @@ async def test_enrichment_crash_point(env: Env, point: str) -> None:
     executions = [e["name"] for e in await env.executions(env.names.enrichment_sm)]
     assert len(executions) == len(set(executions)) == job.attempt
     assert all(name.startswith(rid) for name in executions)
+
+
+async def _enriched(env: Env, message: dict[str, object]) -> None:
+    """Run enrichment until the remittance is COMPLETED (its advice is on the topic)."""
+    await env.send(message)
+    with process(env, "enrichment"):
+        await job_in(env.store(), str(message["request_id"]), "COMPLETED", timeout_s=60)
+
+
+def _emails_to(env: Env, address: str) -> list[dict[str, object]]:
+    return [m for m in sent_emails(env.endpoint)
+            if m["destinations"]["ToAddresses"] == [address]]  # type: ignore[index]
+
+
+async def test_crash_after_answer_is_recorded_delivers_once(env: Env) -> None:
+    """Killed after the e-mail was sent and recorded, before answering the workflow."""
+    message = dict(generate_messages(1, prefix="REQ-CRASH-NOTIFY-ANSWER")[0],
+                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
+                   currency="EUR")
+    rid = str(message["request_id"])
+    # a payee address of this test's own, so the count is this test's only
+    await env.clients.dynamodb.update_item(
+        TableName=env.names.payees, Key={"payee_id": {"S": "PAYEE-0002"}},
+        UpdateExpression="SET email = :e",
+        ExpressionAttributeValues={":e": {"S": f"{env.settings.prefix}@brandt.example"}})
+    await _enriched(env, message)
+    with process(env, "notification", REMITFLOW_FAULT_POINT="tasks.before_answer") as victim:
+        await eventually(lambda: died(victim), timeout_s=60, what="crash before answering")
+    with process(env, "notification"), process(env, "sweeper"):
+        job = await job_in(env.store("notifications"), rid, "SENT", timeout_s=90)
+    assert len(_emails_to(env, f"{env.settings.prefix}@brandt.example")) == 1
+    assert job.raw["delivery_id"]
+
+
+async def test_crash_after_send_before_record_is_not_resent(env: Env) -> None:
+    """Killed after SES accepted the e-mail but before its MessageId was recorded:
+    the outcome is unknown, so the job goes to FAILED for a human, never resent."""
+    message = dict(generate_messages(1, prefix="REQ-CRASH-NOTIFY-SEND")[0],
+                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
+                   currency="EUR")
+    rid = str(message["request_id"])
+    await env.clients.dynamodb.update_item(
+        TableName=env.names.payees, Key={"payee_id": {"S": "PAYEE-0002"}},
+        UpdateExpression="SET email = :e",
+        ExpressionAttributeValues={":e": {"S": f"{env.settings.prefix}@brandt.example"}})
+    await _enriched(env, message)
+    with process(env, "notification", REMITFLOW_FAULT_POINT="notify.after_send") as victim:
+        await eventually(lambda: died(victim), timeout_s=60, what="crash after send")
+    with process(env, "notification"), process(env, "sweeper"):
+        job = await job_in(env.store("notifications"), rid, "FAILED", timeout_s=90)
+    assert "unknown" in job.raw["last_error"]
+    assert len(_emails_to(env, f"{env.settings.prefix}@brandt.example")) == 1
