@@ -59,3 +59,21 @@ QUEUE_MESSAGES = Gauge(
     "remitflow_queue_messages", "Approximate visible messages per queue.", ["queue"])
 WORKER_ERRORS = Counter(
     "remitflow_worker_errors_total", "Unexpected errors in a worker loop (retried).", ["worker"])
+STREAM_LEASES_HELD = Gauge(
+    "remitflow_stream_leases_held", "Stream shard leases held by this consumer.", ["table"])
+STREAM_SHARDS = Gauge(
+    "remitflow_stream_shards",
+    "Stream shards by lease state (owned, unowned, expired, waiting_parent, finished).",
+    ["table", "state"])
+STREAM_CHECKPOINT_CONFLICTS = Counter(
+    "remitflow_stream_checkpoint_conflicts_total",
+    "Lease writes refused because the lease moved on (fenced checkpoints, lost renewals).",
+    ["table"])
+STREAM_LEASE_TAKES = Counter(
+    "remitflow_stream_lease_takes_total",
+    "Shard leases taken, by kind (unowned, expired, steal).", ["table", "kind"])
+STREAM_TRIMMED = Counter(
+    "remitflow_stream_trimmed_total",
+    "Reads that hit trimmed stream data (continued from TRIM_HORIZON).", ["table"])
+STREAM_THROTTLED = Counter(
+    "remitflow_stream_throttled_total", "Stream reads throttled (backed off).", ["table"])

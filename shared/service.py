@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,11 +17,11 @@ from fastapi import APIRouter, HTTPException
 from shared.aws import AwsClients, QueueUrls
 from shared.intake import Intake, Parser
 from shared.jobs import JobStore, Status
-from shared.leases import Leases
 from shared.names import Names
 from shared.settings import Settings
+from shared.shardleases import ShardLeaseTable
 from shared.starter import RetryPolicy, WorkflowStarter
-from shared.stream import DynamoDBStreamSource, StreamConsumer
+from shared.stream import DynamoDBStreamSource, StreamConsumer, per_record
 from shared.tasks import Handler, TaskWorker
 from shared.worker import Worker
 
@@ -57,17 +58,25 @@ async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients, state_machine),
                               retry_policy(settings), start_attempts=settings.start_attempts)
     names = Names(settings.prefix)
-    leases = Leases(clients.dynamodb, names.leases, owner_id(), settings.lease_ttl_s)
     intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
                     queue_url=await urls.url(intake_queue),
                     dlq_url=await urls.url(Names.dlq(intake_queue)), store=store, parse=parse,
                     max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                     visibility_s=settings.visibility_timeout_s)
+    shard_leases = ShardLeaseTable(clients.dynamodb, names.leases, table,
+                                   f"{owner_id()}:{uuid.uuid4().hex[:8]}")
     stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
-                            leases=leases, table=table, processor=starter.on_inserted,
+                            leases=shard_leases, table=table,
+                            processor=per_record(starter.on_inserted),
+                            on_poison=starter.park_record, events=frozenset({"INSERT"}),
+                            batch_size=settings.stream_batch_size,
+                            batching_window_ms=settings.stream_batching_window_ms,
+                            max_attempts=settings.stream_max_attempts,
+                            failover_s=settings.stream_failover_s,
+                            sync_s=settings.stream_sync_interval_s,
+                            start_position=settings.stream_start_position,
                             poll_s=settings.stream_poll_interval_s,
-                            idle_max_s=settings.stream_idle_max_s,
-                            refresh_s=max(1.0, settings.lease_ttl_s / 3))
+                            idle_max_s=settings.stream_idle_max_s)
     tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
                        queue_url=await urls.url(task_queue), store=store, handler=handler,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
 
     stream_poll_interval_s: float = Field(default=0.5, gt=0)
     stream_idle_max_s: float = Field(default=5.0, gt=0)
+    stream_failover_s: float = Field(default=10.0, gt=0)
+    stream_batch_size: int = Field(default=100, ge=1, le=1000)
+    stream_batching_window_ms: int = Field(default=0, ge=0, le=300_000)
+    stream_start_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    stream_max_attempts: int = Field(default=3, ge=1, le=100)
+    stream_sync_interval_s: float = Field(default=30.0, gt=0)
     start_attempts: int = Field(default=3, ge=1, le=10)
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)
@@ -53,6 +59,13 @@ class Settings(BaseSettings):
     retry_backoff_cap_s: float = Field(default=3600.0, ge=0)
     retry_shards: int = Field(default=4, ge=1, le=64)
     lease_ttl_s: float = Field(default=30.0, gt=0)
+    sweeper_leader_lease: bool = Field(
+        default=True, description="only the holder of the sweeper:leader lease sweeps; false "
+                                  "makes every replica sweep (safe, just more reads)")
+    reconcile_after_s: float | None = Field(
+        default=None, gt=0,
+        description="RUNNING longer than this is checked with DescribeExecution; default: "
+                    "the workflow timeout (task_timeout_s * 3 + 120) plus 60 s")
 
     sender_email: str = "remittances@example.com"
     webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -138,3 +138,20 @@ class WorkflowStarter:
             current = await self.store.get(job.request_id)
             if current is not None and current.status is Status.RUNNING and current.attempt == 1:
                 await self.start(current)
+
+    async def park_record(self, record: Record) -> None:
+        """Stream poison handler: a record that kept failing parks its job ``RETRY_PENDING``.
+
+        Only a job still ``RECEIVED`` is parked (the sweeper re-drives it later); a job
+        that moved on meanwhile is already someone else's to finish, so nothing changes.
+        """
+        if record.new_image is None:
+            return
+        request_id = str(from_item(record.new_image)["request_id"])
+        job = await self.store.get(request_id)
+        if job is None or job.status is not Status.RECEIVED:
+            log.info("workflow.park_skipped", request_id=request_id,
+                     status=job.status.value if job else None)
+            return
+        await self._park(job, "stream processing failed repeatedly",
+                         self.retry.next_attempt_at(job.attempt))

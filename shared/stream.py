@@ -1,26 +1,65 @@
-"""Stream consumer: reads a job table's DynamoDB stream, shard by shard, with checkpoints.
+"""Stream consumer: every shard of a table's DynamoDB stream, leased, in lineage order.
 
-Each shard is guarded by a lease (``stream:<table>:<shard id>``); the consumer reads
-records in order, hands each batch to a processor and checkpoints the batch's last
-sequence number only after the processor returned (its effects are durable), so a
-restart resumes after the last checkpoint and replays at most one batch
-(at-least-once; the processor is idempotent). A child shard is read only after its
-parent reached ``SHARD_END``. The stream itself is behind :class:`StreamSource`, so
-a multi-shard in-memory stream can drive the same code in tests.
+What the KCL and its DynamoDB Streams adapter do, in asyncio (docs/stream.md has
+the whole protocol). Guarantees:
+
+* **At-least-once, in order per shard.** A batch is checkpointed only after the
+  processor returned for it (its effects are durable); a crash replays at most the
+  records after the last checkpoint. Records of one item stay in order: a shard is
+  read sequentially and a child shard only after its parents reached ``SHARD_END``.
+* **Fenced.** Checkpoints are conditioned on lease owner and counter
+  (:mod:`shared.shardleases`): a consumer that lost its lease cannot move them.
+* **Partial failures.** A processor returns (or raises :class:`BatchFailure` with)
+  the sequence number of the first failed record: the records before it are
+  checkpointed, the rest retried from it; after ``max_attempts`` that record goes to
+  ``on_poison`` (e.g. its job is parked ``RETRY_PENDING``) and the shard moves on.
+  Without ``on_poison`` the record is retried until it succeeds. Any other
+  exception counts as a failure of the first record of the attempt.
+* **Lifecycle.** ``shutdown()`` stops fetching; in-flight batches finish and are
+  checkpointed, then every lease is released (or handed to the consumer that asked
+  for it) so a successor starts at once. Cancelling ``run()`` is a crash: nothing is
+  released and the leases expire after ``failover_s``.
+* **Hooks.** ``on_shard_acquired(shard)`` runs before the first processor call for
+  that shard; ``on_shard_lost(shard, reason)`` after the last one returned and after
+  the final checkpoint/release (reasons: ``shutdown``, ``handoff``, ``lost``,
+  ``shard_end``). Per shard, calls never overlap the processor; each acquired is
+  followed by exactly one lost unless the consumer is cancelled.
+* **At most two readers per shard.** One reader task per shard per process; a new
+  owner may overlap only with a zombie that has not yet noticed its lost lease.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.aws import error_code
-from shared.leases import LeaseLost, Leases
 from shared.logs import get_logger
-from shared.metrics import STREAM_ITERATOR_AGE, STREAM_RECORDS, WORKER_ERRORS
+from shared.metrics import (
+    STREAM_ITERATOR_AGE,
+    STREAM_LEASE_TAKES,
+    STREAM_LEASES_HELD,
+    STREAM_RECORDS,
+    STREAM_SHARDS,
+    STREAM_THROTTLED,
+    STREAM_TRIMMED,
+    WORKER_ERRORS,
+)
+from shared.shardleases import (
+    LATEST,
+    SHARD_END,
+    TRIM_HORIZON,
+    ExpiryObserver,
+    LeaseLost,
+    ShardLease,
+    ShardLeaseTable,
+    plan,
+)
 from shared.worker import backoff_s, sleep_or_stop
 
 if TYPE_CHECKING:
@@ -28,14 +67,16 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
 
 log = get_logger(__name__)
-SHARD_END = "SHARD_END"
-_ITERATOR_ERRORS = ("ExpiredIteratorException", "TrimmedDataAccessException")
+THROTTLED = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                       "LimitExceededException", "RequestLimitExceeded"})
+_REOPEN = ""   # "next iterator" meaning: open a new one after the last delivered record
 
 
 @dataclass(frozen=True)
 class Shard:
     shard_id: str
-    parent_id: str | None
+    parent_ids: tuple[str, ...] = ()
+    closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,11 +89,17 @@ class Record:
 
 
 class StreamSource(Protocol):
+    """A stream: its shards, iterators at a position, and reads (DynamoDB's error codes)."""
+
     async def shards(self) -> list[Shard]: ...
 
-    async def iterator(self, shard_id: str, after: str | None) -> str: ...
+    async def iterator(self, shard_id: str, position: str) -> str:
+        """``position``: TRIM_HORIZON, LATEST, or a sequence number to read *after*."""
+        ...
 
-    async def read(self, iterator: str, limit: int) -> tuple[list[Record], str | None]: ...
+    async def read(self, iterator: str, limit: int) -> tuple[list[Record], str | None]:
+        """Records and the next iterator; ``None`` once a closed shard is read to its end."""
+        ...
 
 
 class DynamoDBStreamSource:
@@ -80,17 +127,20 @@ class DynamoDBStreamSource:
             if start:
                 kwargs["ExclusiveStartShardId"] = start
             desc = (await self.streams.describe_stream(**kwargs))["StreamDescription"]
-            out += [Shard(s["ShardId"], s.get("ParentShardId")) for s in desc.get("Shards", [])]
+            out += [Shard(s["ShardId"],
+                          (s["ParentShardId"],) if s.get("ParentShardId") else (),
+                          "EndingSequenceNumber" in s.get("SequenceNumberRange", {}))
+                    for s in desc.get("Shards", [])]
             start = desc.get("LastEvaluatedShardId")
             if not start:
                 return out
 
-    async def iterator(self, shard_id: str, after: str | None) -> str:
+    async def iterator(self, shard_id: str, position: str) -> str:
         kwargs: dict[str, Any] = {"StreamArn": await self._stream_arn(), "ShardId": shard_id}
-        if after:
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=after)
+        if position in (TRIM_HORIZON, LATEST):
+            kwargs["ShardIteratorType"] = position
         else:
-            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=position)
         return str((await self.streams.get_shard_iterator(**kwargs))["ShardIterator"])
 
     async def read(self, iterator: str, limit: int) -> tuple[list[Record], str | None]:
@@ -106,150 +156,375 @@ class DynamoDBStreamSource:
         return records, resp.get("NextShardIterator")
 
 
-Processor = Callable[[list[Record]], Awaitable[None]]
+class BatchFailure(Exception):
+    """Raised by a processor: records before ``sequence`` are done; retry from it."""
+
+    def __init__(self, sequence: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"failed at {sequence}: {cause!r}")
+        self.sequence = sequence
+        self.cause = cause
+
+
+Processor = Callable[[list[Record]], Awaitable[str | None]]
+PoisonHandler = Callable[[Record], Awaitable[None]]
+AcquiredHook = Callable[[str], Awaitable[None]]
+LostHook = Callable[[str, str], Awaitable[None]]
+
+
+def per_record(processor: Callable[[list[Record]], Awaitable[None]]) -> Processor:
+    """Adapt a processor that handles records one by one to report the first failure."""
+    async def process(records: list[Record]) -> str | None:
+        for record in records:
+            try:
+                await processor([record])
+            except Exception as exc:
+                raise BatchFailure(record.sequence, exc) from exc
+        return None
+    return process
+
+
+class _Stopped(Exception):
+    """The shard's reader was asked to stop while retrying: no further checkpoint."""
+
+
+@dataclass
+class _Owned:
+    lease: ShardLease
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    hand_to: str | None = None
+    lost: bool = False
 
 
 class StreamConsumer:
-    """Reads every shard it can lease and feeds ``processor`` in order, per shard."""
+    """Leases shards of one table's stream and feeds ``processor`` from each, in order."""
 
-    def __init__(self, *, source: StreamSource, leases: Leases, table: str,
-                 processor: Processor, events: frozenset[str] = frozenset({"INSERT"}),
-                 batch_size: int = 100, poll_s: float = 0.5, idle_max_s: float = 5.0,
-                 refresh_s: float = 10.0) -> None:
+    def __init__(self, *, source: StreamSource, leases: ShardLeaseTable, table: str,
+                 processor: Processor, on_poison: PoisonHandler | None = None,
+                 events: frozenset[str] = frozenset({"INSERT"}), batch_size: int = 100,
+                 batching_window_ms: int = 0, max_attempts: int = 3,
+                 failover_s: float = 10.0, renew_s: float | None = None,
+                 sync_s: float = 30.0, poll_s: float = 0.5, idle_max_s: float = 5.0,
+                 retry_base_s: float = 0.2, max_steal: int = 2,
+                 start_position: str = TRIM_HORIZON,
+                 on_shard_acquired: AcquiredHook | None = None,
+                 on_shard_lost: LostHook | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = f"stream:{table}"
-        self.source = source
-        self.leases = leases
-        self.table = table
-        self.processor = processor
-        self.events = events
-        self.batch_size = batch_size
-        self.poll_s = poll_s
-        self.idle_max_s = idle_max_s
-        self.refresh_s = refresh_s
+        self.source, self.leases, self.table = source, leases, table
+        self.processor, self.on_poison, self.events = processor, on_poison, events
+        self.batch_size, self.batching_window_s = batch_size, batching_window_ms / 1000
+        self.max_attempts, self.failover_s = max_attempts, failover_s
+        self.renew_s = renew_s or failover_s / 3
+        self.sync_s, self.poll_s, self.idle_max_s = sync_s, poll_s, idle_max_s
+        self.retry_base_s, self.max_steal = retry_base_s, max_steal
+        self.start_position = start_position
+        self.on_shard_acquired, self.on_shard_lost = on_shard_acquired, on_shard_lost
+        self.clock = clock
+        self.observer = ExpiryObserver(failover_s, clock)
         self._stop = asyncio.Event()
-        self._readers: dict[str, asyncio.Task[None]] = {}
-        self.finished: set[str] = set()
-        self.healthy = True
+        self._owned: dict[str, _Owned] = {}
+        self._next_sync = float("-inf")
+        self._tick_ok = False
+        self._free = 0
+        self._let_go_at: dict[str, int] = {}   # counter of our last write before letting go
+
+    # -- lifecycle -----------------------------------------------------------------
 
     def shutdown(self) -> None:
         self._stop.set()
 
-    def lease_key(self, shard_id: str) -> str:
-        return f"stream:{self.table}:{shard_id}"
-
     @property
     def held(self) -> list[str]:
-        return [s for s, t in self._readers.items() if not t.done()]
+        """Shards this consumer reads now."""
+        return sorted(s for s, o in self._owned.items() if not o.lost)
+
+    @property
+    def healthy(self) -> bool:
+        """Ready: the lease table is reachable and we hold leases or none are free."""
+        return self._tick_ok and not self._stop.is_set() and (bool(self.held) or not self._free)
 
     async def run(self) -> None:
-        """Discover shards, lease the ready ones, read them; on shutdown checkpoint and release."""
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                await self._refresh()
-                failures = 0
-                self.healthy = True
-            except Exception as exc:
-                failures += 1
-                self.healthy = False
-                WORKER_ERRORS.labels(worker="stream").inc()
-                log.warning("stream.refresh_failed", table=self.table, error=str(exc))
-            await sleep_or_stop(self._stop, self.refresh_s if not failures
-                                else backoff_s(failures, 0.5, 15.0))
-        if self._readers:
-            await asyncio.gather(*self._readers.values(), return_exceptions=True)
-
-    async def _refresh(self) -> None:
-        shards = await self.source.shards()
-        known = {s.shard_id for s in shards}
-        for shard in shards:
-            if shard.shard_id in self.finished or shard.shard_id in self.held:
-                continue
-            parent_done = (shard.parent_id is None or shard.parent_id not in known
-                           or shard.parent_id in self.finished
-                           or await self.leases.read_checkpoint(
-                               self.lease_key(shard.parent_id)) == SHARD_END)
-            if not parent_done:
-                continue
-            if await self.leases.acquire(self.lease_key(shard.shard_id)):
-                self._readers[shard.shard_id] = asyncio.create_task(self._read_shard(shard))
-        for shard_id, task in list(self._readers.items()):
-            if task.done() and shard_id not in self.finished:
-                del self._readers[shard_id]
-            elif not task.done() and not await self.leases.acquire(self.lease_key(shard_id)):
-                log.warning("stream.lease_lost", table=self.table, shard=shard_id)
-                task.cancel()
-
-    async def _read_shard(self, shard: Shard) -> None:
-        key = self.lease_key(shard.shard_id)
-        checkpoint = await self.leases.read_checkpoint(key)
-        if checkpoint == SHARD_END:
-            self.finished.add(shard.shard_id)
-            return
-        log.info("stream.shard_acquired", table=self.table, shard=shard.shard_id,
-                 checkpoint=checkpoint)
-        iterator: str | None = None
-        idle = self.poll_s
+        """Renew, balance and read until ``shutdown()``; then drain and release."""
         failures = 0
         try:
             while not self._stop.is_set():
                 try:
-                    if iterator is None:
-                        iterator = await self.source.iterator(shard.shard_id, checkpoint)
-                    records, next_iterator = await self.source.read(iterator, self.batch_size)
+                    await self._tick()
+                    failures, self._tick_ok = 0, True
                 except Exception as exc:
-                    failures += 1
-                    if error_code(exc) in _ITERATOR_ERRORS:
-                        log.info("stream.iterator_reset", shard=shard.shard_id,
-                                 reason=error_code(exc))
+                    failures, self._tick_ok = failures + 1, False
+                    WORKER_ERRORS.labels(worker="stream").inc()
+                    log.warning("stream.tick_failed", table=self.table, error=repr(exc))
+                await sleep_or_stop(self._stop, self.renew_s if not failures
+                                    else min(self.renew_s, backoff_s(failures, 0.2, 5.0)))
+            for owned in self._owned.values():
+                owned.stop.set()
+            while readers := [o.task for o in self._owned.values()
+                              if o.task and not o.task.done()]:
+                await asyncio.wait(readers, timeout=self.renew_s)
+                await self._renew_all()
+        except asyncio.CancelledError:
+            for owned in self._owned.values():
+                if owned.task:
+                    owned.task.cancel()
+            raise
+        finally:
+            STREAM_LEASES_HELD.labels(table=self.table).set(len(self.held))
+
+    # -- leases --------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        await self._renew_all()
+        leases = await self.leases.scan()
+        if self.clock() >= self._next_sync:
+            self._next_sync = self.clock() + self.sync_s
+            if await self.leases.sync(await self.source.shards(), leases, self.start_position):
+                leases = await self.leases.scan()
+        self.observer.observe(leases)
+        by_shard = {lease.shard_id: lease for lease in leases}
+
+        def ready(lease: ShardLease) -> bool:
+            return all(p not in by_shard or by_shard[p].finished for p in lease.parents)
+
+        me = self.leases.owner
+        for lease in leases:   # handed to us by their previous owner
+            if (lease.owner == me and lease.shard_id not in self._owned and not lease.finished
+                    and lease.counter > self._let_go_at.get(lease.shard_id, -1)):
+                self._start(lease, "steal")
+        todo = plan(leases, me, expired=self.observer.expired, ready=ready,
+                    max_steal=self.max_steal)
+        for lease in todo.take:
+            kind = "unowned" if lease.owner is None else "expired"
+            if lease.shard_id not in self._owned and (taken := await self.leases.take(lease)):
+                self._start(taken, kind)
+        for lease in todo.steal:
+            if await self.leases.request_steal(lease):
+                log.info("stream.steal_requested", table=self.table, shard=lease.shard_id,
+                         owner=lease.owner, target=todo.target)
+        self._free = max(0, todo.free - len(todo.take))
+        states: dict[str, int] = defaultdict(int)
+        for lease in leases:
+            states["finished" if lease.finished else "waiting_parent" if not ready(lease)
+                   else "unowned" if lease.owner is None
+                   else "expired" if lease.owner != me and self.observer.expired(lease)
+                   else "owned"] += 1
+        for state in ("owned", "unowned", "expired", "waiting_parent", "finished"):
+            STREAM_SHARDS.labels(table=self.table, state=state).set(states[state])
+        STREAM_LEASES_HELD.labels(table=self.table).set(len(self.held))
+
+    def _start(self, lease: ShardLease, kind: str) -> None:
+        STREAM_LEASE_TAKES.labels(table=self.table, kind=kind).inc()
+        owned = _Owned(lease)
+        self._owned[lease.shard_id] = owned
+        owned.task = asyncio.create_task(self._read(owned), name=f"{self.name}:{lease.shard_id}")
+        log.info("stream.shard_acquired", table=self.table, shard=lease.shard_id, kind=kind,
+                 checkpoint=lease.checkpoint)
+
+    async def _renew_all(self) -> None:
+        for owned in list(self._owned.values()):
+            if owned.lost:
+                continue
+            async with owned.lock:
+                try:
+                    owned.lease = await self.leases.renew(owned.lease)
+                except LeaseLost:
+                    log.warning("stream.lease_lost", table=self.table,
+                                shard=owned.lease.shard_id)
+                    owned.lost = True
+                    owned.stop.set()
+                    continue
+            thief = owned.lease.steal_by
+            if thief and thief != self.leases.owner and owned.hand_to is None:
+                owned.hand_to = thief
+                owned.stop.set()
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def _read(self, owned: _Owned) -> None:
+        shard = owned.lease.shard_id
+        reason = "shutdown"
+        await self._hook(self.on_shard_acquired, shard)
+        try:
+            position, last = owned.lease.checkpoint, None
+            iterator: str | None = None
+            idle, failures = self.poll_s, 0
+            while not owned.stop.is_set() and position != SHARD_END:
+                try:
+                    if iterator is None:
+                        iterator = await self.source.iterator(shard, last or position)
+                    records, nxt = await self._fetch(shard, iterator)
+                    failures = 0
+                except Exception as exc:
+                    code, failures = error_code(exc), failures + 1
+                    iterator = iterator if code in THROTTLED else None
+                    if code == "ExpiredIteratorException":
+                        log.info("stream.iterator_expired", table=self.table, shard=shard,
+                                 after=last or position)
+                        continue
+                    if code == "TrimmedDataAccessException":
+                        STREAM_TRIMMED.labels(table=self.table).inc()
+                        log.warning("stream.trimmed", table=self.table, shard=shard,
+                                    after=last or position)
+                        position, last = TRIM_HORIZON, None
+                    elif code in THROTTLED:
+                        STREAM_THROTTLED.labels(table=self.table).inc()
+                        log.info("stream.throttled", table=self.table, shard=shard)
                     else:
                         WORKER_ERRORS.labels(worker="stream").inc()
-                        log.warning("stream.read_failed", shard=shard.shard_id, error=str(exc))
-                    iterator = None
-                    await sleep_or_stop(self._stop, backoff_s(failures, 0.2, 10.0))
+                        log.warning("stream.read_failed", table=self.table, shard=shard,
+                                    error=repr(exc))
+                    await sleep_or_stop(owned.stop, backoff_s(failures, self.retry_base_s, 10))
                     continue
-                failures = 0
                 if records:
-                    await self._process(shard, records)
-                    checkpoint = records[-1].sequence
-                    await self.leases.checkpoint(key, checkpoint)
-                    newest = records[-1].created_at
-                    if newest:
-                        STREAM_ITERATOR_AGE.labels(table=self.table, shard=shard.shard_id).set(
-                            max(0.0, time.time() - newest))
-                    idle = self.poll_s
-                else:
-                    STREAM_ITERATOR_AGE.labels(table=self.table, shard=shard.shard_id).set(0)
-                if next_iterator is None:
-                    await self.leases.checkpoint(key, SHARD_END)
-                    self.finished.add(shard.shard_id)
-                    log.info("stream.shard_end", table=self.table, shard=shard.shard_id)
-                    return
-                iterator = next_iterator
-                if not records:
-                    await sleep_or_stop(self._stop, idle)
-                    idle = min(self.idle_max_s, idle * 2)
+                    await self._deliver(owned, records)
+                    last, idle = records[-1].sequence, self.poll_s
+                if nxt is None:
+                    await self._write(owned, self.leases.finish)
+                    reason, position = "shard_end", SHARD_END
+                    self._next_sync = float("-inf")
+                    log.info("stream.shard_end", table=self.table, shard=shard)
+                    break
+                iterator = nxt or None
+                if not records and await sleep_or_stop(owned.stop, idle):
+                    break
+                idle = self.poll_s if records else min(self.idle_max_s, idle * 2)
         except LeaseLost:
-            log.warning("stream.checkpoint_fenced", table=self.table, shard=shard.shard_id)
-            return
+            reason = "lost"
+            log.warning("stream.checkpoint_fenced", table=self.table, shard=shard)
+        except _Stopped:
+            pass
+        except asyncio.CancelledError:
+            reason = "cancelled"     # a crash: the lease is left to expire
+            raise
         finally:
-            if shard.shard_id not in self.finished:
-                await self.leases.release(key)
+            self._let_go_at[shard] = owned.lease.counter + 1
+            if reason != "cancelled":
+                try:
+                    reason = await self._let_go(owned, reason)
+                except Exception as exc:
+                    log.warning("stream.release_failed", table=self.table, shard=shard,
+                                error=repr(exc))
+            with contextlib.suppress(KeyError):
+                STREAM_ITERATOR_AGE.remove(self.table, shard)
+            del self._owned[shard]
+            STREAM_LEASES_HELD.labels(table=self.table).set(len(self.held))
+            log.info("stream.shard_released", table=self.table, shard=shard, reason=reason)
+        await self._hook(self.on_shard_lost, shard, reason)
 
-    async def _process(self, shard: Shard, records: list[Record]) -> None:
-        """Hand the batch over until it succeeds: a poison record is the processor's to park."""
-        wanted = [r for r in records if r.event in self.events]
+    async def _let_go(self, owned: _Owned, reason: str) -> str:
+        """Release the lease (or hand it to who asked) unless it is finished or lost."""
+        if reason == "shard_end" or owned.lease.finished:
+            return "shard_end"
+        if owned.lost or reason == "lost":
+            return "lost"
+        async with owned.lock:
+            if owned.hand_to:
+                await self.leases.hand_off(owned.lease, owned.hand_to)
+                return "handoff"
+            await self.leases.release(owned.lease)
+        return reason
+
+    async def _fetch(self, shard: str, iterator: str) -> tuple[list[Record], str | None]:
+        """One batch: up to ``batch_size`` records, waiting up to the batching window."""
+        records, nxt = await self.source.read(iterator, self.batch_size)
+        deadline = time.monotonic() + self.batching_window_s
+        while (records and nxt and len(records) < self.batch_size
+               and time.monotonic() < deadline and not self._stop.is_set()):
+            try:
+                more, after = await self.source.read(nxt, self.batch_size - len(records))
+            except Exception as exc:
+                log.info("stream.window_read_failed", shard=shard, error=error_code(exc))
+                return records, _REOPEN
+            records, nxt = records + more, after
+            if not more:
+                await asyncio.sleep(min(self.poll_s, max(0.0, deadline - time.monotonic())))
+        newest = max((r.created_at for r in records if r.created_at), default=None)
+        STREAM_ITERATOR_AGE.labels(table=self.table, shard=shard).set(
+            max(0.0, time.time() - newest) if newest else 0.0)
+        return records, nxt
+
+    async def _deliver(self, owned: _Owned, records: list[Record]) -> None:
+        """Process one batch with partial-failure semantics, then checkpoint its end."""
         for r in records:
             STREAM_RECORDS.labels(table=self.table, event=r.event or "?").inc()
+        pending = [r for r in records if r.event in self.events]
         attempt = 0
-        while wanted:
+        while pending:
             try:
-                await self.processor(wanted)
+                failed = await self.processor(pending)
+            except BatchFailure as exc:
+                failed = exc.sequence
+                log.warning("stream.record_failed", table=self.table, shard=owned.lease.shard_id,
+                            sequence=failed, error=repr(exc.cause))
+            except Exception as exc:
+                failed = pending[0].sequence
+                log.warning("stream.batch_failed", table=self.table, error=repr(exc),
+                            shard=owned.lease.shard_id)
+            if failed is None:
+                break
+            at = next((i for i, r in enumerate(pending) if r.sequence == failed), 0)
+            if at:
+                await self._checkpoint(owned, pending[at - 1].sequence)
+                pending, attempt = pending[at:], 0
+            attempt += 1
+            if self.on_poison is not None and attempt >= self.max_attempts:
+                await self._poison(owned, pending[0])
+                await self._checkpoint(owned, pending[0].sequence)
+                pending, attempt = pending[1:], 0
+            elif await sleep_or_stop(owned.stop, backoff_s(attempt, self.retry_base_s, 10)):
+                raise _Stopped
+        await self._checkpoint(owned, records[-1].sequence)
+
+    async def _poison(self, owned: _Owned, record: Record) -> None:
+        assert self.on_poison is not None
+        log.error("stream.record_poisoned", table=self.table, shard=owned.lease.shard_id,
+                  sequence=record.sequence, keys=str(record.keys)[:200])
+        failures = 0
+        while True:
+            try:
+                await self.on_poison(record)
                 return
             except Exception as exc:
-                attempt += 1
+                failures += 1
+                log.warning("stream.poison_failed", table=self.table, error=repr(exc))
+                if await sleep_or_stop(owned.stop, backoff_s(failures, self.retry_base_s, 10)):
+                    raise _Stopped from exc
+
+    async def _checkpoint(self, owned: _Owned, position: str) -> None:
+        async def write(lease: ShardLease) -> ShardLease:
+            return await self.leases.checkpoint(lease, position)
+        await self._write(owned, write)
+
+    async def _write(self, owned: _Owned, write: Callable[[ShardLease], Awaitable[ShardLease]]
+                     ) -> None:
+        """An owner write, retried on transient errors; :class:`LeaseLost` is final.
+
+        While stopping, a write that keeps failing is given up after three tries: the
+        successor replays from the previous checkpoint (at-least-once).
+        """
+        failures = 0
+        while True:
+            try:
+                async with owned.lock:
+                    owned.lease = await write(owned.lease)
+                return
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                failures += 1
                 WORKER_ERRORS.labels(worker="stream").inc()
-                log.warning("stream.batch_failed", table=self.table, shard=shard.shard_id,
-                            error=repr(exc), attempt=attempt)
-                if await sleep_or_stop(self._stop, backoff_s(attempt, 0.2, 10.0)):
-                    raise asyncio.CancelledError from exc
+                log.warning("stream.lease_write_failed", table=self.table,
+                            shard=owned.lease.shard_id, error=repr(exc), attempt=failures)
+                if owned.lost or (owned.stop.is_set() and failures >= 3):
+                    raise _Stopped from exc
+                await asyncio.sleep(backoff_s(failures, self.retry_base_s, 5.0))
+
+    async def _hook(self, hook: Callable[..., Awaitable[None]] | None, *args: str) -> None:
+        if hook is None:
+            return
+        try:
+            await hook(*args)
+        except Exception as exc:
+            log.warning("stream.hook_failed", table=self.table, shard=args[0], error=repr(exc))

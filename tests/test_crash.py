@@ -72,7 +72,7 @@ async def _enriched(env: Env, message: dict[str, object]) -> None:
 
 def _emails_to(env: Env, address: str) -> list[dict[str, object]]:
     return [m for m in sent_emails(env.endpoint)
-            if m["destinations"]["ToAddresses"] == [address]]  # type: ignore[index]
+            if m["destinations"]["ToAddresses"] == [address]]
 
 
 async def test_crash_after_answer_is_recorded_delivers_once(env: Env) -> None:

@@ -23,7 +23,7 @@ import httpx
 from pydantic import ValidationError
 
 from services.enrichment.directory import PayeeDirectory
-from services.notification.render import RenderError, Renderer
+from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
 from services.notification.webhook import deliver, webhook_id_for
 from shared.advice import RemittanceAdvice
