@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["enrichment", "notification", "sweeper"]
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     max_in_flight: int = Field(default=32, ge=1, le=1000)
+    batching: bool = Field(
+        default=True, description="false: the Lambda-equivalent baseline (bench): one message "
+                                  "per receive and per delete, one in flight per worker")
     receive_wait_s: int = Field(default=10, ge=0, le=20)
     visibility_timeout_s: int = Field(default=60, ge=5, le=43200)
     shutdown_grace_s: float = Field(default=25.0, gt=0, le=600)
@@ -75,6 +78,14 @@ class Settings(BaseSettings):
         default=None,
         description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "
                     "makes task handlers fail transiently for matching request ids")
+
+    @model_validator(mode="after")
+    def _baseline(self) -> Settings:
+        # One slot per worker makes intake and task workers receive (and delete) one
+        # message at a time: every receive asks for min(10, free slots) messages.
+        if not self.batching:
+            self.max_in_flight = 1
+        return self
 
     def port_for(self, service: str) -> int:
         return self.http_port or DEFAULT_PORTS[service]
