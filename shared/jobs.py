@@ -160,9 +160,14 @@ class JobStore:
         compare content: the condition is ``attribute_not_exists(request_id)``.
         """
         ts = now_iso()
+        # A new job is already "in flight": it sits in the running index from the
+        # start, so one whose stream record was never processed (lost past the
+        # stream's 24 h retention) is still found and started by the sweeper.
         values = {"request_id": request_id, "status": Status.RECEIVED.value, "version": 1,
                   "attempt": 0, "payload": payload, "payload_sha256": payload_sha256,
-                  "created_at": ts, "updated_at": ts, **(extra or {})}
+                  "created_at": ts, "updated_at": ts,
+                  "running_job": index_shard(request_id, self.shards),
+                  "running_since": int(time.time()), **(extra or {})}
         try:
             await self.dynamodb.put_item(
                 TableName=self.table, Item=to_item(values),

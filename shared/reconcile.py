@@ -26,6 +26,9 @@ STILL_RUNNING = frozenset({"RUNNING", "PENDING_REDRIVE"})
 async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job) -> str:
     """Settle one overdue ``RUNNING`` job; returns the outcome (the execution's status).
 
+    A ``RECEIVED`` job past the threshold (it is in the running index from its
+    creation) was never started: it is started now (outcome ``not_started``).
+
     ``SUCCEEDED`` with a result: the success write was lost, so make it, with the
     result's ``advice_json``/``delivery_id`` as the workflow would. ``SUCCEEDED`` on
     an error path: ``REJECTED`` for a business error, else ``RETRY_PENDING``.
@@ -33,6 +36,14 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job) -> str:
     ``RETRY_PENDING`` on the retry policy's backoff. Still running: left alone.
     Outcomes are counted in ``remitflow_sweeper_reconciled_total{table,outcome}``.
     """
+    if job.status is Status.RECEIVED:
+        # never started: its stream record was not processed in time
+        started = await starter.begin(job, history="started by sweeper: stream record "
+                                      "not processed")
+        outcome = "not_started" if started else "conflict"
+        SWEEPER_RECONCILED.labels(table=store.table, outcome=outcome).inc()
+        log.warning("sweeper.started_stale_job", request_id=job.request_id, outcome=outcome)
+        return outcome
     if job.status is not Status.RUNNING:
         return "skipped"
     name = job.execution_name

@@ -216,6 +216,23 @@ async def test_reconcile_running_jobs(env: Env) -> None:
     assert (await store.require("REQ-RECENT")).status is Status.RUNNING
 
 
+async def test_a_job_whose_stream_record_was_lost_is_started(env: Env) -> None:
+    """RECEIVED jobs sit in the running index: if no starter ever saw their stream
+    record (lost past retention), the sweeper starts them once they are overdue."""
+    store = env.store()
+    sweeper = await build_sweeper(env.with_settings(reconcile_after_s=600).settings, env.clients)
+    stale = await store.create("REQ-NEVER-SEEN", json.dumps(message("REQ-NEVER-SEEN")), "x")
+    assert stale is not None and stale.raw["running_job"].startswith("s")
+    early = await sweeper.sweep_once()
+    assert early.tables["remittances"].reconciled == {}
+    report = await sweeper.sweep_once(now=time.time() + 3600)
+    assert report.tables["remittances"].reconciled == {"not_started": 1}
+    job = await store.require("REQ-NEVER-SEEN")
+    assert job.status is Status.RUNNING and job.attempt == 1
+    assert "stream record not processed" in history(job)
+    assert await names_of(env, env.names.enrichment_sm) == ["REQ-NEVER-SEEN-a1"]
+
+
 @pytest.mark.parametrize(("status", "output", "to", "sets"), [
     ("FAILED", None, Status.RETRY_PENDING, {"last_error": "execution ended FAILED (reconciled)"}),
     ("TIMED_OUT", None, Status.RETRY_PENDING,
