@@ -178,36 +178,53 @@ def _start_receiver() -> Receiver | None:
     return receiver
 
 
+class LocalStack:
+    """Emulator + resources + reference data + webhook receiver + supervised services.
+
+    What ``remitflow dev`` and ``make soak`` share: ``with LocalStack(...) as stack``
+    starts everything and stops it all, services first, on the way out.
+    """
+
+    def __init__(self, port: int, **extra_env: str) -> None:
+        self.emulator = Emulator("127.0.0.1", port).start()
+        self.env = {**os.environ, "AWS_ENDPOINT_URL": self.emulator.endpoint,
+                    "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV, **extra_env}
+        os.environ.update({k: v for k, v in self.env.items()
+                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX")})
+        self.settings = Settings()
+        self.receiver: Receiver | None = None
+        self.supervisor = Supervisor(self.env)
+
+    def __enter__(self) -> LocalStack:
+        print(f"emulator on {self.emulator.endpoint}; creating resources…", flush=True)
+
+        async def setup() -> None:
+            async with AwsClients(self.settings) as clients:
+                await bootstrap(self.settings, clients)
+                await load_reference_data(clients, self.settings, reference_data())
+
+        asyncio.run(setup())
+        self.receiver = _start_receiver()
+        for service in SERVICES:
+            self.supervisor.start(service)
+        print(f"services starting; logs in {LOG_DIR}/", flush=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.supervisor.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
+        self.emulator.stop()
+
+
 def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
     configure_logging("WARNING", "console")
-    emulator = Emulator("127.0.0.1", port).start()
-    env = {**os.environ, "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV}
-    if demo:
-        env["REMITFLOW_FAULTS"] = DEMO_FAULTS
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION")})
-    settings = Settings()
-    print(f"emulator on {emulator.endpoint}; creating resources…", flush=True)
-
-    async def setup() -> None:
-        async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients)
-            await load_reference_data(clients, settings, reference_data())
-
-    asyncio.run(setup())
-    receiver = _start_receiver()
-    sup = Supervisor(env)
-    for service in SERVICES:
-        sup.start(service)
-    print(f"services starting; logs in {LOG_DIR}/", flush=True)
-    try:
-        asyncio.run(_watch(settings, sup, demo, count, receiver))
-    except KeyboardInterrupt:
-        print("\nstopping services…", flush=True)
-    finally:
-        sup.stop()
-        if receiver is not None:
-            receiver.stop()
-        emulator.stop()
+    faults = {"REMITFLOW_FAULTS": DEMO_FAULTS} if demo else {}
+    with LocalStack(port, **faults) as stack:
+        try:
+            asyncio.run(_watch(stack.settings, stack.supervisor, demo, count, stack.receiver))
+        except KeyboardInterrupt:
+            print("\nstopping services…", flush=True)
     print("stopped.")
     return 0

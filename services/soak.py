@@ -21,12 +21,10 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-from services.demo import generate_messages, reference_data, send_messages
-from services.dev import DEV_ENV, SERVICES, Supervisor, _start_receiver
+from services.demo import generate_messages, send_messages
+from services.dev import SERVICES, LocalStack, Supervisor
 from shared.aws import AwsClients
-from shared.bootstrap import bootstrap, load_reference_data
 from shared.dynamo import from_item
-from shared.emulator import Emulator
 from shared.logs import configure_logging
 from shared.names import Names
 from shared.settings import Settings
@@ -107,33 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=4567)
     args = p.parse_args(argv)
     configure_logging("WARNING", "console")
-    emulator = Emulator("127.0.0.1", args.port).start()
-    env = {**os.environ, "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV,
-           "REMITFLOW_PREFIX": "soak"}
-    os.environ.update({k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_REGION",
-                                           "REMITFLOW_PREFIX")})
-    settings = Settings()
-
-    async def setup() -> None:
-        async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients)
-            await load_reference_data(clients, settings, reference_data())
-
-    asyncio.run(setup())
-    receiver = _start_receiver()
-    sup = Supervisor(env)
-    for service in SERVICES:
-        sup.start(service)
-    try:
+    with LocalStack(args.port, REMITFLOW_PREFIX="soak") as stack:
         return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
-                                emulator.endpoint, sup, receiver))
-    finally:
-        sup.stop()
-        if receiver is not None:
-            receiver.stop()
-        emulator.stop()
-
+                                stack.emulator.endpoint, stack.supervisor, stack.receiver))
 
 if __name__ == "__main__":
     sys.exit(main())
