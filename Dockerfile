@@ -14,12 +14,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/remitflow
 WORKDIR /src
 # Metadata first so the dependency layer is cached while only code changes.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
 # Wheels only: no compiler in either stage. Bytecode is compiled here because
 # the runtime root filesystem is read-only.
-RUN /opt/remitflow/bin/pip install --only-binary=:all: --no-binary=remitflow . \
+RUN /opt/remitflow/bin/pip install --only-binary=:all: --no-binary=remitflow -c constraints.txt . \
  && /opt/remitflow/bin/pip uninstall -y pip setuptools wheel \
  && /opt/remitflow/bin/python -m compileall -q /opt/remitflow
 

@@ -5,15 +5,15 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt bench soak clean
+.PHONY: help venv run test lint fmt lock soak clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project (editable, dev extras)
@@ -30,6 +30,11 @@ lint: venv ## ruff + mypy --strict
 
 fmt: venv ## apply ruff's fixes
 	$(VENV)/bin/ruff check --fix .
+
+lock: venv ## re-pin constraints.txt from what .venv has now
+	{ echo "# Exact versions every install uses (make venv: pip install -c constraints.txt)."; \
+	  echo "# Regenerate after changing dependencies: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^-e'; } > constraints.txt
 
 clean: ## remove caches and dev logs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev-logs .hypothesis

@@ -39,6 +39,45 @@ class Heartbeat:
         return time.monotonic() - self.last
 
 
+class RateLimiter:
+    """Token bucket per client address for ``/v1``: ``rate_per_s`` sustained, ``burst`` peak.
+
+    Protects the job table behind the API from a runaway script; health, readiness
+    and metrics are never limited. Buckets are per process (each replica limits on
+    its own) and idle buckets are dropped so the map stays small.
+    """
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str, now: float | None = None) -> float:
+        """0 when allowed, else the seconds until a request would be."""
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if len(self._buckets) > 10_000:
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+        if tokens < 1:
+            self._buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self._buckets[client] = (tokens - 1, now)
+        return 0.0
+
+
+def rate_limit(limiter: RateLimiter | None) -> Callable[[Request], Awaitable[None]]:
+    async def check(request: Request) -> None:
+        if limiter is None:
+            return
+        client = request.client.host if request.client else "-"
+        wait = limiter.allow(client)
+        if wait:
+            raise HTTPException(status_code=429, detail="too many requests",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+    return check
+
+
 def bearer_auth(token: str | None) -> Callable[[Request], Awaitable[None]]:
     async def check(request: Request) -> None:
         if not token:
@@ -53,7 +92,8 @@ def bearer_auth(token: str | None) -> Callable[[Request], Awaitable[None]]:
 
 
 def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
-               routers: list[APIRouter], token: str | None) -> FastAPI:
+               routers: list[APIRouter], token: str | None,
+               limiter: RateLimiter | None = None) -> FastAPI:
     app = FastAPI(title=f"remitflow {service}", version="1", docs_url="/docs",
                   redoc_url=None)
     state: dict[str, bool] = {"draining": False}
@@ -87,7 +127,7 @@ def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    auth = Depends(bearer_auth(token))
+    guards = [Depends(rate_limit(limiter)), Depends(bearer_auth(token))]
     for router in routers:
-        app.include_router(router, prefix="/v1", dependencies=[auth])
+        app.include_router(router, prefix="/v1", dependencies=guards)
     return app

@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
-from shared.api import Heartbeat, Readiness, create_app
+from shared.api import Heartbeat, RateLimiter, Readiness, create_app
 from shared.aws import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
@@ -69,7 +69,8 @@ async def serve(service: str, settings: Settings, build: Builder) -> int:
 
         token = settings.api_token.get_secret_value() if settings.api_token else None
         app = create_app(service=service, readiness=ready, heartbeat=heartbeat,
-                         routers=parts.routers, token=token)
+                         routers=parts.routers, token=token,
+                         limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst))
         server = _Server(uvicorn.Config(app, host=settings.http_host,
                                         port=settings.port_for(service), log_config=None,
                                         access_log=False, lifespan="off"))

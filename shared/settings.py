@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
 
     api_token: SecretStr | None = None
+    api_rate_per_s: float = Field(default=50.0, gt=0)
+    api_burst: int = Field(default=100, ge=1)
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -142,3 +142,39 @@ def test_redaction() -> None:
                                                "detail": "Bearer abc.def"})
     assert event == {"request_id": "REQ-20261125102420-1", "webhook_secret": "[redacted]",
                      "detail": "Bearer [redacted]"}
+
+
+def test_rate_limiter_bucket() -> None:
+    from shared.api import RateLimiter
+
+    limiter = RateLimiter(rate_per_s=2, burst=3)
+    assert [limiter.allow("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.allow("a", now=0.0) == 0.5
+    assert limiter.allow("b", now=0.0) == 0.0, "buckets are per client"
+    assert limiter.allow("a", now=0.5) == 0.0, "refilled at rate_per_s"
+
+
+async def test_api_answers_429_with_retry_after() -> None:
+    from fastapi import APIRouter
+    from httpx import ASGITransport, AsyncClient
+
+    from shared.api import Heartbeat, RateLimiter, create_app
+
+    router = APIRouter()
+
+    @router.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    async def ready() -> dict[str, object]:
+        return {}
+
+    app = create_app(service="t", readiness=ready, heartbeat=Heartbeat(), routers=[router],
+                     token=None, limiter=RateLimiter(rate_per_s=0.1, burst=2))
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+        codes = [(await http.get("/v1/ping")).status_code for _ in range(3)]
+        limited = await http.get("/v1/ping")
+        metrics = await http.get("/metrics")
+    assert codes == [200, 200, 429]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert metrics.status_code == 200, "/metrics is never limited"
