@@ -26,7 +26,7 @@ test: venv ## the whole suite against the embedded emulator (no network, no Dock
 
 lint: venv ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services tests
+	$(VENV)/bin/mypy shared services tests bench
 
 fmt: venv ## apply ruff's fixes
 	$(VENV)/bin/ruff check --fix .
@@ -40,6 +40,7 @@ clean: ## remove caches and dev logs (keeps .venv)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .dev-logs .hypothesis
 
 -include deploy.mk
+-include bench.mk
 
 soak: venv ## N remittances with random kill -9s: prints lost=… duplicates=… (N=2000)
 	$(PY) -m services.soak --count $(or $(N),2000)
