@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from shared.jobs import JobStore
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
-from shared.worker import fault_point, sleep_or_stop
+from shared.sqs import Deleter, Receiver
+from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -72,59 +73,39 @@ class Intake:
         self.dlq_url = dlq_url
         self.store = store
         self.parse = parse
-        self.wait_s = wait_s
         self.visibility_s = visibility_s
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self._max = max_in_flight
+        self.receiver = Receiver(sqs, queue_url, worker="intake", max_in_flight=max_in_flight,
+                                 wait_s=wait_s, visibility_s=visibility_s, with_attributes=True)
+        self.deleter = Deleter(sqs, queue_url)
         self._stop = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
-        self.healthy = True
+
+    @property
+    def healthy(self) -> bool:
+        return self.receiver.healthy
 
     def shutdown(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
         """Receive until shutdown, then wait for in-flight batches (they finish and ack)."""
-        failures = 0
         while not self._stop.is_set():
-            free = self._free_slots()
-            if free == 0:
-                await asyncio.sleep(0.01)
-                continue
-            try:
-                resp = await self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free),
-                    WaitTimeSeconds=self.wait_s, VisibilityTimeout=self.visibility_s,
-                    MessageAttributeNames=["All"], MessageSystemAttributeNames=["SentTimestamp"])
-                failures = 0
-                self.healthy = True
-            except Exception as exc:
-                failures += 1
-                self.healthy = False
-                WORKER_ERRORS.labels(worker="intake").inc()
-                log.warning("intake.receive_failed", queue=self.queue, error=str(exc),
-                            failures=failures)
-                await sleep_or_stop(self._stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
-                continue
-            messages = resp.get("Messages", [])
+            messages = await self.receiver.receive(self._stop)
             if not messages:
                 continue
             if self._stop.is_set():
-                await self._hand_back(messages)
+                await self.receiver.set_visibility(messages, 0)
                 break
             fault_point("intake.after_receive")
+            for _ in messages:
+                await self.receiver.slots.acquire()
             task = asyncio.create_task(self._handle_batch(messages))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
         if self._batches:
             await asyncio.gather(*self._batches, return_exceptions=True)
 
-    def _free_slots(self) -> int:
-        return self._slots._value
-
     async def _handle_batch(self, messages: list[MessageTypeDef]) -> None:
-        for _ in messages:
-            await self._slots.acquire()
         keeper = asyncio.create_task(self._keep_visible(messages))
         try:
             results = await asyncio.gather(*(self._handle(m) for m in messages),
@@ -132,14 +113,14 @@ class Intake:
         finally:
             keeper.cancel()
             for _ in messages:
-                self._slots.release()
+                self.receiver.slots.release()
         done = [m for m, ok in zip(messages, results, strict=True) if ok is True]
         for m, ok in zip(messages, results, strict=True):
             if isinstance(ok, BaseException):
                 WORKER_ERRORS.labels(worker="intake").inc()
                 log.error("intake.handle_failed", queue=self.queue,
                           message_id=m.get("MessageId"), error=repr(ok))
-        await self._delete(done)
+        await self.deleter.delete_many(done)
 
     async def _handle(self, message: MessageTypeDef) -> bool:
         """Returns True when the message may be deleted from the source queue."""
@@ -192,33 +173,8 @@ class Intake:
         log.warning("intake.quarantined", queue=self.queue, reason=reason, detail=detail[:300],
                     request_id=request_id, message_id=message.get("MessageId"))
 
-    async def _delete(self, messages: list[MessageTypeDef]) -> None:
-        if not messages:
-            return
-        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                              for i, m in enumerate(messages)]
-        resp = await self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        for failed in resp.get("Failed", []):
-            log.warning("intake.delete_failed", queue=self.queue, detail=failed.get("Message"))
-
     async def _keep_visible(self, messages: list[MessageTypeDef]) -> None:
         """Extend visibility while a slow batch is still being handled."""
         while True:
             await asyncio.sleep(self.visibility_s / 3)
-            entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
-                                   "VisibilityTimeout": self.visibility_s}
-                                  for i, m in enumerate(messages)]
-            try:
-                await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
-                                                               Entries=entries)
-            except Exception as exc:
-                log.warning("intake.extend_visibility_failed", error=str(exc))
-
-    async def _hand_back(self, messages: list[MessageTypeDef]) -> None:
-        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
-                               "VisibilityTimeout": 0} for i, m in enumerate(messages)]
-        try:
-            await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
-                                                           Entries=entries)
-        except Exception as exc:
-            log.warning("intake.hand_back_failed", error=str(exc))
+            await self.receiver.set_visibility(messages, self.visibility_s)

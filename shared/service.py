@@ -67,7 +67,8 @@ async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str
                                    f"{owner_id()}:{uuid.uuid4().hex[:8]}")
     stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
                             leases=shard_leases, table=table,
-                            processor=per_record(starter.on_inserted),
+                            processor=per_record(starter.on_inserted,
+                                                 concurrency=settings.max_in_flight),
                             on_poison=starter.park_record, events=frozenset({"INSERT"}),
                             batch_size=settings.stream_batch_size,
                             batching_window_ms=settings.stream_batching_window_ms,

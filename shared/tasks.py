@@ -24,7 +24,8 @@ from shared.aws import error_code
 from shared.jobs import Job, JobStore, Status
 from shared.logs import get_logger
 from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
-from shared.worker import fault_point, sleep_or_stop
+from shared.sqs import Deleter, Receiver
+from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -80,42 +81,30 @@ class TaskWorker:
         self.queue_url = queue_url
         self.store = store
         self.handler = handler
-        self.wait_s = wait_s
         self.heartbeat_s = heartbeat_s
         self.visibility_s = visibility_s
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.receiver = Receiver(sqs, queue_url, worker="tasks", max_in_flight=max_in_flight,
+                                 wait_s=wait_s, visibility_s=visibility_s)
+        self.deleter = Deleter(sqs, queue_url)
         self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-        self.healthy = True
+
+    @property
+    def healthy(self) -> bool:
+        return self.receiver.healthy
 
     def shutdown(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
-        failures = 0
+        """Answer tasks until shutdown; then finish those started, hand back the rest."""
         while not self._stop.is_set():
-            free = self._slots._value
-            if free == 0:
-                await asyncio.sleep(0.01)
-                continue
-            try:
-                resp = await self.sqs.receive_message(
-                    QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, free),
-                    WaitTimeSeconds=self.wait_s, VisibilityTimeout=self.visibility_s)
-                failures = 0
-                self.healthy = True
-            except Exception as exc:
-                failures += 1
-                self.healthy = False
-                WORKER_ERRORS.labels(worker="tasks").inc()
-                log.warning("tasks.receive_failed", queue=self.queue, error=str(exc))
-                await sleep_or_stop(self._stop, min(30.0, 0.5 * 2 ** min(failures, 6)))
-                continue
-            for message in resp.get("Messages", []):
-                if self._stop.is_set():
-                    await self._visibility(message, 0)
-                    continue
-                await self._slots.acquire()
+            messages = await self.receiver.receive(self._stop)
+            if self._stop.is_set():
+                await self.receiver.set_visibility(messages, 0)
+                break
+            for message in messages:
+                await self.receiver.slots.acquire()
                 task = asyncio.create_task(self._run_one(message))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
@@ -129,7 +118,7 @@ class TaskWorker:
             WORKER_ERRORS.labels(worker="tasks").inc()
             log.error("tasks.failed", queue=self.queue, error=repr(exc))
         finally:
-            self._slots.release()
+            self.receiver.slots.release()
 
     async def _answer(self, message: MessageTypeDef) -> None:
         body = json.loads(message.get("Body", "{}"))
@@ -193,18 +182,9 @@ class TaskWorker:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 await self.sfn.send_task_heartbeat(taskToken=token)
-                await self._visibility(message, self.visibility_s)
+                await self.receiver.set_visibility([message], self.visibility_s)
             except Exception as exc:
                 log.warning("task.heartbeat_failed", error=str(exc))
 
-    async def _visibility(self, message: MessageTypeDef, seconds: int) -> None:
-        try:
-            await self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=seconds)
-        except Exception as exc:
-            log.warning("tasks.visibility_failed", error=str(exc))
-
     async def _delete(self, message: MessageTypeDef) -> None:
-        await self.sqs.delete_message(QueueUrl=self.queue_url,
-                                      ReceiptHandle=message["ReceiptHandle"])
+        await self.deleter.delete(message)

@@ -421,3 +421,22 @@ def _message(request_id: str) -> dict[str, Any]:
             "currency": "JPY", "payee_id": "PAYEE-0003", "invoice_ids": ["INV-3001"],
             "occurred_at": "2026-11-25T01:30:00Z"}
 
+
+
+async def test_concurrent_per_record_keeps_key_order_and_reports_earliest_failure() -> None:
+    seen: list[str] = []
+
+    async def processor(records: list[Record]) -> None:
+        (record,) = records
+        await asyncio.sleep(0.01 if record.keys["k"] == "a" else 0)
+        if record.sequence in {"5", "3"}:
+            raise RuntimeError(f"boom {record.sequence}")
+        seen.append(record.sequence)
+
+    records = [Record("INSERT", str(i), {"k": "a" if i % 2 else "b"}, None, None)
+               for i in range(1, 7)]
+    with pytest.raises(BatchFailure) as caught:
+        await per_record(processor, concurrency=8)(records)
+    assert caught.value.sequence == "3", "retry starts at the earliest failed record"
+    assert seen.index("2") < seen.index("4") < seen.index("6"), "one key keeps its order"
+    assert "1" in seen and "5" not in seen, "a key stops at its first failure"

@@ -1,0 +1,130 @@
+"""The SQS half shared by the intake and the task worker.
+
+:class:`Receiver` long-polls with at most ``max_in_flight`` messages held (each
+receive asks for ``min(10, free slots)``), backs off with jitter when SQS is
+unreachable and says so in ``healthy``. :class:`Deleter` gathers acknowledgements
+from concurrent handlers into ``DeleteMessageBatch`` calls of up to ten (one
+request instead of ten), flushing after ``linger_s`` or when ten are waiting; a
+message is acknowledged only once its handler has finished, so a crash before
+the flush means a redelivery, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from shared.logs import get_logger
+from shared.metrics import WORKER_ERRORS
+from shared.worker import backoff_s, sleep_or_stop
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+log = get_logger(__name__)
+
+
+class Receiver:
+    def __init__(self, sqs: SQSClient, queue_url: str, *, worker: str, max_in_flight: int,
+                 wait_s: int, visibility_s: int, with_attributes: bool = False) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.worker = worker
+        self.wait_s = wait_s
+        self.visibility_s = visibility_s
+        self.slots = asyncio.Semaphore(max_in_flight)
+        self.extra: dict[str, Any] = (
+            {"MessageAttributeNames": ["All"], "MessageSystemAttributeNames": ["SentTimestamp"]}
+            if with_attributes else {})
+        self.healthy = True
+        self._failures = 0
+
+    @property
+    def free(self) -> int:
+        return self.slots._value
+
+    async def receive(self, stop: asyncio.Event) -> list[MessageTypeDef]:
+        """One long poll for as many messages as there are free slots ([] when idle)."""
+        if self.free == 0:  # wait for a handler to finish
+            await self.slots.acquire()
+            self.slots.release()
+        if stop.is_set():
+            return []
+        try:
+            resp = await self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=min(10, self.free),
+                WaitTimeSeconds=self.wait_s, VisibilityTimeout=self.visibility_s, **self.extra)
+        except Exception as exc:
+            self._failures += 1
+            self.healthy = False
+            WORKER_ERRORS.labels(worker=self.worker).inc()
+            log.warning(f"{self.worker}.receive_failed", queue_url=self.queue_url,
+                        error=str(exc), failures=self._failures)
+            await sleep_or_stop(stop, backoff_s(self._failures, 0.5, 30.0))
+            return []
+        self._failures = 0
+        self.healthy = True
+        return list(resp.get("Messages", []))
+
+    async def set_visibility(self, messages: Sequence[MessageTypeDef], seconds: int) -> None:
+        """Extend (heartbeat) or hand back (0) messages, best effort."""
+        for start in range(0, len(messages), 10):
+            entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                                   "VisibilityTimeout": seconds}
+                                  for i, m in enumerate(messages[start:start + 10])]
+            try:
+                await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
+                                                               Entries=entries)
+            except Exception as exc:
+                log.warning(f"{self.worker}.visibility_failed", error=str(exc))
+
+
+class Deleter:
+    """Batches deletes of finished messages (``await deleter.delete(message)``)."""
+
+    def __init__(self, sqs: SQSClient, queue_url: str, *, linger_s: float = 0.05) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.linger_s = linger_s
+        self._pending: list[tuple[MessageTypeDef, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def delete(self, message: MessageTypeDef) -> None:
+        """Returns once the message's batch was deleted (or the failure was logged)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((message, done))
+        if len(self._pending) >= 10:
+            self._flush_now()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.linger_s, self._flush_now)
+        await done
+
+    async def delete_many(self, messages: Sequence[MessageTypeDef]) -> None:
+        await asyncio.gather(*(self.delete(m) for m in messages))
+
+    def _flush_now(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._pending:
+            batch, self._pending = self._pending[:10], self._pending[10:]
+            asyncio.get_running_loop().create_task(self._send(batch))
+
+    async def _send(self, batch: list[tuple[MessageTypeDef, asyncio.Future[None]]]) -> None:
+        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                              for i, (m, _) in enumerate(batch)]
+        try:
+            resp = await self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            for failed in resp.get("Failed", []):
+                log.warning("sqs.delete_failed", queue_url=self.queue_url,
+                            detail=failed.get("Message"))
+        except Exception as exc:
+            # Not deleted: the message comes back after its visibility timeout and its
+            # (idempotent) handler runs again. Nothing is lost.
+            log.warning("sqs.delete_failed", queue_url=self.queue_url, error=str(exc))
+        finally:
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
