@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
+from services.sweeper.service import build_sweeper
 from services.webhook_receiver import Receiver
 from shared.dynamo import to_item
 from tests.helpers import Env, eventually, job_in, running, sent_emails
@@ -74,14 +76,25 @@ async def test_webhook_410_is_rejected(env: Env, receiver: Receiver) -> None:
     assert receiver.received == []
 
 
-async def test_webhook_503_goes_to_retry_pending(env: Env, receiver: Receiver) -> None:
+async def test_webhook_503_retry_pending_then_sent_once(env: Env, receiver: Receiver) -> None:
+    """A receiver down for a while: the task's quick retries and the workflow's retries
+    give up (RETRY_PENDING); once it is back, the sweeper's re-drive delivers once."""
     await point_webhook_payee_at(env, receiver)
     receiver.script = [503] * 100
+    sweeper = await build_sweeper(env.settings, env.clients)
     async with running(env, build_enrichment), running(env, build_notification):
         await env.send(example("settled-jpy-wire.json"))
         job = await job_in(env.store("notifications"), "REQ-2026-000003", "RETRY_PENDING",
                            timeout_s=60)
-    assert "delivery_id" not in job.raw and receiver.received == []
+        assert "delivery_id" not in job.raw and receiver.received == []
+        receiver.script = []                      # the receiver is back
+        report = await sweeper.sweep_once(now=time.time() + 3600)
+        assert report.tables["notifications"].redriven == 1
+        sent = await job_in(env.store("notifications"), "REQ-2026-000003", "SENT",
+                            timeout_s=60)
+    assert sent.attempt == 2
+    assert list(receiver.by_id.values()) == [1], "delivered exactly once"
+    assert receiver.received[0]["id"] == sent.raw["delivery_id"]
 
 
 async def test_duplicate_advice_sends_one_email(env: Env) -> None:
