@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+import pytest
 
 from shared.aws import AwsClients
 from shared.bootstrap import bootstrap
@@ -100,3 +101,21 @@ async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
         "retry-index", "failed-index", "running-index"}
     assert tables["Table"]["LatestStreamArn"] == again["Table"]["LatestStreamArn"]
     assert again["Table"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+
+
+@pytest.mark.parametrize("service", ["notification", "sweeper"])
+async def test_sigterm_drains_and_exits_zero(env: Env, service: str) -> None:
+    with service_process(env, service) as (url, proc):
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+
+            async def ready() -> bool:
+                try:
+                    return (await http.get("/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await eventually(ready, what=f"{service} ready")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        out = proc.stdout.read().decode() if proc.stdout else ""
+    assert '"event": "service.stopping"' in out and '"event": "service.stopped"' in out
