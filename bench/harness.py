@@ -26,6 +26,7 @@ from shared.aws import AwsClients
 from shared.bootstrap import bootstrap, load_reference_data
 from shared.dynamo import from_item
 from shared.names import Names
+from shared.service import state_machine_arn
 from shared.settings import Settings
 
 SERVICES = ("enrichment", "notification", "sweeper")
@@ -215,7 +216,7 @@ class Stack:
                 break
             await asyncio.sleep(1)
         starts: dict[str, float] = {}
-        arn = await _machine_arn(clients, self.names.enrichment_sm)
+        arn = await state_machine_arn(clients, self.names.enrichment_sm)
         async for page in clients.sfn.get_paginator("list_executions").paginate(
                 stateMachineArn=arn):
             for ex in page["executions"]:
@@ -236,7 +237,8 @@ class Stack:
         inner: Counter[str] = Counter()
         execs = 0
         for machine in (self.names.enrichment_sm, self.names.notification_sm):
-            base = (await _machine_arn(clients, machine)).replace(":stateMachine:", ":execution:")
+            arn = await state_machine_arn(clients, machine)
+            base = arn.replace(":stateMachine:", ":execution:")
             for rid in sample:
                 try:
                     hist = await clients.sfn.get_execution_history(
@@ -267,14 +269,6 @@ def diff_calls(a: Snapshot, b: Snapshot) -> dict[str, float]:
             if delta:
                 out[op] += delta
     return dict(out)
-
-
-async def _machine_arn(clients: AwsClients, name: str) -> str:
-    async for page in clients.sfn.get_paginator("list_state_machines").paginate():
-        for m in page["stateMachines"]:
-            if m["name"] == name:
-                return m["stateMachineArn"]
-    raise RuntimeError(f"state machine {name} not found")
 
 
 async def _scan(clients: AwsClients, table: str, ids: set[str]) -> dict[str, dict[str, Any]]:

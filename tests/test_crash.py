@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from services.demo import generate_messages
+from shared.jobs import Job
 from tests.conftest import free_port
 from tests.helpers import Env, eventually, job_in, sent_emails
 
@@ -76,41 +77,34 @@ def _emails_to(env: Env, address: str) -> list[dict[str, object]]:
             if m["destinations"]["ToAddresses"] == [address]]
 
 
-async def test_crash_after_answer_is_recorded_delivers_once(env: Env) -> None:
-    """Killed after the e-mail was sent and recorded, before answering the workflow."""
-    message = dict(generate_messages(1, prefix="REQ-CRASH-NOTIFY-ANSWER")[0],
-                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
-                   currency="EUR")
-    rid = str(message["request_id"])
-    # a payee address of this test's own, so the count is this test's only
+async def _crash_notification(env: Env, point: str, end_state: str) -> tuple[Job, int]:
+    """An enriched EUR remittance to a payee address of this test's own; the
+    notification process dies at ``point``; a fresh one (and a sweeper) takes over.
+    Returns the job in ``end_state`` and how many e-mails the address received."""
+    address = f"{env.settings.prefix}@brandt.example"
     await env.clients.dynamodb.update_item(
         TableName=env.names.payees, Key={"payee_id": {"S": "PAYEE-0002"}},
-        UpdateExpression="SET email = :e",
-        ExpressionAttributeValues={":e": {"S": f"{env.settings.prefix}@brandt.example"}})
+        UpdateExpression="SET email = :e", ExpressionAttributeValues={":e": {"S": address}})
+    message = dict(generate_messages(1, prefix=f"REQ-CRASH-{point.replace('.', '-')}")[0],
+                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
+                   currency="EUR")
     await _enriched(env, message)
-    with process(env, "notification", REMITFLOW_FAULT_POINT="tasks.before_answer") as victim:
-        await eventually(lambda: died(victim), timeout_s=60, what="crash before answering")
+    with process(env, "notification", REMITFLOW_FAULT_POINT=point) as victim:
+        await eventually(lambda: died(victim), timeout_s=60, what=f"crash at {point}")
     with process(env, "notification"), process(env, "sweeper"):
-        job = await job_in(env.store("notifications"), rid, "SENT", timeout_s=90)
-    assert len(_emails_to(env, f"{env.settings.prefix}@brandt.example")) == 1
-    assert job.raw["delivery_id"]
+        job = await job_in(env.store("notifications"), str(message["request_id"]), end_state,
+                           timeout_s=90)
+    return job, len(_emails_to(env, address))
+
+
+async def test_crash_after_answer_is_recorded_delivers_once(env: Env) -> None:
+    """Killed after the e-mail was sent and recorded, before answering the workflow."""
+    job, emails = await _crash_notification(env, "tasks.before_answer", "SENT")
+    assert emails == 1 and job.raw["delivery_id"]
 
 
 async def test_crash_after_send_before_record_is_not_resent(env: Env) -> None:
     """Killed after SES accepted the e-mail but before its MessageId was recorded:
     the outcome is unknown, so the job goes to FAILED for a human, never resent."""
-    message = dict(generate_messages(1, prefix="REQ-CRASH-NOTIFY-SEND")[0],
-                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
-                   currency="EUR")
-    rid = str(message["request_id"])
-    await env.clients.dynamodb.update_item(
-        TableName=env.names.payees, Key={"payee_id": {"S": "PAYEE-0002"}},
-        UpdateExpression="SET email = :e",
-        ExpressionAttributeValues={":e": {"S": f"{env.settings.prefix}@brandt.example"}})
-    await _enriched(env, message)
-    with process(env, "notification", REMITFLOW_FAULT_POINT="notify.after_send") as victim:
-        await eventually(lambda: died(victim), timeout_s=60, what="crash after send")
-    with process(env, "notification"), process(env, "sweeper"):
-        job = await job_in(env.store("notifications"), rid, "FAILED", timeout_s=90)
-    assert "unknown" in job.raw["last_error"]
-    assert len(_emails_to(env, f"{env.settings.prefix}@brandt.example")) == 1
+    job, emails = await _crash_notification(env, "notify.after_send", "FAILED")
+    assert emails == 1 and "unknown" in job.raw["last_error"]

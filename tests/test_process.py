@@ -39,16 +39,18 @@ def service_process(env: Env, service: str,
         proc.wait(timeout=10)
 
 
+async def answers(http: httpx.AsyncClient, path: str, status: int) -> bool:
+    """True once ``path`` answers ``status`` (False while the port is not open yet)."""
+    try:
+        return (await http.get(path)).status_code == status
+    except httpx.TransportError:
+        return False
+
+
 async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
     with service_process(env, "enrichment", REMITFLOW_API_TOKEN=TOKEN) as (url, proc):
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-            async def ready() -> bool:
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, what="/readyz 200")
+            await eventually(lambda: answers(http, "/readyz", 200), what="/readyz 200")
             assert (await http.get("/healthz")).json()["status"] == "ok"
             await env.send({"schema_version": "1", "request_id": "REQ-PROC-1",
                             "partner": "TOKYOBANK", "status": "SETTLED",
@@ -107,14 +109,7 @@ async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
 async def test_sigterm_drains_and_exits_zero(env: Env, service: str) -> None:
     with service_process(env, service) as (url, proc):
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-
-            async def ready() -> bool:
-                try:
-                    return (await http.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            await eventually(ready, what=f"{service} ready")
+            await eventually(lambda: answers(http, "/readyz", 200), what=f"{service} ready")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
         out = proc.stdout.read().decode() if proc.stdout else ""
