@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -92,9 +93,15 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
     nstatuses = Counter(notif[r]["status"] for r in ids if r in notif)
     accounted = sum(statuses[s] for s in DONE_REMITTANCE)
     lost = count - accounted
-    delivery_ids = {n.get("delivery_id") for n in notif.values() if n.get("channel") == "email"}
-    emails = [m for m in _emails(endpoint)]
-    email_dupes = len([m for m in emails if m["id"] not in delivery_ids])
+    # Every e-mail names its request id in its body: count e-mails per request.
+    per_request = Counter(found for m in _emails(endpoint)
+                          for found in set(re.findall(r"REQ-SOAK-[0-9]+-[0-9]+", m["body"])))
+    email_dupes = sum(n - 1 for n in per_request.values() if n > 1)
+    unknown = [r for r in ids if notif.get(r, {}).get("status") == "FAILED"
+               and "unknown" in str(notif[r].get("last_error", ""))]
+    print(f"e-mails: {sum(per_request.values())} for {len(per_request)} requests; "
+          f"{len(unknown)} notification(s) FAILED because a send's outcome was unknown "
+          f"(killed between the send and its record: left for a human, never resent)")
     webhook_dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1) if receiver else 0
     print(f"remittances in={count} COMPLETED={statuses['COMPLETED']} "
           f"SENT={nstatuses['SENT']} REJECTED={statuses['REJECTED'] + nstatuses['REJECTED']} "
