@@ -103,11 +103,12 @@ class Replay:
         shards = (await self.c["dynamodbstreams"].describe_stream(StreamArn=stream_arn)
                   )["StreamDescription"]["Shards"]
         self.shard = shards[-1]["ShardId"]
-        machines = (await sfn.list_state_machines())["stateMachines"]
         self.machines = [await self._machine(sfn, kind) for kind in ("enrich", "notify")]
         self.started: list[str] = []
-        enrich = next(m["stateMachineArn"] for m in machines
-                      if m["name"] == self.names.enrichment_sm)
+        enrich = ""
+        async for page in sfn.get_paginator("list_state_machines").paginate():
+            enrich = next((m["stateMachineArn"] for m in page["stateMachines"]
+                           if m["name"] == self.names.enrichment_sm), enrich)
         self.execution = (await sfn.list_executions(stateMachineArn=enrich, maxResults=1)
                           )["executions"][0]["executionArn"]
         self.copies: list[str] = []

@@ -14,6 +14,7 @@ from shared.aws import AwsClients
 from shared.jobs import Job, JobStore
 from shared.names import Names
 from shared.runtime import Builder, ServiceParts
+from shared.service import state_machine_arn
 from shared.settings import Settings
 
 T = TypeVar("T")
@@ -63,10 +64,14 @@ class Env:
                 return out
 
     async def executions(self, state_machine: str) -> list[Any]:
-        arn = next(m["stateMachineArn"] for m in
-                   (await self.clients.sfn.list_state_machines())["stateMachines"]
-                   if m["name"] == state_machine)
-        return list((await self.clients.sfn.list_executions(stateMachineArn=arn))["executions"])
+        """Every execution of this test's ``state_machine`` (all pages: the session's
+        emulator holds the state machines of every test)."""
+        arn = await state_machine_arn(self.clients, state_machine)
+        out: list[Any] = []
+        async for page in self.clients.sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=arn):
+            out += page["executions"]
+        return out
 
 
 async def eventually(probe: Callable[[], Awaitable[T | None]], *, timeout_s: float = 30.0,

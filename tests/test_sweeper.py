@@ -45,14 +45,7 @@ async def retrying(store: JobStore, request_id: str, *, attempt: int = 1,
 
 
 async def names_of(env: Env, machine: str) -> list[str]:
-    arn = next(m["stateMachineArn"] for m in
-               (await env.clients.sfn.list_state_machines())["stateMachines"]
-               if m["name"] == machine)
-    out: list[str] = []
-    async for page in env.clients.sfn.get_paginator("list_executions").paginate(
-            stateMachineArn=arn):
-        out += [e["name"] for e in page["executions"]]
-    return out
+    return [e["name"] for e in await env.executions(machine)]
 
 
 def history(job: Job) -> str:
