@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shared.jobs import JobStore
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
-from shared.sqs import Deleter, Receiver
+from shared.sqs import SqsWorker
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -60,32 +60,19 @@ class Parsed:
 Parser = Callable[[str], Parsed]
 
 
-class Intake:
+class Intake(SqsWorker):
     """One intake queue → one job table."""
 
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  store: JobStore, parse: Parser, max_in_flight: int = 32,
                  wait_s: int = 10, visibility_s: int = 60) -> None:
-        self.name = f"intake:{queue_name}"
-        self.sqs = sqs
-        self.queue = queue_name
-        self.queue_url = queue_url
+        super().__init__(sqs, queue_name, queue_url, worker="intake",
+                         max_in_flight=max_in_flight, wait_s=wait_s,
+                         visibility_s=visibility_s, with_attributes=True)
         self.dlq_url = dlq_url
         self.store = store
         self.parse = parse
-        self.visibility_s = visibility_s
-        self.receiver = Receiver(sqs, queue_url, worker="intake", max_in_flight=max_in_flight,
-                                 wait_s=wait_s, visibility_s=visibility_s, with_attributes=True)
-        self.deleter = Deleter(sqs, queue_url)
-        self._stop = asyncio.Event()
         self._batches: set[asyncio.Task[None]] = set()
-
-    @property
-    def healthy(self) -> bool:
-        return self.receiver.healthy
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
     async def run(self) -> None:
         """Receive until shutdown, then wait for in-flight batches (they finish and ack)."""

@@ -128,3 +128,32 @@ class Deleter:
             for _, done in batch:
                 if not done.done():
                     done.set_result(None)
+
+
+class SqsWorker:
+    """What every SQS-fed worker has: a name, a receiver, a deleter and a stop flag.
+
+    Subclasses implement ``run()``; ``shutdown()`` is idempotent and safe before
+    ``run()``; ``healthy`` is false while SQS cannot be reached.
+    """
+
+    def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, worker: str,
+                 max_in_flight: int, wait_s: int, visibility_s: int,
+                 with_attributes: bool = False) -> None:
+        self.name = f"{worker}:{queue_name}"
+        self.sqs = sqs
+        self.queue = queue_name
+        self.queue_url = queue_url
+        self.visibility_s = visibility_s
+        self.receiver = Receiver(sqs, queue_url, worker=worker, max_in_flight=max_in_flight,
+                                 wait_s=wait_s, visibility_s=visibility_s,
+                                 with_attributes=with_attributes)
+        self.deleter = Deleter(sqs, queue_url)
+        self._stop = asyncio.Event()
+
+    @property
+    def healthy(self) -> bool:
+        return self.receiver.healthy
+
+    def shutdown(self) -> None:
+        self._stop.set()

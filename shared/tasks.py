@@ -24,7 +24,7 @@ from shared.aws import error_code
 from shared.jobs import Job, JobStore, Status
 from shared.logs import get_logger
 from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
-from shared.sqs import Deleter, Receiver
+from shared.sqs import SqsWorker
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -70,31 +70,17 @@ class Task:
 Handler = Callable[[Task], Awaitable[dict[str, Any]]]
 
 
-class TaskWorker:
+class TaskWorker(SqsWorker):
     def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
                  store: JobStore, handler: Handler, max_in_flight: int = 32,
                  wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70) -> None:
-        self.name = f"tasks:{queue_name}"
-        self.sqs = sqs
+        super().__init__(sqs, queue_name, queue_url, worker="tasks",
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
         self.sfn = sfn
-        self.queue = queue_name
-        self.queue_url = queue_url
         self.store = store
         self.handler = handler
         self.heartbeat_s = heartbeat_s
-        self.visibility_s = visibility_s
-        self.receiver = Receiver(sqs, queue_url, worker="tasks", max_in_flight=max_in_flight,
-                                 wait_s=wait_s, visibility_s=visibility_s)
-        self.deleter = Deleter(sqs, queue_url)
-        self._stop = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
-
-    @property
-    def healthy(self) -> bool:
-        return self.receiver.healthy
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
     async def run(self) -> None:
         """Answer tasks until shutdown; then finish those started, hand back the rest."""
