@@ -178,3 +178,14 @@ async def test_api_answers_429_with_retry_after() -> None:
     assert codes == [200, 200, 429]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert metrics.status_code == 200, "/metrics is never limited"
+
+
+def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("REMITFLOW_MAX_IN_FLIGHT", "abc")
+    monkeypatch.setenv("REMITFLOW_LOG_LEVEL", "LOUD")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "REMITFLOW_MAX_IN_FLIGHT" in message and "REMITFLOW_LOG_LEVEL" in message
