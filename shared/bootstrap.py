@@ -201,10 +201,9 @@ async def bootstrap(settings: Settings, clients: AwsClients,
     await _ensure_table(ddb, names.invoices, "invoice_id", job=False)
     await _ensure_table(ddb, names.leases, "lease_key", job=False)
 
-    task_visibility = int(settings.task_heartbeat_s * 3) + 10
     out: dict[str, str] = {}
     for queue in (names.enrichment_tasks, names.notification_tasks):
-        out[queue], _ = await _ensure_queue(clients, queue, visibility_s=task_visibility,
+        out[queue], _ = await _ensure_queue(clients, queue, visibility_s=settings.task_visibility_s,
                                             max_receive=_TASK_QUEUE_REDRIVE)
     for queue in (names.remittance_events, names.notification_events):
         out[queue], _ = await _ensure_queue(clients, queue,
@@ -215,9 +214,9 @@ async def bootstrap(settings: Settings, clients: AwsClients,
     await _ensure_subscription(clients, topic_arn, out[names.notification_events])
 
     role_arn = sfn_role_arn or await _ensure_sfn_role(settings, names)
-    common = {"HeartbeatSeconds": int(settings.task_heartbeat_s * 3),
+    common = {"HeartbeatSeconds": settings.task_heartbeat_timeout_s,
               "TaskTimeoutSeconds": settings.task_timeout_s,
-              "WorkflowTimeoutSeconds": settings.task_timeout_s * 3 + 120}
+              "WorkflowTimeoutSeconds": settings.workflow_timeout_s}
     out[names.enrichment_sm] = await _ensure_state_machine(
         clients, names.enrichment_sm, load_definition("enrichment", {
             **common, "TasksQueueUrl": out[names.enrichment_tasks],

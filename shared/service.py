@@ -82,7 +82,7 @@ async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str
                        queue_url=await urls.url(task_queue), store=store, handler=handler,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=int(settings.task_heartbeat_s * 3) + 10)
+                       visibility_s=settings.task_visibility_s)
     return [intake, stream, tasks], store
 
 

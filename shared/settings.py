@@ -89,6 +89,21 @@ class Settings(BaseSettings):
             self.max_in_flight = 1
         return self
 
+    @property
+    def task_heartbeat_timeout_s(self) -> int:
+        """The workflow gives up on a task after this long without a heartbeat."""
+        return int(self.task_heartbeat_s * 3)
+
+    @property
+    def task_visibility_s(self) -> int:
+        """Task message visibility: outlives a missed heartbeat, then the task is re-read."""
+        return self.task_heartbeat_timeout_s + 10
+
+    @property
+    def workflow_timeout_s(self) -> int:
+        """A whole execution's timeout: three task timeouts plus room for the status writes."""
+        return self.task_timeout_s * 3 + 120
+
     def port_for(self, service: str) -> int:
         return self.http_port or DEFAULT_PORTS[service]
 

@@ -26,12 +26,12 @@ RECONCILE_MARGIN_S = 60.0
 def reconcile_after_s(settings: Settings) -> float:
     """How long a job may stay ``RUNNING`` before its execution is looked at.
 
-    Past bootstrap's ``WorkflowTimeoutSeconds`` (``task_timeout_s * 3 + 120``) an
+    Past the workflow's timeout (``Settings.workflow_timeout_s``) an
     execution has ended, so a margin beyond it never reconciles a live attempt.
     """
     if settings.reconcile_after_s is not None:
         return settings.reconcile_after_s
-    return settings.task_timeout_s * 3 + 120 + RECONCILE_MARGIN_S
+    return settings.workflow_timeout_s + RECONCILE_MARGIN_S
 
 
 def targets_spec(names: Names) -> tuple[tuple[str, str], ...]:
