@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from shared.aws import AwsClients, QueueUrls
+from shared.faults import Faults
 from shared.intake import Intake, Parser
 from shared.jobs import JobStore, Status
 from shared.names import Names
@@ -22,7 +23,7 @@ from shared.settings import Settings
 from shared.shardleases import ShardLeaseTable
 from shared.starter import RetryPolicy, WorkflowStarter
 from shared.stream import DynamoDBStreamSource, StreamConsumer, per_record
-from shared.tasks import Handler, TaskWorker
+from shared.tasks import Handler, Task, TaskWorker
 from shared.worker import Worker
 
 
@@ -52,7 +53,17 @@ async def state_machine_arn(clients: AwsClients, name: str) -> str:
 async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str,
                    task_queue: str, table: str, state_machine: str, parse: Parser,
                    handler: Handler) -> tuple[list[Worker], JobStore]:
-    """The four workers of one service, built on shared clients."""
+    """The workers of one service (intake, stream starter, task worker), on shared clients.
+
+    Opt-in dev/test faults (``REMITFLOW_FAULTS``) are applied to ``handler`` here, so
+    every service gets them the same way.
+    """
+    faults = Faults(settings.faults)
+
+    async def with_faults(task: Task) -> dict[str, Any]:
+        faults.check(task.request_id, task.attempt)
+        return await handler(task)
+
     urls = QueueUrls(clients.sqs)
     store = job_store(settings, clients, table)
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients, state_machine),
@@ -79,16 +90,14 @@ async def pipeline(settings: Settings, clients: AwsClients, *, intake_queue: str
                             poll_s=settings.stream_poll_interval_s,
                             idle_max_s=settings.stream_idle_max_s)
     tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
-                       queue_url=await urls.url(task_queue), store=store, handler=handler,
+                       queue_url=await urls.url(task_queue), store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
                        visibility_s=settings.task_visibility_s)
     return [intake, stream, tasks], store
 
 
-def status_router(path: str, store: JobStore,
-                  decorate: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
-                  ) -> APIRouter:
+def status_router(path: str, store: JobStore) -> APIRouter:
     """``GET /v1/<path>/{request_id}``: the job as DESIGN §8 describes it."""
     router = APIRouter()
 
@@ -99,8 +108,7 @@ def status_router(path: str, store: JobStore,
         job = await store.get(request_id, consistent=False)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no job with request_id {request_id}")
-        view = job.public()
-        return await decorate(view) if decorate else view
+        return job.public()
 
     return router
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 from services.enrichment.directory import PayeeDirectory
 from services.enrichment.handler import handle_task, parse_partner_message
 from shared.aws import AwsClients
-from shared.faults import Faults
 from shared.names import Names
 from shared.runtime import ServiceParts
 from shared.service import aws_readiness, pipeline, status_router
 from shared.settings import Settings
-from shared.tasks import Task
 
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     names = Names(settings.prefix)
     directory = PayeeDirectory(clients.dynamodb, names.payees, names.invoices)
-    faults = Faults(settings.faults)
-
-    async def handler(task: Task) -> dict[str, object]:
-        faults.check(task.request_id, task.attempt)
-        return await handle_task(task, directory=directory)
+    handler = functools.partial(handle_task, directory=directory)
 
     workers, store = await pipeline(
         settings, clients, intake_queue=names.remittance_events,

@@ -11,12 +11,10 @@ from services.notification.handler import Notifier, parse_advice
 from services.notification.render import Renderer
 from services.notification.rules import RuleSet
 from shared.aws import AwsClients
-from shared.faults import Faults
 from shared.names import Names
 from shared.runtime import ServiceParts
 from shared.service import aws_readiness, job_store, pipeline, status_router
 from shared.settings import Settings
-from shared.tasks import Task
 
 HERE = Path(__file__).parent
 RULES = HERE / "rules.yaml"
@@ -29,7 +27,6 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     # service before it takes work, never at the first payee.
     rules = RuleSet.load(RULES)
     renderer = Renderer.load(TEMPLATES, rules)
-    faults = Faults(settings.faults)
     http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
     notifier = Notifier(
         store=job_store(settings, clients, names.notifications), rules=rules, renderer=renderer,
@@ -38,13 +35,9 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sender=settings.sender_email, webhook_timeout_s=settings.webhook_timeout_s,
         allow_private=settings.webhook_allow_private)
 
-    async def handler(task: Task) -> dict[str, object]:
-        faults.check(task.request_id, task.attempt)
-        return await notifier.handle(task)
-
     workers, store = await pipeline(
         settings, clients, intake_queue=names.notification_events,
         task_queue=names.notification_tasks, table=names.notifications,
-        state_machine=names.notification_sm, parse=parse_advice, handler=handler)
+        state_machine=names.notification_sm, parse=parse_advice, handler=notifier.handle)
     return ServiceParts(workers=workers, routers=[status_router("notifications", store)],
                         readiness=aws_readiness(clients, names.notifications))
