@@ -17,6 +17,7 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
+COPY tools ./tools
 # Wheels only: no compiler in either stage. Bytecode is compiled here because
 # the runtime root filesystem is read-only.
 RUN /opt/remitflow/bin/pip install --only-binary=:all: --no-binary=remitflow -c constraints.txt . \

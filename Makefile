@@ -26,7 +26,7 @@ test: venv ## the whole suite against the embedded emulator (no network, no Dock
 
 lint: venv ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services tests bench
+	$(VENV)/bin/mypy shared services tools tests
 
 fmt: venv ## apply ruff's fixes
 	$(VENV)/bin/ruff check --fix .
@@ -43,4 +43,4 @@ clean: ## remove caches and dev logs (keeps .venv)
 -include bench.mk
 
 soak: venv ## N remittances with random kill -9s: prints lost=… duplicates=… (N=2000)
-	$(PY) -m services.soak --count $(or $(N),2000)
+	$(PY) -m tools.soak --count $(or $(N),2000)

@@ -13,4 +13,4 @@ endif
 
 .PHONY: bench
 bench: venv ## throughput, CPU, memory and AWS cost per remittance (N=1000, BASE_N=200)
-	$(PY) -m bench.run --count $(or $(N),1000) --baseline-count $(or $(BASE_N),200)
+	$(PY) -m tools.bench.run --count $(or $(N),1000) --baseline-count $(or $(BASE_N),200)

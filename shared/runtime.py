@@ -22,7 +22,7 @@ from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
 from shared.api import Heartbeat, RateLimiter, Readiness, create_app
-from shared.aws import AwsClients
+from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
 from shared.worker import Worker
@@ -32,9 +32,16 @@ log = get_logger(__name__)
 
 @dataclass
 class ServiceParts:
+    """What a service's ``build`` hands the entry point.
+
+    ``closers`` release what the build opened beyond the AWS clients (an HTTP
+    client pool, say); they run after every worker has stopped, even on error.
+    """
+
     workers: list[Worker]
     routers: list[APIRouter] = field(default_factory=list)
     readiness: Readiness | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 Builder = Callable[[Settings, AwsClients], Awaitable[ServiceParts]]
@@ -52,8 +59,9 @@ class WorkerStopped(RuntimeError):
     """A worker returned while nobody asked it to stop."""
 
 
-async def serve(service: str, settings: Settings, build: Builder) -> int:
+async def serve(service: str, settings: Settings, build: Builder, *, port: int) -> int:
     configure_logging(settings.log_level, settings.log_format, service=service)
+    port = settings.port_or(port)
     started = time.monotonic()
     async with AwsClients(settings) as clients:
         parts = await build(settings, clients)
@@ -72,7 +80,7 @@ async def serve(service: str, settings: Settings, build: Builder) -> int:
                          routers=parts.routers, token=token,
                          limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst))
         server = _Server(uvicorn.Config(app, host=settings.http_host,
-                                        port=settings.port_for(service), log_config=None,
+                                        port=port, log_config=None,
                                         access_log=False, lifespan="off"))
         tasks: list[asyncio.Task[None]] = []
         stopping = asyncio.Event()
@@ -107,7 +115,7 @@ async def serve(service: str, settings: Settings, build: Builder) -> int:
             if not signals:
                 raise WorkerStopped(f"{worker.name} stopped unexpectedly")
 
-        log.info("service.started", port=settings.port_for(service), prefix=settings.prefix,
+        log.info("service.started", port=port, prefix=settings.prefix,
                  workers=[w.name for w in parts.workers])
         async def run_server() -> None:
             await server.serve()
@@ -121,11 +129,15 @@ async def serve(service: str, settings: Settings, build: Builder) -> int:
             server.should_exit = True
             stop.set()
 
-        async with asyncio.TaskGroup() as group:
-            tasks.extend(group.create_task(guarded(w), name=w.name) for w in parts.workers)
-            group.create_task(heartbeat.run(stop))
-            group.create_task(run_server())
-            group.create_task(finish())
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks.extend(group.create_task(guarded(w), name=w.name) for w in parts.workers)
+                group.create_task(heartbeat.run(stop))
+                group.create_task(run_server())
+                group.create_task(finish())
+        finally:
+            for close in parts.closers:
+                await close()
     log.info("service.stopped", uptime_s=round(time.monotonic() - started, 1),
              **_counters())
     return 0

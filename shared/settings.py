@@ -13,7 +13,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["enrichment", "notification", "sweeper"]
-DEFAULT_PORTS: dict[str, int] = {"enrichment": 8081, "notification": 8082, "sweeper": 8083}
+
+
+RECONCILE_MARGIN_S = 60.0
 
 
 class SettingsError(SystemExit):
@@ -104,8 +106,19 @@ class Settings(BaseSettings):
         """A whole execution's timeout: three task timeouts plus room for the status writes."""
         return self.task_timeout_s * 3 + 120
 
-    def port_for(self, service: str) -> int:
-        return self.http_port or DEFAULT_PORTS[service]
+    @property
+    def reconcile_after_effective_s(self) -> float:
+        """When a ``RUNNING`` job is checked against its execution.
+
+        Past the workflow's timeout an execution has ended, so a margin beyond it
+        never reconciles a live attempt.
+        """
+        if self.reconcile_after_s is not None:
+            return self.reconcile_after_s
+        return self.workflow_timeout_s + RECONCILE_MARGIN_S
+
+    def port_or(self, default: int) -> int:
+        return self.http_port or default
 
 
 def load_settings(**overrides: object) -> Settings:

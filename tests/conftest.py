@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from services.demo import reference_data
-from shared.aws import AwsClients
-from shared.bootstrap import bootstrap, load_reference_data
-from shared.emulator import wait_until_up
+from shared.aws.clients import AwsClients
+from shared.aws.emulator import wait_until_up
+from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
 from tests.helpers import Env
+from tools.demo import reference_data
+from tools.stack import KINDS, TABLES
 
 
 def free_port() -> int:
@@ -33,7 +34,7 @@ def free_port() -> int:
 def emulator() -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "MOTO_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "emulator", "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "emulator", "--port",
                              str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -63,6 +64,6 @@ async def env(emulator: str) -> AsyncIterator[Env]:
     prefix = "t" + uuid.uuid4().hex[:10]
     settings = test_settings(prefix)
     async with AwsClients(settings) as clients:
-        await bootstrap(settings, clients)
+        await bootstrap(settings, clients, KINDS, TABLES)
         await load_reference_data(clients, settings, reference_data())
         yield Env(settings=settings, clients=clients, endpoint=emulator)

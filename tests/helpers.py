@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.aws import AwsClients
-from shared.jobs import Job, JobStore
-from shared.names import Names
+from shared.aws.clients import AwsClients
+from shared.pipeline.assemble import state_machine_arn
+from shared.pipeline.jobs import Job, JobStore
 from shared.runtime import Builder, ServiceParts
-from shared.service import state_machine_arn
 from shared.settings import Settings
+from tools.stack import StackNames as Names
 
 T = TypeVar("T")
 

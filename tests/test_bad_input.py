@@ -8,12 +8,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.demo import generate_messages
 from services.enrichment.handler import parse_partner_message
-from shared.intake import Intake, InvalidMessage
+from services.enrichment.kind import ENRICHMENT
 from shared.metrics import DLQ_MESSAGES
-from shared.service import job_store
+from shared.pipeline.assemble import job_store
+from shared.pipeline.intake import Intake, InvalidMessage
 from tests.helpers import Env, eventually
+from tools.demo import generate_messages
 
 VALID = generate_messages(1, prefix="REQ-PROP")[0]
 
@@ -73,7 +74,7 @@ async def test_hostile_batch_nothing_lost_neighbours_fine(env: Env) -> None:
         json.dumps(dict(good[1], request_id="REQ-HOSTILE-BIG", blob="x" * 200_000)),
     ]
     bodies = [*hostile, *(json.dumps(g) for g in good)]
-    store = job_store(env.settings, env.clients, env.names.remittances)
+    store = job_store(env.settings, env.clients, ENRICHMENT)
     url = await env.queue_url(env.names.remittance_events)
     dlq = await env.queue_url(env.names.dlq(env.names.remittance_events))
     intake = Intake(sqs=env.clients.sqs, queue_name=env.names.remittance_events, queue_url=url,
@@ -114,11 +115,11 @@ async def test_hostile_batch_nothing_lost_neighbours_fine(env: Env) -> None:
 
 
 async def test_payload_over_item_limit_is_quarantined_not_crashing(env: Env) -> None:
-    from shared.intake import MAX_PAYLOAD_BYTES
+    from shared.pipeline.intake import MAX_PAYLOAD_BYTES
 
     huge = json.dumps(dict(generate_messages(1, prefix="REQ-HUGE")[0],
                            blob="y" * (MAX_PAYLOAD_BYTES + 10)))
-    store = job_store(env.settings, env.clients, env.names.remittances)
+    store = job_store(env.settings, env.clients, ENRICHMENT)
     url = await env.queue_url(env.names.remittance_events)
     dlq = await env.queue_url(env.names.dlq(env.names.remittance_events))
     intake = Intake(sqs=env.clients.sqs, queue_name=env.names.remittance_events, queue_url=url,

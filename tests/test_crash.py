@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import pytest
 
-from services.demo import generate_messages
-from shared.jobs import Job
+from shared.pipeline.jobs import Job
 from tests.conftest import free_port
 from tests.helpers import Env, eventually, job_in, sent_emails
+from tools.demo import generate_messages
 
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
         "REMITFLOW_LEASE_TTL_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
@@ -34,7 +34,7 @@ def process(env: Env, service: str, **extra: str) -> Iterator[subprocess.Popen[b
     proc_env = {**os.environ, **FAST, "REMITFLOW_PREFIX": env.settings.prefix,
                 "REMITFLOW_HTTP_PORT": str(free_port()), "REMITFLOW_HTTP_HOST": "127.0.0.1",
                 **extra}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", service],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
                             env=proc_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield proc

@@ -15,12 +15,12 @@ from urllib.parse import urlparse
 
 import httpx
 
-from services.demo import generate_messages
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
-from shared.dynamo import to_item
+from shared.aws.dynamo import to_item
 from tests.conftest import free_port
 from tests.helpers import Env, eventually, job_in, running
+from tools.demo import generate_messages
 
 
 class Outage:
@@ -71,7 +71,7 @@ def enrichment_via(env: Env, endpoint: str, port: int) -> Iterator[subprocess.Po
                 "REMITFLOW_PREFIX": env.settings.prefix, "REMITFLOW_HTTP_PORT": str(port),
                 "REMITFLOW_HTTP_HOST": "127.0.0.1", "REMITFLOW_RECEIVE_WAIT_S": "1",
                 "REMITFLOW_STREAM_FAILOVER_S": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "enrichment"],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "enrichment"],
                             env=proc_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield proc

@@ -6,11 +6,11 @@ import json
 from importlib import resources
 from typing import Any
 
-from services.demo import generate_messages
 from services.enrichment.service import build
-from shared.jobs import Status
 from shared.metrics import STREAM_RECORDS
+from shared.pipeline.jobs import Status
 from tests.helpers import Env, eventually, job_in, running
+from tools.demo import generate_messages
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 

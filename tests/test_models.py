@@ -9,9 +9,11 @@ from importlib import resources
 import pytest
 
 from services.enrichment.handler import parse_partner_message
-from shared.faults import Faults
-from shared.intake import InvalidMessage
-from shared.jobs import (
+from shared.domain.money import MoneyError, format_plain, minor_units, parse_amount
+from shared.logs import redact_text, redaction_processor
+from shared.pipeline.faults import Faults
+from shared.pipeline.intake import InvalidMessage
+from shared.pipeline.jobs import (
     TRANSITIONS,
     InvalidTransition,
     Job,
@@ -19,9 +21,7 @@ from shared.jobs import (
     execution_name,
     index_shard,
 )
-from shared.logs import redact_text, redaction_processor
-from shared.money import MoneyError, format_plain, minor_units, parse_amount
-from shared.tasks import TransientError
+from shared.pipeline.tasks import TransientError
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 
@@ -113,7 +113,7 @@ def test_transitions_follow_the_design() -> None:
 
 
 async def test_store_refuses_forbidden_transition() -> None:
-    from shared.jobs import JobStore
+    from shared.pipeline.jobs import JobStore
 
     job = Job.from_raw({"request_id": "r", "status": "COMPLETED", "version": 3})
     store = JobStore(None, "t")  # type: ignore[arg-type]  # raises before any AWS call

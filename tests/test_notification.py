@@ -13,9 +13,10 @@ import pytest
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
-from services.webhook_receiver import Receiver
-from shared.dynamo import to_item
+from shared.aws.dynamo import to_item
 from tests.helpers import Env, eventually, job_in, running, sent_emails
+from tools.stack import KINDS
+from tools.webhook_receiver import Receiver
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
@@ -81,7 +82,7 @@ async def test_webhook_503_retry_pending_then_sent_once(env: Env, receiver: Rece
     give up (RETRY_PENDING); once it is back, the sweeper's re-drive delivers once."""
     await point_webhook_payee_at(env, receiver)
     receiver.script = [503] * 100
-    sweeper = await build_sweeper(env.settings, env.clients)
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
     async with running(env, build_enrichment), running(env, build_notification):
         await env.send(example("settled-jpy-wire.json"))
         job = await job_in(env.store("notifications"), "REQ-2026-000003", "RETRY_PENDING",

@@ -13,10 +13,11 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from shared.aws import AwsClients
-from shared.bootstrap import bootstrap
+from shared.aws.clients import AwsClients
+from shared.pipeline.bootstrap import bootstrap
 from tests.conftest import free_port
 from tests.helpers import Env, eventually
+from tools.stack import KINDS, TABLES
 
 TOKEN = "s3cret-test-token"
 
@@ -29,7 +30,7 @@ def service_process(env: Env, service: str,
                 "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
                 "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
                 **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", service],
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
                             env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield f"http://127.0.0.1:{port}", proc
@@ -94,9 +95,9 @@ async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
 
 async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
     async with AwsClients(env.settings) as clients:
-        first = await bootstrap(env.settings, clients)
+        first = await bootstrap(env.settings, clients, KINDS, TABLES)
         tables = await clients.dynamodb.describe_table(TableName=env.names.remittances)
-        second = await bootstrap(env.settings, clients)
+        second = await bootstrap(env.settings, clients, KINDS, TABLES)
         again = await clients.dynamodb.describe_table(TableName=env.names.remittances)
     assert first == second
     assert {g["IndexName"] for g in again["Table"]["GlobalSecondaryIndexes"]} == {

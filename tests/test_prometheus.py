@@ -75,7 +75,7 @@ scrape_configs:
                         "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
                         "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SWEEPER_INTERVAL_S": "1"}
             stack.enter_context(_spawn(
-                [sys.executable, "-m", "services.cli", "run", service], proc_env))
+                [sys.executable, "-m", "tools.cli", "run", service], proc_env))
         stack.enter_context(_spawn(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
              f"--web.listen-address=127.0.0.1:{prom_port}"]))

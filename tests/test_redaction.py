@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from services.demo import generate_messages
-from services.webhook_receiver import Receiver
-from shared.dynamo import to_item
+from shared.aws.dynamo import to_item
 from tests.conftest import free_port
 from tests.helpers import Env, job_in
+from tools.demo import generate_messages
+from tools.webhook_receiver import Receiver
 
 SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
 TOKEN = "tok-9f8e7d6c5b4a39281706"
@@ -22,7 +22,7 @@ ACCOUNT = "000123456789"
 
 def _start(service: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.cli", "run", service],
+        return subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)
 
 

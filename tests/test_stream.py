@@ -1,7 +1,7 @@
 """The stream consumer: leases, lineage, failover, fencing, iterators, partial failures.
 
 The lease table is the emulator's real DynamoDB table; the stream is either the
-emulator's (one shard) or :class:`~shared.memstream.MemoryStream` (many shards,
+emulator's (one shard) or :class:`~shared.stream.memory.MemoryStream` (many shards,
 splits, expiry, trimming, throttling) behind the same interface. Failover time is
 an injected clock: no test waits for ``failover_s`` except the real-process one.
 """
@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.dynamo import to_item
-from shared.jobs import content_hash
-from shared.memstream import MemoryStream
+from shared.aws.dynamo import to_item
 from shared.metrics import STREAM_CHECKPOINT_CONFLICTS, STREAM_TRIMMED, WORKFLOW_STARTS
-from shared.service import retry_policy, state_machine_arn
-from shared.shardleases import SHARD_END, ExpiryObserver, LeaseLost, ShardLeaseTable
-from shared.starter import WorkflowStarter
-from shared.stream import BatchFailure, Processor, Record, StreamConsumer, per_record
+from shared.pipeline.assemble import retry_policy, state_machine_arn
+from shared.pipeline.jobs import content_hash
+from shared.pipeline.starter import WorkflowStarter
+from shared.stream.consumer import BatchFailure, Processor, Record, StreamConsumer, per_record
+from shared.stream.leases import SHARD_END, ExpiryObserver, LeaseLost, ShardLeaseTable
+from shared.stream.memory import MemoryStream
 from tests.helpers import Env, eventually, job_in
 from tests.test_process import service_process
 

@@ -17,16 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
-from services.demo import generate_messages
 from services.enrichment.service import build as enrichment
-from services.sweeper.service import build as sweeper_service
 from services.sweeper.service import build_sweeper
-from shared.dynamo import to_item
-from shared.jobs import Job, JobStore, Status, content_hash, execution_name
+from shared.aws.dynamo import to_item
 from shared.metrics import JOBS, QUEUE_MESSAGES, SWEEPER_LEADER
-from shared.reconcile import settle
+from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
+from shared.pipeline.reconcile import settle
 from tests.conftest import free_port
 from tests.helpers import Env, eventually, job_in, running
+from tools.demo import generate_messages
+from tools.stack import KINDS, builder
+
+sweeper_service = builder("sweeper")
 
 
 def message(request_id: str) -> dict[str, Any]:
@@ -84,7 +86,7 @@ async def test_backoff_is_respected(env: Env) -> None:
     later = int(time.time()) + 3600
     await retrying(store, "REQ-LATER", due=later)
     await retrying(store, "REQ-NOW")
-    sweeper = await build_sweeper(env.settings, env.clients)
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
 
     report = await sweeper.sweep_once()
     table = report.tables["remittances"]
@@ -103,7 +105,7 @@ async def test_backoff_is_respected(env: Env) -> None:
 async def test_max_attempts_moves_to_failed_without_a_start(env: Env) -> None:
     store = env.store("notifications")
     await retrying(store, "REQ-DONE-TRYING", attempt=3)
-    sweeper = await build_sweeper(env.settings, env.clients)
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
     report = await sweeper.sweep_once()
     assert report.tables["notifications"].failed == 1
     job = await store.require("REQ-DONE-TRYING")
@@ -131,7 +133,7 @@ async def test_a_sweep_reads_only_the_backlog(env: Env) -> None:
     store = env.store()
     for n in range(5):
         await retrying(store, f"REQ-RETRY-{n}")
-    sweeper = await build_sweeper(env.settings, env.clients)
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
 
     report = await sweeper.sweep_once()
     remittances = report.tables["remittances"]
@@ -161,7 +163,7 @@ async def overdue(store: JobStore, job: Job) -> Job:
 async def test_reconcile_running_jobs(env: Env) -> None:
     store = env.store()
     settings = env.with_settings(reconcile_after_s=600).settings
-    sweeper = await build_sweeper(settings, env.clients)
+    sweeper = await build_sweeper(settings, env.clients, KINDS)
     starter = sweeper.targets["remittances"].starter
 
     # 1. the workflow succeeded (or rejected) but its final status write was lost
@@ -213,7 +215,8 @@ async def test_a_job_whose_stream_record_was_lost_is_started(env: Env) -> None:
     """RECEIVED jobs sit in the running index: if no starter ever saw their stream
     record (lost past retention), the sweeper starts them once they are overdue."""
     store = env.store()
-    sweeper = await build_sweeper(env.with_settings(reconcile_after_s=600).settings, env.clients)
+    sweeper = await build_sweeper(env.with_settings(reconcile_after_s=600).settings,
+                                  env.clients, KINDS)
     stale = await store.create("REQ-NEVER-SEEN", json.dumps(message("REQ-NEVER-SEEN")), "x")
     assert stale is not None and stale.raw["running_job"].startswith("s")
     early = await sweeper.sweep_once()
@@ -242,14 +245,14 @@ async def test_a_job_whose_stream_record_was_lost_is_started(env: Env) -> None:
      {"last_error": "execution was superseded (reconciled)"}),
 ])
 def test_settle(status: str, output: str | None, to: Status, sets: dict[str, Any]) -> None:
-    assert settle(status, output) == (to, sets)
+    assert settle(status, output, {"delivery_id": "delivery_id"}) == (to, sets)
 
 
 # --- leadership ---------------------------------------------------------------------------
 
 async def test_one_leader_at_a_time(env: Env) -> None:
-    one = await build_sweeper(env.settings, env.clients)
-    two = await build_sweeper(env.settings, env.clients)
+    one = await build_sweeper(env.settings, env.clients, KINDS)
+    two = await build_sweeper(env.settings, env.clients, KINDS)
     assert one.leases is not None and two.leases is not None
     two.leases.owner = one.leases.owner + "-other"
     await retrying(env.store(), "REQ-LEAD-1")
@@ -273,7 +276,7 @@ def sweeper_process(env: Env, log: Path, **extra: str) -> Iterator[tuple[str,
                 "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
                 "REMITFLOW_SHUTDOWN_GRACE_S": "5", **extra}
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "sweeper"],
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "sweeper"],
                                 env=proc_env, stdout=out, stderr=subprocess.STDOUT)
         try:
             yield f"http://127.0.0.1:{port}", proc

@@ -12,12 +12,14 @@ import httpx
 import pytest
 
 from services.enrichment.service import build as enrichment
-from services.sweeper.service import build as sweeper_service
 from shared.api import Heartbeat, create_app
-from shared.jobs import Job, JobStore, Status
-from shared.sweep import Sweeper
+from shared.pipeline.jobs import Job, JobStore, Status
+from shared.pipeline.sweep import Sweeper
 from tests.helpers import Env, job_in, running
 from tests.test_sweeper import history, message, names_of, retrying
+from tools.stack import builder
+
+sweeper_service = builder("sweeper")
 
 TOKEN = "sweeper-test-token"
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.enrichment.directory import PayeeDirectory
 from services.enrichment.models import PartnerNotification
-from shared.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
-from shared.intake import InvalidMessage, Parsed
-from shared.jobs import content_hash, now_iso
-from shared.money import format_plain, minor_units
-from shared.tasks import BusinessError, Task
+from shared.domain.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
+from shared.domain.directory import PayeeDirectory
+from shared.domain.money import format_plain, minor_units
+from shared.pipeline.intake import InvalidMessage, Parsed
+from shared.pipeline.jobs import content_hash, now_iso
+from shared.pipeline.tasks import BusinessError, Task
 
 
 def parse_partner_message(body: str) -> Parsed:

@@ -20,7 +20,7 @@ from babel.dates import format_date as babel_format_date
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
 
-from shared.money import MoneyError, minor_units
+from shared.domain.money import MoneyError, minor_units
 
 ROOT_LOCALE: Final = "en"
 MASK: Final = "••••"
@@ -95,7 +95,7 @@ def _as_decimal(amount: object) -> Decimal:
 def format_money(amount: Decimal | int | str, currency: str, locale: str) -> str:
     """``amount`` in ``currency`` as a reader of ``locale`` expects it.
 
-    Uses ISO 4217 minor units (``shared.money``), so ``JPY`` never shows decimals and
+    Uses ISO 4217 minor units (``shared.domain.money``), so ``JPY`` never shows decimals and
     ``EUR`` always shows two: ``1.234,56 €`` (de-DE, with a no-break space),
     ``￥150,000`` (ja-JP), ``$1,250.00`` (en-US).
 

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import ValidationError
 
-from services.enrichment.directory import PayeeDirectory
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
 from services.notification.webhook import deliver, webhook_id_for
-from shared.advice import RemittanceAdvice
-from shared.aws import error_code
-from shared.intake import InvalidMessage, Parsed
-from shared.jobs import Job, JobStore, Status, content_hash, now_iso
+from shared.aws.clients import error_code
+from shared.domain.advice import RemittanceAdvice
+from shared.domain.directory import PayeeDirectory
 from shared.logs import get_logger
 from shared.metrics import DELIVERIES
-from shared.tasks import BusinessError, Superseded, Task, TransientError
+from shared.pipeline.intake import InvalidMessage, Parsed
+from shared.pipeline.jobs import Job, JobStore, Status, content_hash, now_iso
+from shared.pipeline.tasks import BusinessError, Superseded, Task, TransientError
 from shared.worker import fault_point
 
 if TYPE_CHECKING:

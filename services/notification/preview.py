@@ -14,7 +14,7 @@ from pathlib import Path
 from services.notification.render import Renderer
 from services.notification.rules import DEFAULT_RULES_PATH, DEFAULT_TEMPLATES_DIR, RuleSet
 from services.notification.webhook import USER_AGENT, build_body, webhook_id_for
-from shared.advice import RemittanceAdvice
+from shared.domain.advice import RemittanceAdvice
 
 SIGNATURE_PLACEHOLDER = "v1,<HMAC-SHA256 computed at delivery with the payee's secret>"
 

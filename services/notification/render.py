@@ -41,7 +41,7 @@ from services.notification.rules import (
     ConfigError,
     RuleSet,
 )
-from shared.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
+from shared.domain.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
 
 PARTS: Final = ("subject.txt", "txt", "html")
 # Line breaks and ordinary blanks collapse; no-break spaces (1.234,56\xa0€) are kept.

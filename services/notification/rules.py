@@ -33,7 +33,7 @@ import yaml
 from babel import Locale
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from shared.advice import Channel, PartnerStatus, PayeeType, Purpose, RemittanceAdvice
+from shared.domain.advice import Channel, PartnerStatus, PayeeType, Purpose, RemittanceAdvice
 
 PACKAGE_DIR: Final = Path(__file__).resolve().parent
 DEFAULT_RULES_PATH: Final = PACKAGE_DIR / "rules.yaml"

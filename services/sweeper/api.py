@@ -16,9 +16,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from shared.aws import error_code
-from shared.jobs import INDEX_SORT, JobNotFound, VersionConflict
-from shared.sweep import NotRedrivable, Sweeper
+from shared.aws.clients import error_code
+from shared.pipeline.jobs import INDEX_SORT, JobNotFound, VersionConflict
+from shared.pipeline.sweep import NotRedrivable, Sweeper
 
 STATES = tuple(INDEX_SORT)
 MAX_LIMIT = 500

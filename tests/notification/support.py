@@ -9,7 +9,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
+from shared.domain.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
 
 SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
 

@@ -11,7 +11,7 @@ import pytest
 
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import DEFAULT_TEMPLATES_DIR, ConfigError, RuleSet
-from shared.advice import RemittanceAdvice
+from shared.domain.advice import RemittanceAdvice
 from tests.notification.support import (
     make_advice,
     make_invoice,

@@ -1,0 +1,36 @@
+"""Resource names, derived from one prefix so tests and deployments can isolate themselves.
+
+Only the names the mechanism itself owns live here (leases table, the workflows'
+role, the dead-letter rule); each job kind derives its own names from its
+descriptor (:meth:`shared.pipeline.kind.JobKind.names`). The full list is in
+``docs/architecture.md``, "Resource names".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str = "remitflow"
+
+    def name(self, short: str) -> str:
+        """``remittances`` → ``remitflow-remittances``."""
+        return f"{self.prefix}-{short}"
+
+    @staticmethod
+    def dlq(queue: str) -> str:
+        return f"{queue}-dlq"
+
+    @property
+    def leases(self) -> str:
+        return self.name("leases")
+
+    @property
+    def sfn_role(self) -> str:
+        return self.name("stepfunctions")
+
+    def table(self, short: str) -> str:
+        """The API's short table names (``remittances``) to full ones."""
+        return self.name(short)

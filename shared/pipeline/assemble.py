@@ -1,0 +1,126 @@
+"""Assembling one job pipeline (intake → table → stream starter → task worker) for a service.
+
+Both services plug their parser, handler and state machine into this; the sweeper
+reuses :func:`job_store` and :class:`~shared.pipeline.starter.WorkflowStarter`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+
+from shared.aws.clients import AwsClients, QueueUrls
+from shared.aws.names import Names
+from shared.pipeline.faults import Faults
+from shared.pipeline.intake import Intake, Parser
+from shared.pipeline.jobs import JobStore
+from shared.pipeline.kind import JobKind
+from shared.pipeline.starter import RetryPolicy, WorkflowStarter
+from shared.pipeline.tasks import Handler, Task, TaskWorker
+from shared.settings import Settings
+from shared.stream.consumer import DynamoDBStreamSource, StreamConsumer, per_record
+from shared.stream.leases import ShardLeaseTable
+from shared.worker import Worker
+
+
+def owner_id() -> str:
+    """Who holds a lease: host and pid, unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_store(settings: Settings, clients: AwsClients, kind: JobKind) -> JobStore:
+    return JobStore(clients.dynamodb, kind.names(settings.prefix).table,
+                    shards=settings.retry_shards, success=kind.success)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_base_s,
+                       settings.retry_backoff_cap_s)
+
+
+async def state_machine_arn(clients: AwsClients, name: str) -> str:
+    async for page in clients.sfn.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+    raise RuntimeError(f"state machine {name} not found: run `remitflow bootstrap`")
+
+
+async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, parse: Parser,
+                   handler: Handler) -> tuple[list[Worker], JobStore]:
+    """The workers of one service (intake, stream starter, task worker), on shared clients.
+
+    Opt-in dev/test faults (``REMITFLOW_FAULTS``) are applied to ``handler`` here, so
+    every service gets them the same way.
+    """
+    faults = Faults(settings.faults)
+
+    async def with_faults(task: Task) -> dict[str, Any]:
+        faults.check(task.request_id, task.attempt)
+        return await handler(task)
+
+    urls = QueueUrls(clients.sqs)
+    kn = kind.names(settings.prefix)
+    intake_queue, task_queue, table = kn.intake_queue, kn.task_queue, kn.table
+    store = job_store(settings, clients, kind)
+    starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients,
+                                                                          kn.state_machine),
+                              retry_policy(settings), start_attempts=settings.start_attempts)
+    names = Names(settings.prefix)
+    intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
+                    queue_url=await urls.url(intake_queue),
+                    dlq_url=await urls.url(Names.dlq(intake_queue)), store=store, parse=parse,
+                    max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
+                    visibility_s=settings.visibility_timeout_s)
+    shard_leases = ShardLeaseTable(clients.dynamodb, names.leases, table,
+                                   f"{owner_id()}:{uuid.uuid4().hex[:8]}")
+    stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
+                            leases=shard_leases, table=table,
+                            processor=per_record(starter.on_inserted,
+                                                 concurrency=settings.max_in_flight),
+                            on_poison=starter.park_record, events=frozenset({"INSERT"}),
+                            batch_size=settings.stream_batch_size,
+                            batching_window_ms=settings.stream_batching_window_ms,
+                            max_attempts=settings.stream_max_attempts,
+                            failover_s=settings.stream_failover_s,
+                            sync_s=settings.stream_sync_interval_s,
+                            start_position=settings.stream_start_position,
+                            poll_s=settings.stream_poll_interval_s,
+                            idle_max_s=settings.stream_idle_max_s)
+    tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
+                       queue_url=await urls.url(task_queue), store=store, handler=with_faults,
+                       max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
+                       heartbeat_s=settings.task_heartbeat_s,
+                       visibility_s=settings.task_visibility_s)
+    return [intake, stream, tasks], store
+
+
+def status_router(path: str, store: JobStore) -> APIRouter:
+    """``GET /v1/<path>/{request_id}``: the job, as ``docs/architecture.md`` ("HTTP") shows."""
+    router = APIRouter()
+
+    @router.get(f"/{path}/{{request_id}}")
+    async def get_job(request_id: str) -> dict[str, Any]:
+        if not 1 <= len(request_id) <= 128:
+            raise HTTPException(status_code=400, detail="request_id must have 1 to 128 characters")
+        job = await store.get(request_id, consistent=False)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job with request_id {request_id}")
+        return job.public()
+
+    return router
+
+
+def aws_readiness(clients: AwsClients, table: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def check() -> dict[str, Any]:
+        try:
+            desc = await clients.dynamodb.describe_table(TableName=table)
+            return {"aws": True, "table": desc["Table"]["TableStatus"] == "ACTIVE"}
+        except Exception as exc:
+            return {"aws": False, "error": str(exc)[:200]}
+    return check

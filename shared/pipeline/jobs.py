@@ -1,0 +1,290 @@
+"""Job tables: typed, version-checked access and the state machine of DESIGN §6.
+
+Every write is conditioned on the ``version`` the caller read and increments it;
+a lost race raises :class:`VersionConflict` and the caller re-reads and
+re-decides, it never overwrites. :meth:`JobStore.transition` is the only way to
+change ``status``, and it sets or removes the sparse index attributes
+(``running_job``, ``retry_job``, ``failed_job``) in the same write, so a job is
+in at most one index and a finished job is in none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws.clients import error_code
+from shared.aws.dynamo import from_item, to_item, to_value
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+class Status(StrEnum):
+    RECEIVED = "RECEIVED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    SENT = "SENT"
+    RETRY_PENDING = "RETRY_PENDING"
+    FAILED = "FAILED"
+    REJECTED = "REJECTED"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.RECEIVED: frozenset({Status.RUNNING, Status.RETRY_PENDING}),
+    Status.RUNNING: frozenset({Status.COMPLETED, Status.SENT, Status.RETRY_PENDING,
+                               Status.REJECTED, Status.FAILED}),
+    Status.RETRY_PENDING: frozenset({Status.RUNNING, Status.FAILED}),
+    Status.FAILED: frozenset({Status.RUNNING}),
+    Status.REJECTED: frozenset({Status.RUNNING}),
+    Status.COMPLETED: frozenset(),
+    Status.SENT: frozenset(),
+}
+INDEX_ATTRIBUTE: dict[Status, str] = {
+    Status.RUNNING: "running_job",
+    Status.RETRY_PENDING: "retry_job",
+    Status.FAILED: "failed_job",
+}
+INDEX_NAME = {"running": "running-index", "retry": "retry-index", "failed": "failed-index"}
+INDEX_SORT = {"running": "running_since", "retry": "next_attempt_at", "failed": "failed_at"}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class InvalidTransition(ValueError):
+    """A status change DESIGN §6 does not allow."""
+
+
+class VersionConflict(Exception):
+    """Someone else wrote the item since we read it: re-read and re-decide."""
+
+
+class JobNotFound(KeyError):
+    pass
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def execution_name(request_id: str, attempt: int) -> str:
+    """Deterministic Step Functions execution name for one attempt (≤ 80 chars).
+
+    A pure function of ``(request_id, attempt)``: two processes re-driving the same
+    attempt start one execution. Ids that do not fit the name rules are hashed.
+    """
+    suffix = f"-a{attempt}"
+    if _SAFE_NAME.match(request_id) and len(request_id) + len(suffix) <= 80:
+        return request_id + suffix
+    digest = hashlib.sha256(request_id.encode()).hexdigest()[:24]
+    head = re.sub(r"[^A-Za-z0-9_.-]", "_", request_id)[: 80 - len(suffix) - 25]
+    return f"{head}-{digest}{suffix}"
+
+
+def index_shard(request_id: str, shards: int) -> str:
+    """Sparse index partition value: a few shards so no partition gets hot."""
+    return f"s{int(hashlib.sha1(request_id.encode()).hexdigest()[:8], 16) % shards}"
+
+
+def content_hash(payload: Any) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Job:
+    request_id: str
+    status: Status
+    version: int
+    attempt: int
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any]) -> Job:
+        return cls(
+            request_id=raw["request_id"], status=Status(raw["status"]),
+            version=int(raw["version"]), attempt=int(raw.get("attempt", 0)), raw=raw,
+        )
+
+    @property
+    def execution_name(self) -> str | None:
+        value = self.raw.get("execution_name")
+        return str(value) if value else None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON view of DESIGN §8 (no index bookkeeping, no payload internals)."""
+        hidden = {"payload", "payload_sha256", *INDEX_ATTRIBUTE.values(), "running_since",
+                  "next_attempt_at", "failed_at"}
+        out: dict[str, Any] = {k: _jsonable(v) for k, v in self.raw.items() if k not in hidden}
+        out.setdefault("last_error", None)
+        out.setdefault("execution_arn", None)
+        for key in ("advice", "delivery"):
+            if isinstance(out.get(key), str):
+                out[key] = json.loads(out[key])
+        return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+class JobStore:
+    """Typed access to one job table (``remitflow-remittances`` or ``-notifications``)."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str, *, shards: int = 4,
+                 success: Status = Status.COMPLETED) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.shards = shards
+        self.success = success
+
+    async def create(self, request_id: str, payload: str, payload_sha256: str,
+                     extra: dict[str, Any] | None = None) -> Job | None:
+        """Insert a new job in ``RECEIVED``; ``None`` if the id exists (nothing written).
+
+        Returns the existing job instead via :meth:`get` when the caller needs to
+        compare content: the condition is ``attribute_not_exists(request_id)``.
+        """
+        ts = now_iso()
+        # A new job is already "in flight": it sits in the running index from the
+        # start, so one whose stream record was never processed (lost past the
+        # stream's 24 h retention) is still found and started by the sweeper.
+        values = {"request_id": request_id, "status": Status.RECEIVED.value, "version": 1,
+                  "attempt": 0, "payload": payload, "payload_sha256": payload_sha256,
+                  "created_at": ts, "updated_at": ts,
+                  "running_job": index_shard(request_id, self.shards),
+                  "running_since": int(time.time()), **(extra or {})}
+        try:
+            await self.dynamodb.put_item(
+                TableName=self.table, Item=to_item(values),
+                ConditionExpression="attribute_not_exists(request_id)")
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return Job.from_raw(values)
+
+    async def get(self, request_id: str, *, consistent: bool = True) -> Job | None:
+        resp = await self.dynamodb.get_item(
+            TableName=self.table, Key={"request_id": {"S": request_id}},
+            ConsistentRead=consistent)
+        item = resp.get("Item")
+        return Job.from_raw(from_item(item)) if item else None
+
+    async def require(self, request_id: str) -> Job:
+        job = await self.get(request_id)
+        if job is None:
+            raise JobNotFound(request_id)
+        return job
+
+    async def transition(self, job: Job, to: Status, *, set_: dict[str, Any] | None = None,
+                         remove: tuple[str, ...] = (), sort_value: Any = None,
+                         history: str | None = None) -> Job:
+        """Move ``job`` to ``to``, conditioned on its version; maintain the sparse indexes.
+
+        ``sort_value`` is the index sort key for the target state (``running_since``,
+        ``next_attempt_at`` or ``failed_at``). Raises :class:`VersionConflict` on a
+        lost race and :class:`InvalidTransition` for a move DESIGN §6 forbids.
+        """
+        if to not in TRANSITIONS[job.status]:
+            raise InvalidTransition(f"{job.request_id}: {job.status} -> {to} is not allowed")
+        ts = now_iso()
+        sets: dict[str, Any] = {"status": to.value, "updated_at": ts, **(set_ or {})}
+        removes = set(remove)
+        for status, attr in INDEX_ATTRIBUTE.items():
+            state = {"running_job": "running", "retry_job": "retry", "failed_job": "failed"}[attr]
+            if status == to:
+                sets[attr] = index_shard(job.request_id, self.shards)
+                sets[INDEX_SORT[state]] = sort_value if sort_value is not None else (
+                    ts if state == "failed" else int(time.time()))
+            else:
+                removes.update({attr, INDEX_SORT[state]})
+        removes -= set(sets)
+        return await self._update(job, sets, removes, history=history)
+
+    async def update(self, job: Job, set_: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
+        """Change non-status attributes (e.g. record a delivery), conditioned on version."""
+        if "status" in set_:
+            raise InvalidTransition("use transition() to change status")
+        return await self._update(job, {**set_, "updated_at": now_iso()}, set(remove))
+
+    async def _update(self, job: Job, sets: dict[str, Any], removes: set[str],
+                      history: str | None = None) -> Job:
+        names: dict[str, str] = {"#version": "version"}
+        values: dict[str, Any] = {":expected": {"N": str(job.version)}, ":one": {"N": "1"}}
+        parts = ["#version = #version + :one"]
+        for i, (key, value) in enumerate(sets.items()):
+            names[f"#s{i}"] = key
+            values[f":s{i}"] = to_value(value)
+            parts.append(f"#s{i} = :s{i}")
+        if history:
+            names["#history"] = "history"
+            values[":entry"] = {"L": [to_value(f"{now_iso()} {history}")]}
+            values[":empty"] = {"L": []}
+            parts.append("#history = list_append(if_not_exists(#history, :empty), :entry)")
+        expression = "SET " + ", ".join(parts)
+        if removes:
+            for i, key in enumerate(sorted(removes)):
+                names[f"#r{i}"] = key
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
+        try:
+            resp = await self.dynamodb.update_item(
+                TableName=self.table, Key={"request_id": {"S": job.request_id}},
+                UpdateExpression=expression, ConditionExpression="#version = :expected",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW")
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise VersionConflict(job.request_id) from exc
+            raise
+        return Job.from_raw(from_item(resp["Attributes"]))
+
+    async def query_index(self, state: str, *, due_before: Any = None, limit: int = 100,
+                          cursor: dict[str, Any] | None = None
+                          ) -> tuple[list[Job], dict[str, Any] | None, int]:
+        """Page through one sparse index (all shards); returns jobs, cursor, items read."""
+        jobs: list[Job] = []
+        scanned = 0
+        start_shard = int(cursor["shard"]) if cursor else 0
+        last_key = cursor.get("key") if cursor else None
+        for shard in range(start_shard, self.shards):
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": self.table, "IndexName": INDEX_NAME[state],
+                    "KeyConditionExpression": "#pk = :pk",
+                    "ExpressionAttributeNames": {"#pk": f"{state}_job"},
+                    "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}},
+                    "Limit": limit - len(jobs),
+                }
+                if due_before is not None:
+                    kwargs["KeyConditionExpression"] += " AND #sk <= :due"
+                    kwargs["ExpressionAttributeNames"]["#sk"] = INDEX_SORT[state]
+                    kwargs["ExpressionAttributeValues"][":due"] = to_value(due_before)
+                if last_key:
+                    kwargs["ExclusiveStartKey"] = last_key
+                resp = await self.dynamodb.query(**kwargs)
+                scanned += int(resp.get("ScannedCount", 0))
+                jobs.extend(Job.from_raw(from_item(i)) for i in resp.get("Items", []))
+                last_key = resp.get("LastEvaluatedKey")
+                if len(jobs) >= limit:
+                    if last_key:
+                        return jobs, {"shard": shard, "key": last_key}, scanned
+                    nxt = shard + 1
+                    return jobs, ({"shard": nxt} if nxt < self.shards else None), scanned
+                if not last_key:
+                    break
+        return jobs, None, scanned

@@ -1,0 +1,67 @@
+"""The job-kind descriptor: everything the pattern needs to know about one kind of job.
+
+A service declares its kind once (``services/<service>/kind.py``); the pipeline,
+bootstrap, the sweeper and the reconciler read it, so nothing in ``shared/``
+names a service or guesses from a table name. Adding a job kind is a new folder
+under ``services/`` with one :class:`JobKind` (see ``docs/architecture.md``,
+"Adding a job kind").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
+
+from shared.aws.names import Names
+from shared.pipeline.jobs import Status
+
+
+@dataclass(frozen=True)
+class KindNames:
+    """The resolved AWS names of one job kind under one prefix."""
+
+    table: str
+    intake_queue: str
+    task_queue: str
+    state_machine: str
+    topic: str | None
+    subscribes: str | None
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job: its table, queues, workflow and how its success looks.
+
+    Attributes:
+        name: the kind's name; also the state machine's and the task queue's stem
+            (``<prefix>-<name>``, ``<prefix>-<name>-tasks``).
+        table: short job table name (``<prefix>-<table>``), also the ``/v1`` path
+            and the ``table`` the jobs API takes.
+        intake_queue: short name of the queue the intake reads.
+        definition: the workflow's ASL file (``${Name}`` placeholders filled by
+            bootstrap: ``TasksQueueUrl``, ``JobTable``, ``TopicArn``, timeouts).
+        success: the success status the workflow writes (``COMPLETED`` or ``SENT``).
+        output_fields: task result key → job attribute, written on success (by the
+            workflow and, when its write was lost, by the reconciler).
+        publishes: short name of the SNS topic the workflow publishes to, if any.
+        subscribes: short name of a topic the intake queue is subscribed to
+            (raw delivery), if any.
+    """
+
+    name: str
+    table: str
+    intake_queue: str
+    definition: Traversable
+    success: Status = Status.COMPLETED
+    output_fields: Mapping[str, str] = field(default_factory=dict)
+    publishes: str | None = None
+    subscribes: str | None = None
+
+    def names(self, prefix: str) -> KindNames:
+        n = Names(prefix)
+        return KindNames(
+            table=n.name(self.table), intake_queue=n.name(self.intake_queue),
+            task_queue=n.name(f"{self.name}-tasks"), state_machine=n.name(self.name),
+            topic=n.name(self.publishes) if self.publishes else None,
+            subscribes=n.name(self.subscribes) if self.subscribes else None)

@@ -1,0 +1,82 @@
+"""Leases in ``remitflow-leases``: who owns a stream shard (with its checkpoint) or a role.
+
+A lease is an item ``{lease_key, owner, expires_at, checkpoint}``. Taking or renewing
+is one conditional write: free, expired, or already ours. A checkpoint write is
+conditioned on ownership, so a worker that lost its lease cannot move it (fencing).
+Expiry uses wall-clock seconds with a TTL several times the renew interval.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from shared.aws.clients import error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+class LeaseLost(Exception):
+    """We no longer own the lease: stop the work it guarded."""
+
+
+class Leases:
+    def __init__(self, dynamodb: DynamoDBClient, table: str, owner: str, ttl_s: float) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.owner = owner
+        self.ttl_s = ttl_s
+
+    async def acquire(self, key: str) -> bool:
+        """Take or renew ``key``; False when someone else holds it."""
+        now = time.time()
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table, Key={"lease_key": {"S": key}},
+                UpdateExpression="SET #owner = :me, expires_at = :exp, renewed_at = :now",
+                ConditionExpression=("attribute_not_exists(#owner) OR #owner = :me "
+                                     "OR expires_at < :now"),
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": self.owner},
+                                           ":exp": {"N": f"{now + self.ttl_s:.3f}"},
+                                           ":now": {"N": f"{now:.3f}"}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def release(self, key: str) -> None:
+        """Give ``key`` up at once so a successor need not wait for expiry."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table, Key={"lease_key": {"S": key}},
+                UpdateExpression="REMOVE #owner, expires_at",
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": self.owner}})
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def checkpoint(self, key: str, sequence: str) -> None:
+        """Store ``sequence`` on the lease; raises :class:`LeaseLost` if it is not ours."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table, Key={"lease_key": {"S": key}},
+                UpdateExpression="SET #cp = :seq, checkpointed_at = :now",
+                ConditionExpression="#owner = :me",
+                ExpressionAttributeNames={"#owner": "owner", "#cp": "checkpoint"},
+                ExpressionAttributeValues={":me": {"S": self.owner}, ":seq": {"S": sequence},
+                                           ":now": {"N": f"{time.time():.3f}"}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(key) from exc
+            raise
+
+    async def read_checkpoint(self, key: str) -> str | None:
+        resp = await self.dynamodb.get_item(TableName=self.table,
+                                            Key={"lease_key": {"S": key}}, ConsistentRead=True)
+        item = resp.get("Item", {})
+        return item["checkpoint"]["S"] if "checkpoint" in item else None

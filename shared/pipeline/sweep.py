@@ -1,0 +1,378 @@
+"""The sweeper mechanism: re-drive due retries, fail the hopeless, reconcile the lost.
+
+A sweep reads only the sparse indexes (``retry-index``, ``running-index``, and a
+``Select=COUNT`` over all three for the backlog gauges): a finished job carries no
+index attribute, so the cost of a sweep grows with the backlog, never with the
+table. Each sweep reports the ``ScannedCount``/``Count`` it read.
+
+Every write is a version-conditioned :meth:`JobStore.transition` and every start
+uses the attempt's deterministic execution name (:meth:`WorkflowStarter.begin`),
+so two sweepers running at once (a lease hand-over, a manual ``POST /v1/sweep``,
+the lease switched off) race but never start an attempt twice: the loser gets
+:class:`VersionConflict`, counts a ``conflict`` and moves on. The leadership lease
+only keeps the work, and the AWS bill, to one replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from shared.aws.clients import QueueUrls
+from shared.logs import get_logger
+from shared.metrics import (
+    JOBS,
+    QUEUE_MESSAGES,
+    SWEEP_DURATION,
+    SWEEPER_FAILED,
+    SWEEPER_ITEMS_READ,
+    SWEEPER_LAST_SUCCESS,
+    SWEEPER_LEADER,
+    SWEEPER_REDRIVES,
+    WORKER_ERRORS,
+)
+from shared.pipeline.jobs import (
+    INDEX_NAME,
+    Job,
+    JobNotFound,
+    JobStore,
+    Status,
+    VersionConflict,
+    now_iso,
+)
+from shared.pipeline.leader import Leases
+from shared.pipeline.reconcile import reconcile
+from shared.pipeline.starter import RetryPolicy, WorkflowStarter
+from shared.worker import ticker
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+log = get_logger(__name__)
+LEADER_KEY = "sweeper:leader"
+REDRIVABLE = frozenset({Status.FAILED, Status.REJECTED})
+
+
+class NotRedrivable(Exception):
+    """Only ``FAILED`` and ``REJECTED`` jobs can be re-driven by hand."""
+
+
+@dataclass(frozen=True)
+class SweepTarget:
+    """One job table the sweeper looks after, with its state machine and retry policy."""
+
+    short: str
+    store: JobStore
+    starter: WorkflowStarter
+    output_fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str:
+        return self.store.table
+
+    @property
+    def policy(self) -> RetryPolicy:
+        return self.starter.retry
+
+
+@dataclass
+class TableReport:
+    """What one sweep read and did in one table.
+
+    ``scanned_count``/``count`` are the index items the work queries read/returned
+    (due retries and overdue running jobs); ``backlog_scanned_count`` is what the
+    ``Select=COUNT`` backlog queries read. Nothing else is read.
+    """
+
+    table: str
+    scanned_count: int = 0
+    count: int = 0
+    redriven: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    reconciled: dict[str, int] = field(default_factory=dict)
+    backlog: dict[str, int] = field(default_factory=dict)
+    backlog_scanned_count: int = 0
+
+
+@dataclass
+class SweepReport:
+    leader: bool
+    swept: bool = False
+    started_at: str = field(default_factory=now_iso)
+    duration_s: float = 0.0
+    aborted: str | None = None
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    queues: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def items_read(self) -> int:
+        return sum(t.scanned_count + t.backlog_scanned_count for t in self.tables.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "items_read": self.items_read}
+
+
+class Sweeper:
+    """The sweeper worker: ``run()`` loops, :meth:`sweep_once` is one iteration.
+
+    With ``leases`` set, only the holder of ``sweeper:leader`` sweeps; the lease is
+    renewed every tick (``min(interval_s, ttl / 3)``) and between pages, so a long
+    sweep that lost it stops early. ``leases=None`` makes this sweeper always active.
+    """
+
+    name = "sweeper"
+
+    def __init__(self, *, targets: Sequence[SweepTarget], sqs: SQSClient,
+                 queues: Sequence[str], leases: Leases | None, interval_s: float,
+                 reconcile_after_s: float, page_size: int = 100, concurrency: int = 16,
+                 lease_key: str = LEADER_KEY) -> None:
+        self.targets = {t.short: t for t in targets}
+        self.sqs = sqs
+        self.queue_urls = QueueUrls(sqs)
+        self.queues = tuple(queues)
+        self.leases = leases
+        self.interval_s = interval_s
+        self.reconcile_after_s = reconcile_after_s
+        self.page_size = page_size
+        self.concurrency = concurrency
+        self.lease_key = lease_key
+        self.healthy = True
+        self._stop = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._leader = False
+        self._renewed = -math.inf
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        tick = self.interval_s if self.leases is None else min(self.interval_s,
+                                                               self.leases.ttl_s / 3)
+        last = -math.inf
+        try:
+            async for _ in ticker(tick, self._stop):
+                try:
+                    if time.monotonic() - last >= self.interval_s:
+                        report = await self.sweep_once()
+                        if report.swept:
+                            last = time.monotonic()
+                    else:
+                        await self._lead()
+                    self.healthy = True
+                except Exception as exc:
+                    self.healthy = False
+                    last = time.monotonic()
+                    WORKER_ERRORS.labels(worker="sweeper").inc()
+                    log.warning("sweeper.sweep_failed", error=repr(exc))
+        finally:
+            await self._resign()
+
+    async def _lead(self) -> bool:
+        """Take or renew the leadership lease; always True without one."""
+        if self.leases is None:
+            self._leader = True
+        else:
+            was = self._leader
+            self._leader = await self.leases.acquire(self.lease_key)
+            self._renewed = time.monotonic()
+            if self._leader != was:
+                log.info("sweeper.leadership", leader=self._leader, owner=self.leases.owner)
+        SWEEPER_LEADER.set(1 if self._leader else 0)
+        return self._leader
+
+    async def _resign(self) -> None:
+        if self.leases is not None and self._leader:
+            try:
+                await self.leases.release(self.lease_key)
+            except Exception as exc:
+                log.warning("sweeper.release_failed", error=repr(exc))
+        self._leader = False
+        SWEEPER_LEADER.set(0)
+
+    async def _still_leader(self, guarded: bool) -> bool:
+        """Between pages: renew a lease-guarded sweep's lease when a third of its TTL passed."""
+        if not guarded or self.leases is None:
+            return not self._stop.is_set()
+        if time.monotonic() - self._renewed >= self.leases.ttl_s / 3:
+            await self._lead()
+        return self._leader and not self._stop.is_set()
+
+    # --- one sweep ------------------------------------------------------------------------
+
+    async def sweep_once(self, *, force: bool = False, now: float | None = None) -> SweepReport:
+        """One sweep over every table; ``force`` skips the leadership check (API, tests).
+
+        ``now`` (Unix seconds) is when retries count as due and running jobs as
+        overdue; tests pass it to look into the future.
+        """
+        leader = self._leader if force and self.leases is not None else await self._lead()
+        if not (leader or force):
+            return SweepReport(leader=False)
+        async with self._lock:
+            started = time.monotonic()
+            report = SweepReport(leader=leader, swept=True)
+            at = time.time() if now is None else now
+            guarded = not force
+            for target in self.targets.values():
+                table = report.tables[target.short] = TableReport(table=target.table)
+                await self._retries(target, table, at, guarded, report)
+                if report.aborted is None:
+                    await self._reconcile(target, table, at, guarded, report)
+                if report.aborted is not None:
+                    break
+                await self._backlog(target, table)
+            if report.aborted is None:
+                await self._queue_depths(report)
+            report.duration_s = round(time.monotonic() - started, 4)
+            SWEEP_DURATION.observe(report.duration_s)
+            if report.aborted is None:
+                SWEEPER_LAST_SUCCESS.set(time.time())
+            acted = sum(t.redriven + t.failed + sum(t.reconciled.values()) + t.errors
+                        for t in report.tables.values())
+            (log.info if acted or report.aborted else log.debug)(
+                "sweeper.swept", duration_s=report.duration_s, items_read=report.items_read,
+                redriven=sum(t.redriven for t in report.tables.values()),
+                failed=sum(t.failed for t in report.tables.values()), aborted=report.aborted)
+            return report
+
+    async def _pages(self, target: SweepTarget, state: str, due: int, table: TableReport,
+                     guarded: bool, report: SweepReport,
+                     each: Callable[[Job], Awaitable[None]]) -> None:
+        """Every index item due by ``due``, page by page, ``concurrency`` at a time."""
+        cursor: dict[str, Any] | None = None
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(job: Job) -> None:
+            async with slots:
+                try:
+                    await each(job)
+                except VersionConflict:
+                    table.conflicts += 1
+                    log.info("sweeper.conflict", request_id=job.request_id, table=target.table)
+                except Exception as exc:
+                    table.errors += 1
+                    WORKER_ERRORS.labels(worker="sweeper").inc()
+                    log.warning("sweeper.item_failed", request_id=job.request_id,
+                                table=target.table, state=state, error=repr(exc))
+
+        while True:
+            jobs, cursor, scanned = await target.store.query_index(
+                state, due_before=due, limit=self.page_size, cursor=cursor)
+            table.scanned_count += scanned
+            table.count += len(jobs)
+            SWEEPER_ITEMS_READ.labels(table=target.table).inc(scanned)
+            await asyncio.gather(*(one(job) for job in jobs))
+            if cursor is None:
+                return
+            if not await self._still_leader(guarded):
+                report.aborted = "lease lost" if not self._stop.is_set() else "shutting down"
+                return
+
+    async def _retries(self, target: SweepTarget, table: TableReport, now: float,
+                       guarded: bool, report: SweepReport) -> None:
+        async def redrive(job: Job) -> None:
+            if job.status is not Status.RETRY_PENDING:
+                return
+            if job.attempt >= target.policy.max_attempts:
+                await target.store.transition(
+                    job, Status.FAILED,
+                    history=f"FAILED by sweeper after {job.attempt} attempt(s)")
+                table.failed += 1
+                SWEEPER_FAILED.labels(table=target.table).inc()
+                log.warning("sweeper.failed", request_id=job.request_id, table=target.table,
+                            attempts=job.attempt, last_error=str(job.raw.get("last_error"))[:300])
+                return
+            running = await target.starter.begin(
+                job, history=f"re-driven by sweeper as attempt {job.attempt + 1}")
+            if running is None:
+                raise VersionConflict(job.request_id)
+            table.redriven += 1
+            SWEEPER_REDRIVES.labels(table=target.table).inc()
+            log.info("sweeper.redriven", request_id=job.request_id, table=target.table,
+                     execution=running.execution_name, attempt=running.attempt)
+
+        await self._pages(target, "retry", int(now), table, guarded, report, redrive)
+
+    async def _reconcile(self, target: SweepTarget, table: TableReport, now: float,
+                         guarded: bool, report: SweepReport) -> None:
+        async def check(job: Job) -> None:
+            outcome = await reconcile(target.store, target.starter, job, target.output_fields)
+            table.reconciled[outcome] = table.reconciled.get(outcome, 0) + 1
+
+        await self._pages(target, "running", int(now - self.reconcile_after_s), table,
+                          guarded, report, check)
+
+    async def _backlog(self, target: SweepTarget, table: TableReport) -> None:
+        """``Select=COUNT`` per index and shard: reads the index only, returns no items."""
+        for state in ("retry", "failed", "running"):
+            total = 0
+            for shard in range(target.store.shards):
+                start: dict[str, Any] | None = None
+                while True:
+                    kwargs: dict[str, Any] = {
+                        "TableName": target.table, "IndexName": INDEX_NAME[state],
+                        "Select": "COUNT", "KeyConditionExpression": "#pk = :pk",
+                        "ExpressionAttributeNames": {"#pk": f"{state}_job"},
+                        "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}}}
+                    if start:
+                        kwargs["ExclusiveStartKey"] = start
+                    resp = await target.store.dynamodb.query(**kwargs)
+                    total += int(resp.get("Count", 0))
+                    scanned = int(resp.get("ScannedCount", 0))
+                    table.backlog_scanned_count += scanned
+                    SWEEPER_ITEMS_READ.labels(table=target.table).inc(scanned)
+                    start = resp.get("LastEvaluatedKey")
+                    if not start:
+                        break
+            table.backlog[state] = total
+            JOBS.labels(table=target.table, state=state).set(total)
+
+    async def _queue_depths(self, report: SweepReport) -> None:
+        for queue in self.queues:
+            try:
+                attrs = await self.sqs.get_queue_attributes(
+                    QueueUrl=await self.queue_urls.url(queue),
+                    AttributeNames=["ApproximateNumberOfMessages"])
+            except Exception as exc:
+                log.warning("sweeper.queue_depth_failed", queue=queue, error=repr(exc))
+                continue
+            depth = int(attrs.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+            report.queues[queue] = depth
+            QUEUE_MESSAGES.labels(queue=queue).set(depth)
+
+    # --- manual re-drive ------------------------------------------------------------------
+
+    def target(self, short: str) -> SweepTarget:
+        try:
+            return self.targets[short]
+        except KeyError:
+            raise LookupError(f"unknown table {short!r}: one of {sorted(self.targets)}") from None
+
+    async def redrive(self, short: str, request_id: str, *,
+                      history: str = "redrive by api") -> Job:
+        """Re-drive a ``FAILED`` or ``REJECTED`` job as a fresh attempt, audited in ``history``.
+
+        Raises :class:`JobNotFound`, :class:`NotRedrivable` (wrong state) or
+        :class:`VersionConflict` (someone else wrote the job meanwhile).
+        """
+        target = self.target(short)
+        job = await target.store.get(request_id)
+        if job is None:
+            raise JobNotFound(request_id)
+        if job.status not in REDRIVABLE:
+            raise NotRedrivable(f"{request_id} is {job.status.value}; only FAILED or "
+                                "REJECTED jobs can be re-driven")
+        running = await target.starter.begin(job, history=history)
+        if running is None:
+            raise VersionConflict(request_id)
+        log.info("sweeper.manual_redrive", request_id=request_id, table=target.table,
+                 execution=running.execution_name, attempt=running.attempt)
+        return running

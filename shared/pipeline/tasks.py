@@ -1,0 +1,176 @@
+"""Task worker: answers the workflow's ``.waitForTaskToken`` tasks from an SQS queue.
+
+The workflow sends ``{task_token, request_id, attempt, execution_name}``; the worker
+loads the job, checks the task still belongs to the job's current attempt, runs the
+service's handler and answers ``SendTaskSuccess`` (handler output) or
+``SendTaskFailure`` with ``remitflow.Business.<Reason>`` (not retryable: the job
+becomes ``REJECTED``) or ``remitflow.Transient`` (retried by the workflow, then
+``RETRY_PENDING``). While the handler runs, the worker heartbeats the task and
+extends the message's visibility. The message is deleted only after the answer
+was accepted (or the task is gone), so a crash mid-task re-runs the handler:
+handlers must be idempotent (notification records deliveries before answering).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.aws.clients import error_code
+from shared.aws.sqs import SqsWorker
+from shared.logs import get_logger
+from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
+from shared.pipeline.jobs import Job, JobStore, Status
+from shared.worker import fault_point
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+    from types_aiobotocore_stepfunctions import SFNClient
+
+log = get_logger(__name__)
+TRANSIENT = "remitflow.Transient"
+_GONE = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
+
+
+class BusinessError(Exception):
+    """No retry can fix this (unknown payee, amounts that do not add up, HTTP 4xx)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    @property
+    def error_name(self) -> str:
+        return f"remitflow.Business.{self.reason}"
+
+
+class TransientError(Exception):
+    """Worth retrying later (throttling, a receiver that is down, a 503)."""
+
+
+class Superseded(Exception):
+    """The task belongs to an attempt that is no longer the job's current one."""
+
+
+@dataclass(frozen=True)
+class Task:
+    token: str
+    request_id: str
+    attempt: int
+    execution_name: str
+    job: Job
+
+
+Handler = Callable[[Task], Awaitable[dict[str, Any]]]
+
+
+class TaskWorker(SqsWorker):
+    def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
+                 store: JobStore, handler: Handler, max_in_flight: int = 32,
+                 wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70) -> None:
+        super().__init__(sqs, queue_name, queue_url, worker="tasks",
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+        self.sfn = sfn
+        self.store = store
+        self.handler = handler
+        self.heartbeat_s = heartbeat_s
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Answer tasks until shutdown; then finish those started, hand back the rest."""
+        while not self._stop.is_set():
+            messages = await self.receiver.receive(self._stop)
+            if self._stop.is_set():
+                await self.receiver.set_visibility(messages, 0)
+                break
+            for message in messages:
+                await self.receiver.slots.acquire()
+                task = asyncio.create_task(self._run_one(message))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _run_one(self, message: MessageTypeDef) -> None:
+        try:
+            await self._answer(message)
+        except Exception as exc:
+            WORKER_ERRORS.labels(worker="tasks").inc()
+            log.error("tasks.failed", queue=self.queue, error=repr(exc))
+        finally:
+            self.receiver.slots.release()
+
+    async def _answer(self, message: MessageTypeDef) -> None:
+        body = json.loads(message.get("Body", "{}"))
+        token = body["task_token"]
+        request_id = body["request_id"]
+        job = await self.store.get(request_id)
+        if job is None or job.status is not Status.RUNNING \
+                or job.execution_name != body.get("execution_name"):
+            await self._send_failure(token, "remitflow.Superseded",
+                                     "task belongs to an attempt that is no longer current",
+                                     request_id)
+            await self._delete(message)
+            return
+        task = Task(token=token, request_id=request_id, attempt=int(body.get("attempt", 1)),
+                    execution_name=body["execution_name"], job=job)
+        beat = asyncio.create_task(self._heartbeat(message, token))
+        started = time.perf_counter()
+        try:
+            output = await self.handler(task)
+        except Superseded as exc:
+            await self._send_failure(token, "remitflow.Superseded", str(exc), request_id)
+            TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
+        except BusinessError as exc:
+            await self._send_failure(token, exc.error_name, exc.detail, request_id)
+            TASKS.labels(queue=self.queue, outcome="business_error", error=exc.reason).inc()
+        except Exception as exc:
+            cause = str(exc) or type(exc).__name__
+            await self._send_failure(token, TRANSIENT, cause, request_id)
+            TASKS.labels(queue=self.queue, outcome="transient_error",
+                         error=type(exc).__name__).inc()
+        else:
+            fault_point("tasks.before_answer")
+            await self._send_success(token, output, request_id)
+            TASKS.labels(queue=self.queue, outcome="success", error="").inc()
+        finally:
+            beat.cancel()
+            HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started)
+        await self._delete(message)
+
+    async def _send_success(self, token: str, output: dict[str, Any], request_id: str) -> None:
+        try:
+            await self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+            log.info("task.succeeded", request_id=request_id, queue=self.queue)
+        except Exception as exc:
+            if error_code(exc) not in _GONE:
+                raise
+            log.info("task.gone", request_id=request_id, error=error_code(exc))
+
+    async def _send_failure(self, token: str, error: str, cause: str, request_id: str) -> None:
+        try:
+            await self.sfn.send_task_failure(taskToken=token, error=error[:256],
+                                             cause=cause[:32000])
+            log.info("task.failed", request_id=request_id, error=error, cause=cause[:300])
+        except Exception as exc:
+            if error_code(exc) not in _GONE:
+                raise
+            log.info("task.gone", request_id=request_id, error=error_code(exc))
+
+    async def _heartbeat(self, message: MessageTypeDef, token: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self.sfn.send_task_heartbeat(taskToken=token)
+                await self.receiver.set_visibility([message], self.visibility_s)
+            except Exception as exc:
+                log.warning("task.heartbeat_failed", error=str(exc))
+
+    async def _delete(self, message: MessageTypeDef) -> None:
+        await self.deleter.delete(message)

@@ -1,0 +1,336 @@
+"""Shard leases: which consumer reads which stream shard, and from where (see docs/stream.md).
+
+One item per shard in ``<prefix>-leases``, key ``shard:<table>:<shard id>``::
+
+    owner         the consumer reading it (absent: unowned)
+    counter       bumped by every write of the owner and by every take
+    checkpoint    TRIM_HORIZON | LATEST | <sequence number> (after it) | SHARD_END
+    parents       parent shard ids (lineage)
+    heartbeat_at  wall-clock time of the last owner write (for humans only)
+    steal_by      a hand-off request from an under-loaded consumer
+
+Guarantees:
+
+* **Fencing.** Every write of an owner (renew, checkpoint, release, hand-off, finish)
+  is conditioned on ``owner = me AND counter = <the counter I last wrote>`` and
+  increments the counter; so does every take. After someone else took the lease,
+  the previous owner's next write fails with :class:`LeaseLost`: a zombie cannot
+  move the checkpoint.
+* **Expiry without clock sync.** A lease is expired for an observer when its counter
+  has not moved for ``failover_s`` on *that observer's* monotonic clock
+  (:class:`ExpiryObserver`); hosts never compare timestamps.
+* **No steal mid-checkpoint.** Stealing is a request (``steal_by``): only the owner
+  moves its lease to the requester, at a batch boundary after its checkpoint.
+* **Balance without storms.** :func:`plan` takes unowned and expired leases first, up
+  to the fair share, and asks at most ``max_steal`` leases per round from the most
+  loaded owner only while that owner is above the fair share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from shared.aws.clients import error_code
+from shared.logs import get_logger
+from shared.metrics import STREAM_CHECKPOINT_CONFLICTS
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+TRIM_HORIZON = "TRIM_HORIZON"
+LATEST = "LATEST"
+SHARD_END = "SHARD_END"
+NOT_STARTED = frozenset({TRIM_HORIZON, LATEST})
+log = get_logger(__name__)
+
+
+class ShardInfo(Protocol):
+    """What lease sync needs to know of a shard (:class:`shared.stream.consumer.Shard` has it)."""
+
+    @property
+    def shard_id(self) -> str: ...
+
+    @property
+    def parent_ids(self) -> tuple[str, ...]: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+
+class LeaseLost(Exception):
+    """The lease is no longer ours (taken, or our counter is stale): stop its work."""
+
+
+@dataclass(frozen=True)
+class ShardLease:
+    key: str
+    shard_id: str
+    owner: str | None
+    counter: int
+    checkpoint: str
+    parents: tuple[str, ...] = ()
+    steal_by: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.checkpoint == SHARD_END
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> ShardLease:
+        return cls(key=item["lease_key"]["S"], shard_id=item["shard_id"]["S"],
+                   owner=item["owner"]["S"] if "owner" in item else None,
+                   counter=int(item.get("counter", {"N": "0"})["N"]),
+                   checkpoint=item.get("checkpoint", {"S": TRIM_HORIZON})["S"],
+                   parents=tuple(v["S"] for v in item.get("parents", {"L": []})["L"]),
+                   steal_by=item["steal_by"]["S"] if "steal_by" in item else None)
+
+
+class ShardLeaseTable:
+    """The lease items of one stream table, as seen and written by one consumer (``owner``)."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str, stream_table: str,
+                 owner: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.stream_table = stream_table
+        self.owner = owner
+
+    def key(self, shard_id: str) -> str:
+        return f"shard:{self.stream_table}:{shard_id}"
+
+    async def scan(self) -> list[ShardLease]:
+        """Every lease of this stream table (strongly consistent)."""
+        out: list[ShardLease] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True,
+            "FilterExpression": "begins_with(lease_key, :p)",
+            "ExpressionAttributeValues": {":p": {"S": self.key("")}}}
+        while True:
+            resp = await self.dynamodb.scan(**kwargs)
+            out += [ShardLease.from_item(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return sorted(out, key=lambda lease: lease.shard_id)
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    async def create(self, shard_id: str, parents: tuple[str, ...], checkpoint: str) -> bool:
+        """Create an unowned lease if none exists; False when it already did."""
+        try:
+            await self.dynamodb.put_item(
+                TableName=self.table, ConditionExpression="attribute_not_exists(lease_key)",
+                Item={"lease_key": {"S": self.key(shard_id)}, "shard_id": {"S": shard_id},
+                      "stream_table": {"S": self.stream_table}, "counter": {"N": "0"},
+                      "checkpoint": {"S": checkpoint},
+                      "parents": {"L": [{"S": p} for p in parents]}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def take(self, lease: ShardLease) -> ShardLease | None:
+        """Take ``lease`` as last observed (unowned or expired); None if it moved meanwhile."""
+        try:
+            return await self._write(
+                lease, "SET #owner = :me", "#counter = :c AND #cp <> :end",
+                {":me": {"S": self.owner}, ":end": {"S": SHARD_END}}, remove="steal_by")
+        except LeaseLost:
+            return None
+
+    async def renew(self, lease: ShardLease) -> ShardLease:
+        """Bump the counter (heartbeat); the result carries any pending ``steal_by``."""
+        return await self._owned(lease, "SET #owner = :me", {})
+
+    async def checkpoint(self, lease: ShardLease, position: str) -> ShardLease:
+        """Store ``position``; raises :class:`LeaseLost` (and counts a conflict) if fenced."""
+        try:
+            return await self._owned(lease, "SET #owner = :me, #cp = :pos",
+                                     {":pos": {"S": position}})
+        except LeaseLost:
+            STREAM_CHECKPOINT_CONFLICTS.labels(table=self.stream_table).inc()
+            raise
+
+    async def finish(self, lease: ShardLease) -> ShardLease:
+        """Checkpoint ``SHARD_END`` and give the lease up, in one write."""
+        return await self._write(lease, "SET #cp = :end", self._mine,
+                                 {":me": {"S": self.owner}, ":end": {"S": SHARD_END}},
+                                 remove="#owner, steal_by")
+
+    async def release(self, lease: ShardLease) -> None:
+        """Give the lease up so any consumer may take it at once (no failover wait)."""
+        with contextlib.suppress(LeaseLost):
+            await self._write(lease, "SET #cp = #cp", self._mine, {":me": {"S": self.owner}},
+                              remove="#owner, steal_by")
+
+    async def hand_off(self, lease: ShardLease, to: str) -> None:
+        """Move the lease to the consumer that asked for it (after our last checkpoint)."""
+        with contextlib.suppress(LeaseLost):
+            await self._write(lease, "SET #owner = :to", self._mine,
+                              {":me": {"S": self.owner}, ":to": {"S": to}}, remove="steal_by")
+
+    async def request_steal(self, lease: ShardLease) -> bool:
+        """Ask ``lease.owner`` to hand ``lease`` over; does not touch the counter."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                UpdateExpression="SET steal_by = :me",
+                ConditionExpression="#owner = :victim AND attribute_not_exists(steal_by)",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":me": {"S": self.owner},
+                                           ":victim": {"S": lease.owner or ""}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    async def delete(self, lease: ShardLease) -> None:
+        """Remove a finished lease (only while it is still ``SHARD_END``)."""
+        try:
+            await self.dynamodb.delete_item(
+                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                ConditionExpression="checkpoint = :end",
+                ExpressionAttributeValues={":end": {"S": SHARD_END}})
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def sync(self, shards: Sequence[ShardInfo], leases: list[ShardLease],
+                   start_position: str = TRIM_HORIZON) -> bool:
+        """Create leases for listed shards (parents first), delete finished ones; True if any.
+
+        A new lease starts at TRIM_HORIZON; only on a first deployment (no lease yet for
+        this table) with ``start_position=LATEST`` do open shards start at LATEST and
+        closed ones count as finished. A shard with a leased descendant gets no lease
+        (it was finished and cleaned up). A finished lease is deleted once every child
+        has a lease that was taken or has progressed, or once its shard left the stream.
+        """
+        listed = {s.shard_id: s for s in shards}
+        children: dict[str, list[str]] = defaultdict(list)
+        for s in shards:
+            for p in s.parent_ids:
+                children[p].append(s.shard_id)
+        by_shard = {lease.shard_id: lease for lease in leases}
+
+        def depth(s: ShardInfo) -> int:
+            return 1 + max((depth(listed[p]) for p in s.parent_ids if p in listed), default=0)
+
+        def leased_descendant(shard_id: str) -> bool:
+            return any(c in by_shard or leased_descendant(c) for c in children[shard_id])
+
+        changed = False
+        for s in sorted(shards, key=depth):
+            if s.shard_id in by_shard or leased_descendant(s.shard_id):
+                continue
+            position = TRIM_HORIZON
+            if not leases and start_position == LATEST:
+                position = SHARD_END if s.closed else LATEST
+            if await self.create(s.shard_id, s.parent_ids, position):
+                changed = True
+                log.info("stream.lease_created", table=self.stream_table, shard=s.shard_id,
+                         parents=list(s.parent_ids), checkpoint=position)
+        for lease in leases:
+            kids = [by_shard.get(c) for c in children[lease.shard_id]]
+            started = bool(kids) and all(
+                k is not None and (k.owner is not None or k.checkpoint not in NOT_STARTED)
+                for k in kids)
+            if lease.finished and (started or lease.shard_id not in listed):
+                await self.delete(lease)
+                changed = True
+                log.info("stream.lease_deleted", table=self.stream_table, shard=lease.shard_id)
+        return changed
+
+    _mine = "#owner = :me AND #counter = :c"
+
+    async def _owned(self, lease: ShardLease, update: str, values: dict[str, Any]
+                     ) -> ShardLease:
+        return await self._write(lease, update, self._mine, {":me": {"S": self.owner}, **values})
+
+    async def _write(self, lease: ShardLease, update: str, condition: str,
+                     values: dict[str, Any], remove: str | None = None) -> ShardLease:
+        expression = (f"{update}, #counter = #counter + :one, heartbeat_at = :now"
+                      + (f" REMOVE {remove}" if remove else ""))
+        names = {"#counter": "counter"}
+        for alias, name in (("#owner", "owner"), ("#cp", "checkpoint")):
+            if alias in expression or alias in condition:
+                names[alias] = name
+        try:
+            resp = await self.dynamodb.update_item(
+                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                UpdateExpression=expression, ConditionExpression=condition,
+                ExpressionAttributeNames=names, ReturnValues="ALL_NEW",
+                ExpressionAttributeValues={**values, ":c": {"N": str(lease.counter)},
+                                           ":one": {"N": "1"},
+                                           ":now": {"N": f"{time.time():.3f}"}})
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(lease.key) from exc
+            raise
+        return ShardLease.from_item(resp["Attributes"])
+
+
+class ExpiryObserver:
+    """Judges expiry by the observer's own clock: counter unchanged for ``failover_s``."""
+
+    def __init__(self, failover_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failover_s = failover_s
+        self.clock = clock
+        self._seen: dict[str, tuple[str | None, int, float]] = {}
+
+    def observe(self, leases: list[ShardLease]) -> None:
+        now = self.clock()
+        seen: dict[str, tuple[str | None, int, float]] = {}
+        for lease in leases:
+            prev = self._seen.get(lease.key)
+            same = prev is not None and prev[:2] == (lease.owner, lease.counter)
+            seen[lease.key] = (lease.owner, lease.counter, prev[2] if prev and same else now)
+        self._seen = seen
+
+    def expired(self, lease: ShardLease) -> bool:
+        entry = self._seen.get(lease.key)
+        return (lease.owner is not None and entry is not None
+                and self.clock() - entry[2] >= self.failover_s)
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: int                     # fair share of active leases per live consumer
+    take: list[ShardLease]          # unowned first, then expired
+    steal: list[ShardLease]         # hand-off requests to send
+    free: int                       # takeable leases seen (before taking)
+
+
+def plan(leases: list[ShardLease], me: str, *, expired: Callable[[ShardLease], bool],
+         ready: Callable[[ShardLease], bool], max_steal: int) -> Plan:
+    """What this consumer should take or ask for, from one consistent look at the leases.
+
+    Only *active* leases count: not finished and whose parents are finished. The
+    fair share is ``ceil(active / live consumers)``; a steal is requested only from
+    the most loaded live owner while it holds more than that share, so two
+    consumers never trade a lease back and forth.
+    """
+    active = [lease for lease in leases if not lease.finished and ready(lease)]
+    live = Counter(lease.owner for lease in active
+                   if lease.owner and (lease.owner == me or not expired(lease)))
+    target = math.ceil(len(active) / len(set(live) | {me})) if active else 0
+    free = [lease for lease in active
+            if lease.owner is None or (lease.owner != me and expired(lease))]
+    free.sort(key=lambda lease: (lease.owner is not None, lease.shard_id))
+    mine = live.get(me, 0)
+    take = free[:max(0, target - mine)]
+    deficit = target - mine - len(take)
+    steal: list[ShardLease] = []
+    others = sorted(((n, owner) for owner, n in live.items() if owner != me), reverse=True)
+    if deficit > 0 and others and others[0][0] > target:
+        n, victim = others[0]
+        asked = [lease for lease in active if lease.owner == victim and lease.steal_by == me]
+        wanted = min(deficit, max_steal, n - target) - len(asked)
+        steal = [lease for lease in active
+                 if lease.owner == victim and lease.steal_by is None][:max(0, wanted)]
+    return Plan(target=target, take=take, steal=steal, free=len(free))
+

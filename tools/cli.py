@@ -1,0 +1,179 @@
+"""``remitflow``: the command line (``docs/architecture.md``, "Commands")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tools.stack import PORTS
+
+SERVICES = tuple(PORTS)
+
+
+def _settings(**overrides: Any) -> Any:
+    from shared.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from shared.runtime import serve
+    from tools.stack import PORTS, builder
+
+    settings = _settings()
+    return asyncio.run(serve(args.service, settings, builder(args.service),
+                             port=PORTS[args.service]))
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from shared.aws.clients import AwsClients
+    from shared.logs import configure_logging
+    from shared.pipeline.bootstrap import bootstrap, load_reference_data
+    from tools.stack import KINDS, TABLES
+
+    settings = _settings()
+    configure_logging(settings.log_level, "console")
+    data = json.loads(Path(args.reference_data).read_text()) if args.reference_data else None
+
+    async def go() -> None:
+        async with AwsClients(settings) as clients:
+            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn)
+            if data is not None:
+                count = await load_reference_data(clients, settings, data)
+                print(f"loaded {count} reference rows from {args.reference_data}")
+
+    asyncio.run(go())
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from tools.demo import generate_messages, send_messages
+
+    settings = _settings()
+    bodies: list[str] = [Path(f).read_text() for f in args.files]
+    if args.generate:
+        bodies += [json.dumps(m) for m in generate_messages(args.generate, prefix=args.id_prefix)]
+    if not bodies:
+        print("nothing to send: give JSON files or --generate N", file=sys.stderr)
+        return 2
+    sent = asyncio.run(send_messages(settings, bodies))
+    print(f"sent {sent} message(s)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from shared.aws.clients import AwsClients
+    from shared.pipeline.jobs import JobStore
+    from tools.stack import StackNames as Names
+
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        names = Names(settings.prefix)
+        out: dict[str, Any] = {"request_id": args.request_id}
+        async with AwsClients(settings) as clients:
+            for key, table in (("remittance", names.remittances),
+                               ("notification", names.notifications)):
+                job = await JobStore(clients.dynamodb, table).get(args.request_id)
+                out[key] = job.public() if job else None
+        return out
+
+    result = asyncio.run(go())
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["remittance"] or result["notification"] else 1
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from tools.dev import run_dev
+
+    return run_dev(port=args.port, demo=not args.no_demo, count=args.count)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from shared.aws.emulator import serve_forever
+
+    serve_forever(args.host, args.port)
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from tools.notify_preview import preview_command
+
+    return preview_command(args)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from tools.jobs_client import jobs_command
+
+    return jobs_command(args)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remitflow", description="Event-driven remittance "
+                                "pipeline on SQS, DynamoDB Streams, Step Functions and SNS.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("dev", help="run everything locally: emulator, services, demo traffic")
+    d.add_argument("--no-demo", action="store_true", help="no demo traffic; bring your own")
+    d.add_argument("--port", type=int, default=4566, help="emulator port (default 4566)")
+    d.add_argument("--count", type=int, default=12, help="generated demo remittances")
+    d.set_defaults(func=cmd_dev)
+
+    r = sub.add_parser("run", help="run one service (what a container runs)")
+    r.add_argument("service", choices=SERVICES)
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bootstrap", help="create/update all AWS resources idempotently")
+    b.add_argument("--reference-data", metavar="FILE", help="also load payees and invoices")
+    b.add_argument("--sfn-role-arn", help="role for Step Functions (real AWS); created if unset")
+    b.set_defaults(func=cmd_bootstrap)
+
+    s = sub.add_parser("send", help="publish partner notifications (files or generated)")
+    s.add_argument("files", nargs="*", help="JSON files, one message each")
+    s.add_argument("--generate", type=int, default=0, metavar="N", help="N generated messages")
+    s.add_argument("--id-prefix", default="REQ-GEN", help="request id prefix for --generate")
+    s.set_defaults(func=cmd_send)
+
+    st = sub.add_parser("status", help="show a request's remittance and notification jobs")
+    st.add_argument("request_id")
+    st.set_defaults(func=cmd_status)
+
+    e = sub.add_parser("emulator", help="run the embedded AWS emulator alone")
+    e.add_argument("--host", default="127.0.0.1")
+    e.add_argument("--port", type=int, default=4566)
+    e.set_defaults(func=cmd_emulator)
+
+    n = sub.add_parser("notify", help="notification tools")
+    nsub = n.add_subparsers(dest="notify_command", required=True)
+    pv = nsub.add_parser("preview", help="render what a payee would get, without sending")
+    src = pv.add_mutually_exclusive_group(required=True)
+    src.add_argument("--request-id", help="a remittance already enriched")
+    src.add_argument("--advice", metavar="FILE", help="an advice JSON file")
+    pv.set_defaults(func=cmd_preview)
+
+    j = sub.add_parser("jobs", help="list and re-drive jobs through the sweeper API")
+    jsub = j.add_subparsers(dest="jobs_command", required=True)
+    jl = jsub.add_parser("list", help="jobs by state")
+    jl.add_argument("--table", default="remittances", choices=("remittances", "notifications"))
+    jl.add_argument("--state", default="failed", choices=("retry", "failed", "running"))
+    jr = jsub.add_parser("redrive", help="re-drive a FAILED or REJECTED job")
+    jr.add_argument("request_id")
+    jr.add_argument("--table", default="remittances", choices=("remittances", "notifications"))
+    for x in (jl, jr):
+        x.add_argument("--url", default="http://127.0.0.1:8083", help="sweeper API")
+        x.set_defaults(func=cmd_jobs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

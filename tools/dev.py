@@ -1,0 +1,232 @@
+"""``remitflow dev`` (what ``make run`` calls): the whole pipeline on one laptop.
+
+Starts the emulator in-process, creates every resource, loads the demo reference
+data, runs each service as its own OS process (restarting one that dies, as an
+orchestrator would), feeds demo traffic with a live progress view, and stops
+everything cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from shared.aws.clients import AwsClients
+from shared.aws.dynamo import from_item
+from shared.aws.emulator import Emulator
+from shared.logs import configure_logging
+from shared.pipeline.bootstrap import bootstrap, load_reference_data
+from shared.settings import Settings
+from tools.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
+from tools.stack import KINDS, PORTS, TABLES
+from tools.stack import StackNames as Names
+from tools.webhook_receiver import Receiver
+
+SERVICES = ("enrichment", "notification", "sweeper")
+LOG_DIR = Path(".dev-logs")
+DEV_ENV = {
+    "REMITFLOW_SWEEPER_INTERVAL_S": "3",
+    "REMITFLOW_RETRY_BACKOFF_BASE_S": "3",
+    "REMITFLOW_RETRY_BACKOFF_CAP_S": "15",
+    "REMITFLOW_RETRY_MAX_ATTEMPTS": "3",
+    "REMITFLOW_RECEIVE_WAIT_S": "1",
+    "REMITFLOW_LEASE_TTL_S": "10",
+    "REMITFLOW_STREAM_FAILOVER_S": "5",
+    "REMITFLOW_STREAM_IDLE_MAX_S": "1",
+    "REMITFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
+    "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+}
+
+
+class Supervisor:
+    """Runs ``remitflow run SERVICE`` per service and restarts the ones that die."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: Counter[str] = Counter()
+        self.stopping = False
+        LOG_DIR.mkdir(exist_ok=True)
+
+    def start(self, service: str) -> None:
+        log = (LOG_DIR / f"{service}.log").open("ab")
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", "tools.cli", "run", service], env=self.env,
+            stdout=log, stderr=log, start_new_session=True)
+
+    def check(self) -> list[str]:
+        restarted = []
+        for service, proc in self.procs.items():
+            if proc.poll() is not None and not self.stopping:
+                self.restarts[service] += 1
+                restarted.append(f"{service} exited with {proc.returncode}; restarted")
+                self.start(service)
+        return restarted
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+async def _counts(clients: AwsClients, names: Names) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for table in (names.remittances, names.notifications):
+        paginator = clients.dynamodb.get_paginator("scan")
+        async for page in paginator.paginate(TableName=table, ProjectionExpression=
+                                              "request_id, #s, attempt, channel",
+                                              ExpressionAttributeNames={"#s": "status"}):
+            for item in page.get("Items", []):
+                row = from_item(item)
+                out.setdefault(row["request_id"], {})[table] = row
+    return out
+
+
+def _render(rows: dict[str, dict[str, Any]], names: Names, dlq: int, notes: list[str],
+            receiver: Receiver | None) -> str:
+    rem = Counter(r[names.remittances]["status"] for r in rows.values() if names.remittances in r)
+    notif = Counter(r[names.notifications]["status"] for r in rows.values()
+                    if names.notifications in r)
+    lines = [f"remittances:   {dict(sorted(rem.items())) or '-'}",
+             f"notifications: {dict(sorted(notif.items())) or '-'}",
+             f"partner DLQ:   {dlq} message(s)"]
+    if receiver is not None:
+        dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1)
+        lines.append(f"webhooks:      {len(receiver.received)} received and verified on :9900, "
+                     f"{dupes} duplicate(s), {receiver.rejected} bad signature(s)")
+    lines += [f"  ! {n}" for n in notes[-3:]]
+    return "\n".join(lines)
+
+
+def _table(rows: dict[str, dict[str, Any]], names: Names) -> str:
+    out = [f"{'request_id':<32} {'remittance':<14} {'try':>3}  {'notification':<13} channel"]
+    for rid in sorted(rows):
+        r = rows[rid].get(names.remittances, {})
+        n = rows[rid].get(names.notifications, {})
+        out.append(f"{rid[:32]:<32} {r.get('status', '-'):<14} {int(r.get('attempt', 0)):>3}  "
+                   f"{n.get('status', '-'):<13} {n.get('channel', '-')}")
+    return "\n".join(out)
+
+
+async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
+                 receiver: Receiver | None) -> None:
+    names = Names(settings.prefix)
+    async with AwsClients(settings) as clients:
+        while not all(_ready(PORTS[s]) for s in SERVICES):
+            sup.check()
+            await asyncio.sleep(0.5)
+        print("services ready: enrichment :8081  notification :8082  sweeper :8083", flush=True)
+        if demo:
+            bodies = demo_bodies(count)
+            for label, _ in bodies:
+                print(f"  sending  {label}")
+            await send_messages(settings, [b for _, b in bodies])
+        dlq_url = (await clients.sqs.get_queue_url(
+            QueueName=Names.dlq(names.remittance_events)))["QueueUrl"]
+        notes: list[str] = []
+        tty = sys.stdout.isatty()
+        last = ""
+        while True:
+            notes += sup.check()
+            rows = await _counts(clients, names)
+            attrs = await clients.sqs.get_queue_attributes(
+                QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+            dlq = int(attrs["Attributes"].get("ApproximateNumberOfMessages", "0"))
+            view = _render(rows, names, dlq, notes, receiver)
+            if view != last:
+                if tty:
+                    print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "remitflow dev "
+                          "(Ctrl-C stops)\n" + view + "\n\n" + _table(rows, names), flush=True)
+                else:
+                    print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
+                last = view
+            await asyncio.sleep(2)
+
+
+def _start_receiver() -> Receiver | None:
+    """The demo payees on the webhook channel post to 127.0.0.1:9900."""
+    secrets = [p["webhook_secret"] for p in reference_data()["payees"] if p.get("webhook_secret")]
+    if not secrets:
+        return None
+    try:
+        receiver = Receiver(secrets[0], port=9900, echo=not sys.stdout.isatty()).start()
+    except OSError as exc:
+        print(f"webhook receiver not started on :9900 ({exc})", flush=True)
+        return None
+    print("webhook receiver on http://127.0.0.1:9900 (verifies Standard Webhooks signatures)")
+    return receiver
+
+
+class LocalStack:
+    """Emulator + resources + reference data + webhook receiver + supervised services.
+
+    What ``remitflow dev`` and ``make soak`` share: ``with LocalStack(...) as stack``
+    starts everything and stops it all, services first, on the way out.
+    """
+
+    def __init__(self, port: int, **extra_env: str) -> None:
+        self.emulator = Emulator("127.0.0.1", port).start()
+        self.env = {**os.environ, "AWS_ENDPOINT_URL": self.emulator.endpoint,
+                    "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV, **extra_env}
+        os.environ.update({k: v for k, v in self.env.items()
+                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX")})
+        self.settings = Settings()
+        self.receiver: Receiver | None = None
+        self.supervisor = Supervisor(self.env)
+
+    def __enter__(self) -> LocalStack:
+        print(f"emulator on {self.emulator.endpoint}; creating resources…", flush=True)
+
+        async def setup() -> None:
+            async with AwsClients(self.settings) as clients:
+                await bootstrap(self.settings, clients, KINDS, TABLES)
+                await load_reference_data(clients, self.settings, reference_data())
+
+        asyncio.run(setup())
+        self.receiver = _start_receiver()
+        for service in SERVICES:
+            self.supervisor.start(service)
+        print(f"services starting; logs in {LOG_DIR}/", flush=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.supervisor.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
+        self.emulator.stop()
+
+
+def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
+    configure_logging("WARNING", "console")
+    faults = {"REMITFLOW_FAULTS": DEMO_FAULTS} if demo else {}
+    with LocalStack(port, **faults) as stack:
+        try:
+            asyncio.run(_watch(stack.settings, stack.supervisor, demo, count, stack.receiver))
+        except KeyboardInterrupt:
+            print("\nstopping services…", flush=True)
+    print("stopped.")
+    return 0
