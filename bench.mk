@@ -1,4 +1,4 @@
-# `make bench` (issue 8): the whole pipeline measured against the emulator; writes
+# `make bench`: the whole pipeline measured against the emulator; writes
 # bench/results.json and prints a summary (about 8 minutes on 2 cores). Not part of
 # `make test`. N remittances through the batched design (default 1000) and BASE_N
 # through the Lambda-equivalent baseline (REMITFLOW_BATCHING=false, default 200).

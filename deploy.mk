@@ -1,4 +1,4 @@
-# deploy.mk: build, deploy and observability checks for remitflow (issue 7).
+# deploy.mk: build, deploy and observability checks for remitflow.
 #
 # Included from the main Makefile (`include deploy.mk`), or run alone:
 #   make -f deploy.mk check-deploy

@@ -1,12 +1,13 @@
-"""Small pieces every worker shares: the ticker, backoff with jitter, a test-only crash hook."""
+"""The worker contract, the poll ticker and a test-only crash hook."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 from collections.abc import AsyncIterator
 from typing import Protocol
+
+from shared.retry import sleep_or_stop
 
 
 class Worker(Protocol):
@@ -30,23 +31,6 @@ async def ticker(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
         yield n
         n += 1
         await sleep_or_stop(stop, interval_s)
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, *, jitter: bool = True) -> float:
-    """Exponential backoff for ``attempt`` (1-based), capped, with full jitter on the top half."""
-    delay = float(min(cap_s, base_s * (2 ** max(0, attempt - 1))))
-    if jitter and delay > 0:
-        delay = delay / 2 + random.uniform(0, delay / 2)
-    return delay
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to ``seconds``; return True when ``stop`` was set meanwhile."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 def fault_point(name: str) -> None:

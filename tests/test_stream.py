@@ -25,9 +25,11 @@ from shared.metrics import STREAM_CHECKPOINT_CONFLICTS, STREAM_TRIMMED, WORKFLOW
 from shared.pipeline.assemble import retry_policy, state_machine_arn
 from shared.pipeline.jobs import content_hash
 from shared.pipeline.starter import WorkflowStarter
-from shared.stream.consumer import BatchFailure, Processor, Record, StreamConsumer, per_record
+from shared.stream.batch import BatchFailure, Processor, per_record
+from shared.stream.consumer import StreamConsumer, StreamOptions
 from shared.stream.leases import SHARD_END, ExpiryObserver, LeaseLost, ShardLeaseTable
 from shared.stream.memory import MemoryStream
+from shared.stream.source import Record
 from tests.helpers import Env, eventually, job_in
 from tests.test_process import service_process
 
@@ -87,11 +89,13 @@ def make(env: Env, source: Any, name: str, processor: Processor, clock: Clock,
             sink.events.append((name, f"lost:{reason}", shard))
 
     leases = ShardLeaseTable(env.clients.dynamodb, env.names.leases, env.names.remittances, name)
-    options: dict[str, Any] = dict(failover_s=FAILOVER_S, renew_s=0.05, sync_s=0.1, poll_s=0.02,
-                                   idle_max_s=0.1, retry_base_s=0.01, clock=clock,
-                                   on_shard_acquired=acquired, on_shard_lost=lost)
+    hooks: dict[str, Any] = dict(clock=clock, on_shard_acquired=acquired, on_shard_lost=lost)
+    if "on_poison" in kw:
+        hooks["on_poison"] = kw.pop("on_poison")
+    options = StreamOptions(failover_s=FAILOVER_S, renew_s=0.05, sync_s=0.1, poll_s=0.02,
+                            idle_max_s=0.1, retry_base_s=0.01, **kw)
     return StreamConsumer(source=source, leases=leases, table=env.names.remittances,
-                          processor=processor, **{**options, **kw})
+                          processor=processor, options=options, **hooks)
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-"""The partner notification: the input contract of DESIGN §7."""
+"""The partner notification: the input contract (``docs/architecture.md``, "Partner input")."""
 
 from __future__ import annotations
 

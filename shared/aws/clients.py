@@ -2,7 +2,8 @@
 
 Every request this process sends is counted by a botocore event hook into
 ``remitflow_aws_requests_total{service,operation}`` (retries included: that is
-what AWS bills). SES gets its own client with SDK retries off (DESIGN §9).
+what AWS bills). SES gets its own client with SDK retries off
+(``docs/architecture.md``, "Delivery").
 """
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ the flush means a redelivery, never a loss.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.logs import get_logger
 from shared.metrics import WORKER_ERRORS
-from shared.worker import backoff_s, sleep_or_stop
+from shared.retry import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -40,6 +40,7 @@ class Receiver:
             if with_attributes else {})
         self.healthy = True
         self._failures = 0
+        self._backoff = Backoff(0.5, 30.0)
 
     @property
     def free(self) -> int:
@@ -62,7 +63,7 @@ class Receiver:
             WORKER_ERRORS.labels(worker=self.worker).inc()
             log.warning(f"{self.worker}.receive_failed", queue_url=self.queue_url,
                         error=str(exc), failures=self._failures)
-            await sleep_or_stop(stop, backoff_s(self._failures, 0.5, 30.0))
+            await self._backoff.sleep(stop, self._failures)
             return []
         self._failures = 0
         self.healthy = True
@@ -79,6 +80,24 @@ class Receiver:
                                                                Entries=entries)
             except Exception as exc:
                 log.warning(f"{self.worker}.visibility_failed", error=str(exc))
+
+
+    async def keep_visible(self, messages: Sequence[MessageTypeDef], *, every_s: float,
+                           beat: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Until cancelled: every ``every_s``, run ``beat`` (if any), then extend visibility.
+
+        The one visibility keeper of the intake (slow batches) and the task worker
+        (where ``beat`` is the workflow heartbeat). Failures are logged and the next
+        beat tries again; the caller cancels this task when the work is done.
+        """
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                if beat is not None:
+                    await beat()
+                await self.set_visibility(messages, self.visibility_s)
+            except Exception as exc:
+                log.warning(f"{self.worker}.heartbeat_failed", error=str(exc))
 
 
 class Deleter:
@@ -131,10 +150,13 @@ class Deleter:
 
 
 class SqsWorker:
-    """What every SQS-fed worker has: a name, a receiver, a deleter and a stop flag.
+    """What every SQS-fed worker has: a receiver, a deleter, a stop flag and the loop.
 
-    Subclasses implement ``run()``; ``shutdown()`` is idempotent and safe before
-    ``run()``; ``healthy`` is false while SQS cannot be reached.
+    ``run()`` calls :meth:`poll_once` until shutdown, then waits for the work it
+    dispatched (it finishes and acknowledges); messages received after the stop
+    are handed back at once. ``shutdown()`` is idempotent and safe before
+    ``run()``; a second ``run()`` raises. ``healthy`` is false while SQS cannot be
+    reached. Subclasses implement :meth:`dispatch`.
     """
 
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, worker: str,
@@ -150,6 +172,8 @@ class SqsWorker:
                                  with_attributes=with_attributes)
         self.deleter = Deleter(sqs, queue_url)
         self._stop = asyncio.Event()
+        self._started = False
+        self._inflight: set[asyncio.Task[None]] = set()
 
     @property
     def healthy(self) -> bool:
@@ -157,3 +181,36 @@ class SqsWorker:
 
     def shutdown(self) -> None:
         self._stop.set()
+
+    async def run(self) -> None:
+        """Poll until shutdown; then finish what was dispatched."""
+        if self._started:
+            raise RuntimeError(f"{self.name}: already started")
+        self._started = True
+        while not self._stop.is_set():
+            await self.poll_once()
+        await self.drain()
+
+    async def poll_once(self) -> int:
+        """One receive, its messages dispatched (or handed back when stopping)."""
+        messages = await self.receiver.receive(self._stop)
+        if messages and self._stop.is_set():
+            await self.receiver.set_visibility(messages, 0)
+            return 0
+        if messages:
+            await self.dispatch(messages)
+        return len(messages)
+
+    async def drain(self) -> None:
+        """Wait for every dispatched task (one-iteration tests call this too)."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
+        """Start handling ``messages`` (acquiring one receiver slot each)."""
+        raise NotImplementedError

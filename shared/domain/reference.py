@@ -1,4 +1,7 @@
-"""Reference data records (DESIGN §7): payees and invoices, read by both services."""
+"""Reference data records: payees and invoices, read by both services.
+
+Fields: ``docs/architecture.md``, "Reference data".
+"""
 
 from __future__ import annotations
 

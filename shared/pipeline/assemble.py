@@ -23,7 +23,12 @@ from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import RetryPolicy, WorkflowStarter
 from shared.pipeline.tasks import Handler, Task, TaskWorker
 from shared.settings import Settings
-from shared.stream.consumer import DynamoDBStreamSource, StreamConsumer, per_record
+from shared.stream.consumer import (
+    DynamoDBStreamSource,
+    StreamConsumer,
+    StreamOptions,
+    per_record,
+)
 from shared.stream.leases import ShardLeaseTable
 from shared.worker import Worker
 
@@ -83,15 +88,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                             leases=shard_leases, table=table,
                             processor=per_record(starter.on_inserted,
                                                  concurrency=settings.max_in_flight),
-                            on_poison=starter.park_record, events=frozenset({"INSERT"}),
-                            batch_size=settings.stream_batch_size,
-                            batching_window_ms=settings.stream_batching_window_ms,
-                            max_attempts=settings.stream_max_attempts,
-                            failover_s=settings.stream_failover_s,
-                            sync_s=settings.stream_sync_interval_s,
-                            start_position=settings.stream_start_position,
-                            poll_s=settings.stream_poll_interval_s,
-                            idle_max_s=settings.stream_idle_max_s)
+                            on_poison=starter.park_record,
+                            options=StreamOptions.from_settings(settings))
     tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
                        queue_url=await urls.url(task_queue), store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,

@@ -72,28 +72,17 @@ class Intake(SqsWorker):
         self.dlq_url = dlq_url
         self.store = store
         self.parse = parse
-        self._batches: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Receive until shutdown, then wait for in-flight batches (they finish and ack)."""
-        while not self._stop.is_set():
-            messages = await self.receiver.receive(self._stop)
-            if not messages:
-                continue
-            if self._stop.is_set():
-                await self.receiver.set_visibility(messages, 0)
-                break
-            fault_point("intake.after_receive")
-            for _ in messages:
-                await self.receiver.slots.acquire()
-            task = asyncio.create_task(self._handle_batch(messages))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
-        if self._batches:
-            await asyncio.gather(*self._batches, return_exceptions=True)
+    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
+        """One batch handled as a unit; acknowledged together once every message is done."""
+        fault_point("intake.after_receive")
+        for _ in messages:
+            await self.receiver.slots.acquire()
+        self.spawn(self._handle_batch(messages))
 
     async def _handle_batch(self, messages: list[MessageTypeDef]) -> None:
-        keeper = asyncio.create_task(self._keep_visible(messages))
+        keeper = asyncio.create_task(
+            self.receiver.keep_visible(messages, every_s=self.visibility_s / 3))
         try:
             results = await asyncio.gather(*(self._handle(m) for m in messages),
                                            return_exceptions=True)
@@ -159,9 +148,3 @@ class Intake(SqsWorker):
         DLQ_MESSAGES.labels(queue=self.queue, reason=reason).inc()
         log.warning("intake.quarantined", queue=self.queue, reason=reason, detail=detail[:300],
                     request_id=request_id, message_id=message.get("MessageId"))
-
-    async def _keep_visible(self, messages: list[MessageTypeDef]) -> None:
-        """Extend visibility while a slow batch is still being handled."""
-        while True:
-            await asyncio.sleep(self.visibility_s / 3)
-            await self.receiver.set_visibility(messages, self.visibility_s)

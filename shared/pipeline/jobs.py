@@ -1,4 +1,6 @@
-"""Job tables: typed, version-checked access and the state machine of DESIGN §6.
+"""Job tables: typed, version-checked access and the job state machine.
+
+States and transitions: ``docs/architecture.md``, "Job states".
 
 Every write is conditioned on the ``version`` the caller read and increments it;
 a lost race raises :class:`VersionConflict` and the caller re-reads and
@@ -60,7 +62,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class InvalidTransition(ValueError):
-    """A status change DESIGN §6 does not allow."""
+    """A status change the job state machine does not allow."""
 
 
 class VersionConflict(Exception):
@@ -120,7 +122,7 @@ class Job:
         return str(value) if value else None
 
     def public(self) -> dict[str, Any]:
-        """The JSON view of DESIGN §8 (no index bookkeeping, no payload internals)."""
+        """The JSON view of the status routes (no index bookkeeping, no payload internals)."""
         hidden = {"payload", "payload_sha256", *INDEX_ATTRIBUTE.values(), "running_since",
                   "next_attempt_at", "failed_at"}
         out: dict[str, Any] = {k: _jsonable(v) for k, v in self.raw.items() if k not in hidden}
@@ -198,7 +200,7 @@ class JobStore:
 
         ``sort_value`` is the index sort key for the target state (``running_since``,
         ``next_attempt_at`` or ``failed_at``). Raises :class:`VersionConflict` on a
-        lost race and :class:`InvalidTransition` for a move DESIGN §6 forbids.
+        lost race and :class:`InvalidTransition` for a move the state machine forbids.
         """
         if to not in TRANSITIONS[job.status]:
             raise InvalidTransition(f"{job.request_id}: {job.status} -> {to} is not allowed")

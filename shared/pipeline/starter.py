@@ -21,14 +21,16 @@ from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
-from shared.worker import backoff_s, fault_point
+from shared.retry import Backoff, backoff_s
+from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_stepfunctions import SFNClient
 
-    from shared.stream.consumer import Record
+    from shared.stream.source import Record
 
 log = get_logger(__name__)
+_START_BACKOFF = Backoff(0.2, 2.0)   # bounded: start_attempts tries, a few seconds
 
 
 class RetryPolicy:
@@ -101,7 +103,7 @@ class WorkflowStarter:
                 log.warning("workflow.start_failed", request_id=job.request_id,
                             execution=name, error=str(exc), try_=n)
                 if n < self.start_attempts:
-                    await asyncio.sleep(backoff_s(n, 0.2, 2.0))
+                    await asyncio.sleep(_START_BACKOFF.delay(n))
                     continue
                 WORKFLOW_STARTS.labels(table=table, outcome="failed").inc()
                 await self._park(job, f"StartExecution failed: {exc}", retry_at)

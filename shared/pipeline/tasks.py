@@ -80,22 +80,12 @@ class TaskWorker(SqsWorker):
         self.store = store
         self.handler = handler
         self.heartbeat_s = heartbeat_s
-        self._inflight: set[asyncio.Task[None]] = set()
 
-    async def run(self) -> None:
-        """Answer tasks until shutdown; then finish those started, hand back the rest."""
-        while not self._stop.is_set():
-            messages = await self.receiver.receive(self._stop)
-            if self._stop.is_set():
-                await self.receiver.set_visibility(messages, 0)
-                break
-            for message in messages:
-                await self.receiver.slots.acquire()
-                task = asyncio.create_task(self._run_one(message))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
+        """Each task answered on its own (heartbeats while its handler runs)."""
+        for message in messages:
+            await self.receiver.slots.acquire()
+            self.spawn(self._run_one(message))
 
     async def _run_one(self, message: MessageTypeDef) -> None:
         try:
@@ -120,7 +110,11 @@ class TaskWorker(SqsWorker):
             return
         task = Task(token=token, request_id=request_id, attempt=int(body.get("attempt", 1)),
                     execution_name=body["execution_name"], job=job)
-        beat = asyncio.create_task(self._heartbeat(message, token))
+        async def heartbeat() -> None:
+            await self.sfn.send_task_heartbeat(taskToken=token)
+
+        beat = asyncio.create_task(self.receiver.keep_visible(
+            [message], every_s=self.heartbeat_s, beat=heartbeat))
         started = time.perf_counter()
         try:
             output = await self.handler(task)
@@ -162,15 +156,6 @@ class TaskWorker(SqsWorker):
             if error_code(exc) not in _GONE:
                 raise
             log.info("task.gone", request_id=request_id, error=error_code(exc))
-
-    async def _heartbeat(self, message: MessageTypeDef, token: str) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_s)
-            try:
-                await self.sfn.send_task_heartbeat(taskToken=token)
-                await self.receiver.set_visibility([message], self.visibility_s)
-            except Exception as exc:
-                log.warning("task.heartbeat_failed", error=str(exc))
 
     async def _delete(self, message: MessageTypeDef) -> None:
         await self.deleter.delete(message)

@@ -22,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.stream.consumer import Record, Shard
+from shared.stream.source import Record, Shard
 from shared.stream.leases import LATEST, TRIM_HORIZON
 
 

@@ -1,4 +1,4 @@
-"""``make bench``: throughput, cost and footprint of the whole pipeline (issue 8).
+"""``make bench``: throughput, cost and footprint of the whole pipeline (``docs/capacity.md``).
 
 ``python -m tools.bench.run`` starts the emulator and the three services as separate OS
 processes, pushes N remittances through, replays the same API-call mix against the

@@ -1,0 +1,55 @@
+"""Stream consumer options, built once (from settings in production, by hand in tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared.settings import Settings
+from shared.stream.leases import TRIM_HORIZON
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a :class:`~shared.stream.consumer.StreamConsumer` reads, retries and fails over.
+
+    Attributes:
+        events: record kinds handed to the processor (others are checkpointed past).
+        batch_size: records per processor call (GetRecords ``Limit``).
+        batching_window_ms: how long to gather more records before calling it.
+        max_attempts: processor failures of one record before ``on_poison``.
+        failover_s: a lease whose counter has not moved for this long is taken over.
+        renew_s: lease renewal interval (default a third of ``failover_s``).
+        sync_s: how often the shard list is compared with the lease table.
+        poll_s / idle_max_s: wait after an empty read, doubling up to ``idle_max_s``.
+        retry_base_s: first backoff after a failed read or write.
+        max_steal: leases asked of busier consumers per balancing round.
+        start_position: where a new shard lease starts (``TRIM_HORIZON`` or ``LATEST``).
+    """
+
+    events: frozenset[str] = field(default_factory=lambda: frozenset({"INSERT"}))
+    batch_size: int = 100
+    batching_window_ms: int = 0
+    max_attempts: int = 3
+    failover_s: float = 10.0
+    renew_s: float | None = None
+    sync_s: float = 30.0
+    poll_s: float = 0.5
+    idle_max_s: float = 5.0
+    retry_base_s: float = 0.2
+    max_steal: int = 2
+    start_position: str = TRIM_HORIZON
+
+    @property
+    def renew_every_s(self) -> float:
+        return self.renew_s or self.failover_s / 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: object) -> StreamOptions:
+        values: dict[str, object] = dict(
+            batch_size=settings.stream_batch_size,
+            batching_window_ms=settings.stream_batching_window_ms,
+            max_attempts=settings.stream_max_attempts, failover_s=settings.stream_failover_s,
+            sync_s=settings.stream_sync_interval_s, poll_s=settings.stream_poll_interval_s,
+            idle_max_s=settings.stream_idle_max_s,
+            start_position=settings.stream_start_position)
+        return cls(**{**values, **overrides})  # type: ignore[arg-type]
