@@ -24,9 +24,11 @@ run: venv ## emulator + bootstrap + three services + demo traffic (Ctrl-C stops)
 test: venv ## the whole suite against the embedded emulator (no network, no Docker)
 	$(PY) -m pytest -q
 
-lint: venv ## ruff + mypy --strict
+lint: venv ## ruff, mypy --strict, import contracts (docs/architecture.md), dead code
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services tools tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vulture
 
 fmt: venv ## apply ruff's fixes
 	$(VENV)/bin/ruff check --fix .

@@ -69,7 +69,7 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
         stop = asyncio.Event()
 
         async def ready() -> dict[str, object]:
-            checks: dict[str, object] = {f"{w.name}": getattr(w, "healthy", True)
+            checks: dict[str, object] = {f"{w.name}": w.healthy
                                          for w in parts.workers}
             if parts.readiness is not None:
                 checks.update(await parts.readiness())

@@ -12,9 +12,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["enrichment", "notification", "sweeper"]
-
-
 RECONCILE_MARGIN_S = 60.0
 
 

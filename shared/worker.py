@@ -13,13 +13,22 @@ from shared.retry import sleep_or_stop
 class Worker(Protocol):
     """A long-running part of a service.
 
-    ``run()`` returns only when in-flight work is finished or handed back;
-    ``shutdown()`` is idempotent and may be called before ``run()``.
+    ``run()`` returns only when in-flight work is finished or handed back, and
+    raises ``RuntimeError`` when called a second time; ``shutdown()`` is
+    idempotent and may be called before ``run()``. ``run_once()`` is one
+    iteration of the loop ``run()`` repeats (a receive, a lease round, a sweep),
+    so tests drive a worker step by step instead of sleeping. ``healthy`` feeds
+    ``/readyz``.
     """
 
     name: str
 
+    @property
+    def healthy(self) -> bool: ...
+
     async def run(self) -> None: ...
+
+    async def run_once(self) -> object: ...
 
     def shutdown(self) -> None: ...
 

@@ -191,6 +191,9 @@ class SqsWorker:
             await self.poll_once()
         await self.drain()
 
+    async def run_once(self) -> int:
+        return await self.poll_once()
+
     async def poll_once(self) -> int:
         """One receive, its messages dispatched (or handed back when stopping)."""
         messages = await self.receiver.receive(self._stop)

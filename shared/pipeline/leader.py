@@ -1,9 +1,9 @@
-"""Leases in ``remitflow-leases``: who owns a stream shard (with its checkpoint) or a role.
+"""Role leases in ``remitflow-leases``: who leads (the sweeper), with a wall-clock expiry.
 
-A lease is an item ``{lease_key, owner, expires_at, checkpoint}``. Taking or renewing
-is one conditional write: free, expired, or already ours. A checkpoint write is
-conditioned on ownership, so a worker that lost its lease cannot move it (fencing).
-Expiry uses wall-clock seconds with a TTL several times the renew interval.
+A lease is an item ``{lease_key, owner, expires_at}``. Taking or renewing is one
+conditional write: free, expired, or already ours. Expiry uses wall-clock seconds
+with a TTL several times the renew interval. (Stream shard leases are a different
+protocol, counter-fenced: :mod:`shared.stream.leases`.)
 """
 
 from __future__ import annotations
@@ -15,10 +15,6 @@ from shared.aws.clients import error_code
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-
-
-class LeaseLost(Exception):
-    """We no longer own the lease: stop the work it guarded."""
 
 
 class Leases:
@@ -59,24 +55,3 @@ class Leases:
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-
-    async def checkpoint(self, key: str, sequence: str) -> None:
-        """Store ``sequence`` on the lease; raises :class:`LeaseLost` if it is not ours."""
-        try:
-            await self.dynamodb.update_item(
-                TableName=self.table, Key={"lease_key": {"S": key}},
-                UpdateExpression="SET #cp = :seq, checkpointed_at = :now",
-                ConditionExpression="#owner = :me",
-                ExpressionAttributeNames={"#owner": "owner", "#cp": "checkpoint"},
-                ExpressionAttributeValues={":me": {"S": self.owner}, ":seq": {"S": sequence},
-                                           ":now": {"N": f"{time.time():.3f}"}})
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost(key) from exc
-            raise
-
-    async def read_checkpoint(self, key: str) -> str | None:
-        resp = await self.dynamodb.get_item(TableName=self.table,
-                                            Key={"lease_key": {"S": key}}, ConsistentRead=True)
-        item = resp.get("Item", {})
-        return item["checkpoint"]["S"] if "checkpoint" in item else None

@@ -143,6 +143,7 @@ class Sweeper:
         self.concurrency = concurrency
         self.lease_key = lease_key
         self.healthy = True
+        self._started = False
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._leader = False
@@ -154,6 +155,9 @@ class Sweeper:
         self._stop.set()
 
     async def run(self) -> None:
+        if self._started:
+            raise RuntimeError(f"{self.name}: already started")
+        self._started = True
         tick = self.interval_s if self.leases is None else min(self.interval_s,
                                                                self.leases.ttl_s / 3)
         last = -math.inf
@@ -206,6 +210,9 @@ class Sweeper:
         return self._leader and not self._stop.is_set()
 
     # --- one sweep ------------------------------------------------------------------------
+
+    async def run_once(self) -> SweepReport:
+        return await self.sweep_once()
 
     async def sweep_once(self, *, force: bool = False, now: float | None = None) -> SweepReport:
         """One sweep over every table; ``force`` skips the leadership check (API, tests).

@@ -125,6 +125,9 @@ class StreamConsumer:
         finally:
             STREAM_LEASES_HELD.labels(table=self.table).set(len(self.held))
 
+    async def run_once(self) -> bool:
+        return await self.tick_once()
+
     async def tick_once(self) -> bool:
         """One round: renew held leases, sync shards, take and balance; False on failure."""
         try:

@@ -22,8 +22,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.stream.source import Record, Shard
 from shared.stream.leases import LATEST, TRIM_HORIZON
+from shared.stream.source import Record, Shard
 
 
 def _error(code: str, message: str = "") -> ClientError:
@@ -103,10 +103,6 @@ class MemoryStream:
         """Drop the oldest ``count`` records of a shard (past retention)."""
         shard = self._shards[shard_id]
         shard.trimmed = min(len(shard.records), shard.trimmed + count)
-
-    def drop(self, shard_id: str) -> None:
-        """The shard ages out of the stream entirely (no longer listed)."""
-        del self._shards[shard_id]
 
     def expire_iterators(self) -> None:
         """Every iterator handed out so far is now expired (as after 15 minutes)."""
