@@ -82,7 +82,8 @@ class MemoryStream:
             shard = self._shards[shard.children[h % len(shard.children)]]
         record = Record(event=event, sequence=f"{next(self._seq):021d}",
                         keys={"request_id": {"S": key}},
-                        new_image=image if image is not None else {"request_id": {"S": key}},
+                        new_image=None if event == "REMOVE"
+                        else image if image is not None else {"request_id": {"S": key}},
                         created_at=time.time())
         shard.records.append(record)
         return record
