@@ -27,8 +27,11 @@ SPLIT, EXPIRE, TRIM = "split", "expire", "trim"
 
 
 class Backend(Protocol):
-    source: StreamSource
-    capabilities: frozenset[str]
+    @property
+    def source(self) -> StreamSource: ...
+
+    @property
+    def capabilities(self) -> frozenset[str]: ...
 
     async def insert(self, key: str) -> None: ...
 
