@@ -97,7 +97,7 @@ class Draft:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class Reject(Exception):  # noqa: N818 - internal control flow, never escapes the package
+class Reject(Exception):
     """Raised by a rule; turned into :class:`TransactionRejected` by :func:`finish`."""
 
     def __init__(self, reason: TransactionRejectReason, detail: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator, Mapping
-from typing import IO, BinaryIO
+from typing import IO, Any, cast
 
 from lxml import etree
 
@@ -57,7 +57,7 @@ def _detect(source: IO[bytes]) -> MessageType:
     raise FileRejected("not_xml", "no root element")  # pragma: no cover - parser raises first
 
 
-def detect(stream: BinaryIO) -> MessageType:
+def detect(stream: IO[bytes]) -> MessageType:
     """The message type of a bank file, from its root element's namespace.
 
     Reads at most the first 68 KiB (the prolog and root start tag must be in
@@ -101,7 +101,7 @@ def _walk(source: IO[bytes], message_type: MessageType) -> Iterator[tuple[str, E
         if in_unit and element.tag == unit_tag:
             in_unit = False
             yield "unit", element
-            element.clear(keep_tail=False)
+            element.clear()
             parent = element.getparent()
             previous = element.getprevious()
             while parent is not None and previous is not None and previous.tag == unit_tag:
@@ -125,12 +125,12 @@ def _validate(source: IO[bytes], message_type: MessageType) -> None:
     for kind, element in _walk(source, message_type):
         if kind == "unit":
             count += 1
-            error = next(declaration.iter_errors(element), None)
+            error = next(declaration.iter_errors(cast(Any, element)), None)
             if error is not None:
                 raise FileRejected("schema_invalid", f"{layout.unit} #{count} (line "
                                    f"{element.sourceline}): {_local(error.path)}: {error.reason}")
         elif kind == "done":
-            error = next(formats.schema_for(message_type).iter_errors(element), None)
+            error = next(formats.schema_for(message_type).iter_errors(cast(Any, element)), None)
             if error is not None:
                 raise FileRejected("schema_invalid", f"{_local(error.path)}: {error.reason}")
 
@@ -162,7 +162,7 @@ def _items(source: IO[bytes], message_type: MessageType, options: Options,
 
 
 def read_bank_file(
-    stream: BinaryIO, *, partner: str, source_key: str | None = None,
+    stream: IO[bytes], *, partner: str, source_key: str | None = None,
     payee_map: Mapping[str, str] | None = None, payment_method: str | None = None,
     start_index: int = 0, max_bytes: int = safexml.DEFAULT_MAX_BYTES,
 ) -> Iterator[Transaction | TransactionRejected]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
-from typing import IO, BinaryIO
+from typing import IO
 
 from lxml import etree
 
@@ -40,7 +40,7 @@ _WS = b" \t\r\n"
 ElementEvent = tuple[str, "etree._Element"]
 
 
-def spool(stream: BinaryIO, max_bytes: int) -> IO[bytes]:
+def spool(stream: IO[bytes], max_bytes: int) -> IO[bytes]:
     """Copy ``stream`` into a seekable temporary file, refusing more than ``max_bytes``.
 
     The reader needs two passes (validate everything, then map), and S3 bodies
