@@ -77,3 +77,9 @@ STREAM_TRIMMED = Counter(
     "Reads that hit trimmed stream data (continued from TRIM_HORIZON).", ["table"])
 STREAM_THROTTLED = Counter(
     "remitflow_stream_throttled_total", "Stream reads throttled (backed off).", ["table"])
+
+# --- execution status events (EventBridge → SQS → sweeper) --------------------------------
+EXECUTION_EVENTS = Counter(
+    "remitflow_execution_events_total",
+    "Step Functions execution status events consumed, by table, execution status and outcome "
+    "(applied, stale, unknown, invalid).", ["table", "status", "outcome"])

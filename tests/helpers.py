@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 from shared.aws.clients import AwsClients
 from shared.pipeline.assemble import state_machine_arn
-from shared.pipeline.jobs import Job, JobStore
+from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
+from tools.demo import generate_messages
 from tools.stack import StackNames as Names
 
 T = TypeVar("T")
@@ -127,3 +128,28 @@ def sent_emails(endpoint: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as resp:
         data = json.load(resp)
     return list(data.get("ses", {}).get("Message", []))
+
+
+# --- job fixtures shared by the sweeper, status-event and console tests ---------------
+
+def message(request_id: str) -> dict[str, Any]:
+    return dict(generate_messages(1)[0], request_id=request_id)
+
+
+async def retrying(store: JobStore, request_id: str, *, attempt: int = 1,
+                   due: int | None = None, payload: str = "{}") -> Job:
+    """A job whose attempt ``attempt`` failed transiently, due at ``due`` (default now)."""
+    job = await store.create(request_id, payload, content_hash(payload))
+    assert job is not None
+    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()), set_={
+        "attempt": attempt, "execution_name": execution_name(request_id, attempt)})
+    return await store.transition(job, Status.RETRY_PENDING, set_={"last_error": "boom"},
+                                  sort_value=int(time.time()) if due is None else due)
+
+
+async def names_of(env: Env, machine: str) -> list[str]:
+    return [e["name"] for e in await env.executions(machine)]
+
+
+def history(job: Job) -> str:
+    return " | ".join(job.raw.get("history", []))

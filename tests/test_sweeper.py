@@ -21,37 +21,22 @@ from services.enrichment.service import build as enrichment
 from services.sweeper.service import build_sweeper
 from shared.aws.dynamo import to_item
 from shared.metrics import JOBS, QUEUE_MESSAGES, SWEEPER_LEADER
-from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
+from shared.pipeline.jobs import Job, JobStore, Status, execution_name
 from shared.pipeline.reconcile import settle
 from tests.conftest import free_port
-from tests.helpers import Env, eventually, job_in, running
-from tools.demo import generate_messages
+from tests.helpers import (
+    Env,
+    eventually,
+    history,
+    job_in,
+    message,
+    names_of,
+    retrying,
+    running,
+)
 from tools.stack import KINDS, builder
 
 sweeper_service = builder("sweeper")
-
-
-def message(request_id: str) -> dict[str, Any]:
-    return dict(generate_messages(1)[0], request_id=request_id)
-
-
-async def retrying(store: JobStore, request_id: str, *, attempt: int = 1,
-                   due: int | None = None, payload: str = "{}") -> Job:
-    """A job whose attempt ``attempt`` failed transiently, due at ``due`` (default now)."""
-    job = await store.create(request_id, payload, content_hash(payload))
-    assert job is not None
-    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()), set_={
-        "attempt": attempt, "execution_name": execution_name(request_id, attempt)})
-    return await store.transition(job, Status.RETRY_PENDING, set_={"last_error": "boom"},
-                                  sort_value=int(time.time()) if due is None else due)
-
-
-async def names_of(env: Env, machine: str) -> list[str]:
-    return [e["name"] for e in await env.executions(machine)]
-
-
-def history(job: Job) -> str:
-    return " | ".join(job.raw.get("history", []))
 
 
 # --- retry ------------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from services.enrichment.service import build as enrichment
 from shared.api import Heartbeat, create_app
 from shared.pipeline.jobs import Job, JobStore, Status
 from shared.pipeline.sweep import Sweeper
-from tests.helpers import Env, job_in, running
-from tests.test_sweeper import history, message, names_of, retrying
+from tests.helpers import Env, history, job_in, message, names_of, retrying, running
 from tools.stack import builder
 
 sweeper_service = builder("sweeper")

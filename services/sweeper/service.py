@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from services.sweeper.api import jobs_router
-from shared.aws.clients import AwsClients
+from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.pipeline.assemble import (
     aws_readiness,
@@ -23,6 +23,7 @@ from shared.pipeline.assemble import (
 from shared.pipeline.kind import JobKind
 from shared.pipeline.leader import Leases
 from shared.pipeline.starter import WorkflowStarter
+from shared.pipeline.status_events import ExecutionEvents
 from shared.pipeline.sweep import Sweeper, SweepTarget
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
@@ -43,11 +44,25 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
         targets.append(SweepTarget(kind.table, store, starter, kind.output_fields))
         queues += [q for queue in (kn.intake_queue, kn.task_queue)
                    for q in (queue, Names.dlq(queue))]
+    queues += [names.execution_status, Names.dlq(names.execution_status)]
     leases = (Leases(clients.dynamodb, names.leases, owner_id(), settings.lease_ttl_s)
               if settings.sweeper_leader_lease else None)
     return Sweeper(targets=targets, sqs=clients.sqs, queues=queues, leases=leases,
                    interval_s=settings.sweeper_interval_s,
                    reconcile_after_s=settings.reconcile_after_effective_s)
+
+
+async def build_status_events(settings: Settings, clients: AwsClients,
+                              sweeper: Sweeper) -> ExecutionEvents:
+    """The consumer of execution status events, over the sweeper's targets."""
+    queue = Names(settings.prefix).execution_status
+    urls = QueueUrls(clients.sqs)
+    return ExecutionEvents(
+        sqs=clients.sqs, queue_name=queue, queue_url=await urls.url(queue),
+        dlq_url=await urls.url(Names.dlq(queue)),
+        targets={t.starter.state_machine_arn: t for t in sweeper.targets.values()},
+        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
+        visibility_s=settings.visibility_timeout_s)
 
 
 def _readiness(clients: AwsClients, settings: Settings,
@@ -69,7 +84,8 @@ def builder(kinds: Sequence[JobKind]) -> Builder:
 
     async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sweeper = await build_sweeper(settings, clients, kinds)
-        return ServiceParts(workers=[sweeper], routers=[jobs_router(sweeper)],
+        events = await build_status_events(settings, clients, sweeper)
+        return ServiceParts(workers=[sweeper, events], routers=[jobs_router(sweeper)],
                             readiness=_readiness(clients, settings, kinds))
 
     return build

@@ -28,6 +28,11 @@ class Names:
         return self.name("leases")
 
     @property
+    def execution_status(self) -> str:
+        """EventBridge rule and SQS queue for Step Functions execution status events."""
+        return self.name("execution-status")
+
+    @property
     def sfn_role(self) -> str:
         return self.name("stepfunctions")
 

@@ -21,6 +21,8 @@ from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
 from shared.logs import get_logger
 from shared.pipeline.kind import JobKind
+from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
+from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -247,9 +249,43 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
             subs["TopicArn"] = out[kn.topic]
         out[kn.state_machine] = await _ensure_state_machine(
             clients, kn.state_machine, load_definition(kind.definition, subs), role_arn)
+    machines = [out[kn.state_machine] for _, kn in resolved]
+    out[names.execution_status] = await _ensure_status_events(settings, clients, names,
+                                                              machines)
     await clients.ses.verify_email_identity(EmailAddress=settings.sender_email)
     log.info("bootstrap.done", prefix=settings.prefix)
     return out
+
+
+async def _ensure_status_events(settings: Settings, clients: AwsClients, names: Names,
+                                machines: Sequence[str]) -> str:
+    """Rule on the default bus: our executions that ended badly → the status queue.
+
+    ``docs/architecture.md``, "Execution status events". Put as a whole each time
+    (``PutRule``/``PutTargets`` are idempotent), so the pattern follows the kinds.
+    """
+    queue = names.execution_status
+    url, queue_arn = await _ensure_queue(clients, queue,
+                                         visibility_s=settings.visibility_timeout_s,
+                                         max_receive=_EVENT_QUEUE_REDRIVE)
+    pattern = {"source": ["aws.states"], "detail-type": [STATUS_DETAIL_TYPE],
+               "detail": {"status": list(STATUS_SETTLING),
+                          "stateMachineArn": sorted(machines)}}
+    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+    async with get_session().create_client("events", **kwargs) as events:
+        rule_arn = (await events.put_rule(Name=queue, EventPattern=json.dumps(pattern),
+                                          State="ENABLED",
+                                          Description="remitflow: executions that ended "
+                                                      "without their own status write"))["RuleArn"]
+        await events.put_targets(Rule=queue, Targets=[{"Id": "status-queue", "Arn": queue_arn}])
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "rule-to-queue", "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
+    await clients.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    return url
 
 
 async def _ensure_subscription(clients: AwsClients, topic_arn: str, queue_url: str) -> None:

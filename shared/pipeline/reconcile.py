@@ -64,18 +64,31 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job,
         SWEEPER_RECONCILED.labels(table=store.table, outcome=outcome).inc()
         log.info("sweeper.still_running", request_id=job.request_id, execution=name)
         return outcome
+    to = await settle_job(store, starter, job, status, output, output_fields,
+                          note=f"reconciled by sweeper: execution {status}")
+    SWEEPER_RECONCILED.labels(table=store.table, outcome=outcome).inc()
+    log.info("sweeper.reconciled", request_id=job.request_id, table=store.table,
+             execution=name, execution_status=status, to=to.value)
+    return outcome
+
+
+async def settle_job(store: JobStore, starter: WorkflowStarter, job: Job, status: str,
+                     output: str | None, output_fields: Mapping[str, str], *,
+                     note: str) -> Status:
+    """Write where a finished execution leaves ``job`` (the one implementation).
+
+    Used by the reconciler (status from ``DescribeExecution``) and by execution
+    status events (status from the event). The write is version-conditioned, so a
+    workflow write or another settler landing first wins (:class:`VersionConflict`).
+    """
     to, sets = settle(status, output, output_fields)
     to = store.success if to is Status.COMPLETED else to
-    note = f"reconciled by sweeper: execution {status}"
     if to is Status.RETRY_PENDING:
         await store.transition(job, to, set_=sets, history=note,
                                sort_value=starter.retry.next_attempt_at(job.attempt))
     else:
         await store.transition(job, to, set_=sets, history=note)
-    SWEEPER_RECONCILED.labels(table=store.table, outcome=outcome).inc()
-    log.info("sweeper.reconciled", request_id=job.request_id, table=store.table,
-             execution=name, execution_status=status, to=to.value)
-    return outcome
+    return to
 
 
 def settle(status: str, output: str | None,
