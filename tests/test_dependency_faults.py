@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -98,7 +99,18 @@ async def test_aws_unreachable_then_back_nothing_lost(env: Env) -> None:
             await eventually(lambda: readyz(503), timeout_s=30, what="not ready in outage")
             messages = generate_messages(3, prefix="REQ-OUTAGE")
             await env.send(*messages)           # partners keep sending meanwhile
-            await asyncio.sleep(3)
+
+            async def receive_failures() -> float:
+                text = (await http.get("/metrics")).text
+                return sum(float(v) for v in re.findall(
+                    r'^remitflow_worker_errors_total\{worker="intake"\} (\S+)$', text, re.M))
+
+            failed_before = await receive_failures()
+
+            async def kept_failing() -> bool:   # the outage lasted several polls, not a blip
+                return await receive_failures() >= failed_before + 2
+
+            await eventually(kept_failing, timeout_s=60, what="two more failed receives")
             assert proc.poll() is None, "a dependency outage must not kill the process"
             assert (await http.get("/healthz")).status_code == 200, "liveness never asks AWS"
             await outage.up()

@@ -206,7 +206,8 @@ async def test_two_consumers_share_fairly_and_survive_a_kill(env: Env) -> None:
             kill(tasks_a, "A")
             for i in range(40, 80):
                 await put_job(env, stream, f"REQ-SHARE-{i:03d}")
-            await asyncio.sleep(0.3)
+            rounds = b.ticks
+            await until(lambda: b.ticks >= rounds + 3, "B ran three more lease rounds")
             assert len(b.held) == 4, "B took A's leases before they expired"
             clock.advance(FAILOVER_S)
             await until(lambda: len(b.held) == 8, "B took over the 8 shards", timeout_s=5)
@@ -292,7 +293,8 @@ async def test_zombie_cannot_checkpoint(env: Env) -> None:
         zombie.leases.renew = partitioned  # type: ignore[method-assign]
         await until(lambda: not zombie.healthy, "Z notices it cannot renew")
         async with started(heir):
-            await asyncio.sleep(0.2)
+            await until(lambda: heir.ticks >= 2, "H saw the lease (observed, not yet expired)")
+            assert not heir.held
             clock.advance(FAILOVER_S)
             await until(lambda: len(heir.held) == 1, "H took the expired lease")
             assert zombie.held, "Z still believes it reads the shard"

@@ -129,8 +129,9 @@ async def test_a_sweep_reads_only_the_backlog(env: Env) -> None:
     assert report.as_dict()["items_read"] == 10
     assert JOBS.labels(table=table, state="running")._value.get() == 5
     assert JOBS.labels(table=table, state="retry")._value.get() == 0
-    queues = {q for name in env.names.queues for q in (name, env.names.dlq(name))}
-    assert set(report.queues) == queues and len(queues) == 8
+    queues = {q for name in (*env.names.queues, env.names.execution_status)
+              for q in (name, env.names.dlq(name))}
+    assert set(report.queues) == queues and len(queues) == 10
     assert QUEUE_MESSAGES.labels(queue=env.names.remittance_events)._value.get() == 0
 
 
@@ -299,8 +300,17 @@ async def test_two_active_sweeper_processes_redrive_each_job_once(env: Env,
                 return all(j.status is Status.RUNNING for j in jobs)
 
             await eventually(all_redriven, timeout_s=30, what="every job re-driven")
-            await asyncio.sleep(1.0)      # a few more sweeps by both: nothing more happens
-            texts = [(await http.get(f"{u}/metrics")).text for u in (url_a, url_b)]
+            # Both sweep again after that (their last-success clocks pass this moment):
+            # the counters below must not have moved for those extra sweeps.
+            settled_at = time.time()
+
+            async def both_swept_again() -> list[str] | None:
+                texts = [(await http.get(f"{u}/metrics")).text for u in (url_a, url_b)]
+                done = all(_metric(t, "remitflow_sweeper_last_success_timestamp_seconds")
+                           > settled_at + 0.5 for t in texts)
+                return texts if done else None
+
+            texts = await eventually(both_swept_again, what="two more sweeps by each")
         assert proc_a.poll() is None and proc_b.poll() is None
     for job in await asyncio.gather(*(store.require(i) for i in ids)):
         assert job.status is Status.RUNNING and job.attempt == 2, job.public()

@@ -84,6 +84,7 @@ class StreamConsumer:
         self._started = False
         self._let_go_at: dict[str, int] = {}   # counter of our last write before letting go
         self._tick_backoff = Backoff(0.2, 5.0)
+        self.ticks = 0   # lease rounds run, successful or not: lets tests count rounds
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -130,6 +131,7 @@ class StreamConsumer:
 
     async def tick_once(self) -> bool:
         """One round: renew held leases, sync shards, take and balance; False on failure."""
+        self.ticks += 1
         try:
             await self._tick()
         except Exception as exc:

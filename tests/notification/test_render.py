@@ -156,7 +156,11 @@ def templates(tmp_path: Path) -> Path:
 
 
 def test_copy_loads(templates: Path) -> None:
-    Renderer.load(templates, RuleSet.load(templates_dir=templates))
+    """The fixture's copy is a faithful one: the failures below come from the edits."""
+    copy = Renderer.load(templates, RuleSet.load(templates_dir=templates))
+    shipped = Renderer.load(DEFAULT_TEMPLATES_DIR, smoke_test=False)
+    assert copy.template_ids == shipped.template_ids and "payment_settled" in copy.template_ids
+    assert all(copy.locales_for(t) == shipped.locales_for(t) for t in shipped.template_ids)
 
 
 def test_syntax_error_names_file(templates: Path) -> None:
