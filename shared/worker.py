@@ -33,6 +33,28 @@ class Worker(Protocol):
     def shutdown(self) -> None: ...
 
 
+class Lifecycle:
+    """The part every worker shares: a stop flag and the refusal of a second start.
+
+    ``shutdown()`` is idempotent and safe before ``run()``; ``run()`` calls
+    :meth:`_begin` first, which raises ``RuntimeError`` the second time.
+    """
+
+    name: str = "worker"
+
+    def __init__(self) -> None:
+        self._stop = asyncio.Event()
+        self._started = False
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    def _begin(self) -> None:
+        if self._started:
+            raise RuntimeError(f"{self.name}: already started")
+        self._started = True
+
+
 async def ticker(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
     """Yield immediately, then every ``interval_s`` until ``stop`` is set."""
     n = 0

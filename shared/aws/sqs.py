@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from shared.logs import get_logger
 from shared.metrics import WORKER_ERRORS
 from shared.retry import Backoff
+from shared.worker import Lifecycle
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -149,7 +150,7 @@ class Deleter:
                     done.set_result(None)
 
 
-class SqsWorker:
+class SqsWorker(Lifecycle):
     """What every SQS-fed worker has: a receiver, a deleter, a stop flag and the loop.
 
     ``run()`` calls :meth:`poll_once` until shutdown, then waits for the work it
@@ -162,6 +163,7 @@ class SqsWorker:
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, worker: str,
                  max_in_flight: int, wait_s: int, visibility_s: int,
                  with_attributes: bool = False) -> None:
+        super().__init__()
         self.name = f"{worker}:{queue_name}"
         self.sqs = sqs
         self.queue = queue_name
@@ -171,22 +173,15 @@ class SqsWorker:
                                  wait_s=wait_s, visibility_s=visibility_s,
                                  with_attributes=with_attributes)
         self.deleter = Deleter(sqs, queue_url)
-        self._stop = asyncio.Event()
-        self._started = False
         self._inflight: set[asyncio.Task[None]] = set()
 
     @property
     def healthy(self) -> bool:
         return self.receiver.healthy
 
-    def shutdown(self) -> None:
-        self._stop.set()
-
     async def run(self) -> None:
         """Poll until shutdown; then finish what was dispatched."""
-        if self._started:
-            raise RuntimeError(f"{self.name}: already started")
-        self._started = True
+        self._begin()
         while not self._stop.is_set():
             await self.poll_once()
         await self.drain()

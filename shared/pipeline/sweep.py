@@ -47,7 +47,7 @@ from shared.pipeline.jobs import (
 from shared.pipeline.leader import Leases
 from shared.pipeline.reconcile import reconcile
 from shared.pipeline.starter import RetryPolicy, WorkflowStarter
-from shared.worker import ticker
+from shared.worker import Lifecycle, ticker
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -118,7 +118,7 @@ class SweepReport:
         return {**asdict(self), "items_read": self.items_read}
 
 
-class Sweeper:
+class Sweeper(Lifecycle):
     """The sweeper worker: ``run()`` loops, :meth:`sweep_once` is one iteration.
 
     With ``leases`` set, only the holder of ``sweeper:leader`` sweeps; the lease is
@@ -132,6 +132,7 @@ class Sweeper:
                  queues: Sequence[str], leases: Leases | None, interval_s: float,
                  reconcile_after_s: float, page_size: int = 100, concurrency: int = 16,
                  lease_key: str = LEADER_KEY) -> None:
+        super().__init__()
         self.targets = {t.short: t for t in targets}
         self.sqs = sqs
         self.queue_urls = QueueUrls(sqs)
@@ -143,21 +144,14 @@ class Sweeper:
         self.concurrency = concurrency
         self.lease_key = lease_key
         self.healthy = True
-        self._started = False
-        self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._leader = False
         self._renewed = -math.inf
 
     # --- the loop -------------------------------------------------------------------------
 
-    def shutdown(self) -> None:
-        self._stop.set()
-
     async def run(self) -> None:
-        if self._started:
-            raise RuntimeError(f"{self.name}: already started")
-        self._started = True
+        self._begin()
         tick = self.interval_s if self.leases is None else min(self.interval_s,
                                                                self.leases.ttl_s / 3)
         last = -math.inf

@@ -51,6 +51,7 @@ from shared.stream.leases import ExpiryObserver, LeaseLost, ShardLease, ShardLea
 from shared.stream.options import StreamOptions
 from shared.stream.reader import Owned, ReadContext, ShardReader
 from shared.stream.source import DynamoDBStreamSource, Record, Shard, StreamSource
+from shared.worker import Lifecycle
 
 __all__ = ["BatchFailure", "DynamoDBStreamSource", "Record", "Shard", "StreamConsumer",
            "StreamOptions", "StreamSource", "per_record"]
@@ -58,7 +59,7 @@ __all__ = ["BatchFailure", "DynamoDBStreamSource", "Record", "Shard", "StreamCon
 log = get_logger(__name__)
 
 
-class StreamConsumer:
+class StreamConsumer(Lifecycle):
     """Leases shards of one table's stream and feeds ``processor`` from each, in order."""
 
     def __init__(self, *, source: StreamSource, leases: ShardLeaseTable, table: str,
@@ -67,13 +68,13 @@ class StreamConsumer:
                  on_shard_acquired: AcquiredHook | None = None,
                  on_shard_lost: LostHook | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
         self.name = f"stream:{table}"
         self.options = options = options or StreamOptions()
         self.source, self.leases, self.table = source, leases, table
         self.on_shard_acquired, self.on_shard_lost = on_shard_acquired, on_shard_lost
         self.clock = clock
         self.observer = ExpiryObserver(options.failover_s, clock)
-        self._stop = asyncio.Event()
         self._ctx = ReadContext(source=source, leases=leases, table=table, processor=processor,
                                 on_poison=on_poison, options=options, stopping=self._stop,
                                 on_shard_end=self._resync_soon)
@@ -81,15 +82,11 @@ class StreamConsumer:
         self._next_sync = float("-inf")
         self._tick_ok = False
         self._free = 0
-        self._started = False
         self._let_go_at: dict[str, int] = {}   # counter of our last write before letting go
         self._tick_backoff = Backoff(0.2, 5.0)
         self.ticks = 0   # lease rounds run, successful or not: lets tests count rounds
 
     # -- lifecycle -----------------------------------------------------------------
-
-    def shutdown(self) -> None:
-        self._stop.set()
 
     @property
     def held(self) -> list[str]:
@@ -103,9 +100,7 @@ class StreamConsumer:
 
     async def run(self) -> None:
         """Renew, balance and read until ``shutdown()``; then drain and release."""
-        if self._started:
-            raise RuntimeError(f"{self.name}: already started")
-        self._started = True
+        self._begin()
         renew_s, failures = self.options.renew_every_s, 0
         try:
             while not self._stop.is_set():
