@@ -83,3 +83,7 @@ EXECUTION_EVENTS = Counter(
     "remitflow_execution_events_total",
     "Step Functions execution status events consumed, by table, execution status and outcome "
     "(applied, stale, unknown, invalid).", ["table", "status", "outcome"])
+LEASE_AMBIGUOUS_WRITES = Counter(
+    "remitflow_stream_lease_writes_recognised_total",
+    "Shard lease writes whose response was lost (timeout, 5xx) and whose retry failed its "
+    "condition, recognised by their write token as our own committed write.", ["table"])

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     stream_poll_interval_s: float = Field(default=0.5, gt=0)
     stream_idle_max_s: float = Field(default=5.0, gt=0)
+    stream_stall_after_s: float = Field(
+        default=60.0, gt=0, description="a held shard not read for this long makes /readyz "
+                                         "false (its lag gauge keeps growing meanwhile)")
     stream_failover_s: float = Field(default=10.0, gt=0)
     stream_batch_size: int = Field(default=100, ge=1, le=1000)
     stream_batching_window_ms: int = Field(default=0, ge=0, le=300_000)

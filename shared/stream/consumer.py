@@ -37,7 +37,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 from shared.logs import get_logger
-from shared.metrics import STREAM_LEASE_TAKES, STREAM_LEASES_HELD, STREAM_SHARDS, WORKER_ERRORS
+from shared.metrics import (
+    STREAM_ITERATOR_AGE,
+    STREAM_LEASE_TAKES,
+    STREAM_LEASES_HELD,
+    STREAM_SHARDS,
+    WORKER_ERRORS,
+)
 from shared.retry import Backoff, sleep_or_stop
 from shared.stream.batch import (
     AcquiredHook,
@@ -94,9 +100,17 @@ class StreamConsumer(Lifecycle):
         return sorted(s for s, o in self._owned.items() if not o.lost)
 
     @property
+    def stalled(self) -> list[str]:
+        """Held shards not read successfully for ``stall_after_s``."""
+        limit = time.monotonic() - self.options.stall_after_s
+        return sorted(s for s, o in self._owned.items() if not o.lost and o.read_at < limit)
+
+    @property
     def healthy(self) -> bool:
-        """Ready: the lease table is reachable and we hold leases or none are free."""
-        return self._tick_ok and not self._stop.is_set() and (bool(self.held) or not self._free)
+        """Ready: the lease table is reachable, we hold leases or none are free, and every
+        held shard is being read."""
+        return (self._tick_ok and not self._stop.is_set() and (bool(self.held) or not self._free)
+                and not self.stalled)
 
     async def run(self) -> None:
         """Renew, balance and read until ``shutdown()``; then drain and release."""
@@ -133,9 +147,10 @@ class StreamConsumer(Lifecycle):
             self._tick_ok = False
             WORKER_ERRORS.labels(worker="stream").inc()
             log.warning("stream.tick_failed", table=self.table, error=repr(exc))
-            return False
-        self._tick_ok = True
-        return True
+        else:
+            self._tick_ok = True
+        self._report_lag()
+        return self._tick_ok
 
     def _resync_soon(self) -> None:
         self._next_sync = float("-inf")
@@ -181,6 +196,15 @@ class StreamConsumer(Lifecycle):
         for state in ("owned", "unowned", "expired", "waiting_parent", "finished"):
             STREAM_SHARDS.labels(table=self.table, state=state).set(states[state])
         STREAM_LEASES_HELD.labels(table=self.table).set(len(self.held))
+
+    def _report_lag(self) -> None:
+        """Lag per held shard from the lease round, so it grows even when reads stop."""
+        for shard, owned in list(self._owned.items()):
+            if not owned.lost:
+                STREAM_ITERATOR_AGE.labels(table=self.table, shard=shard).set(owned.lag_s())
+        if stalled := self.stalled:
+            log.warning("stream.shards_stalled", table=self.table, shards=stalled,
+                        stall_after_s=self.options.stall_after_s)
 
     def _start(self, lease: ShardLease, kind: str) -> None:
         STREAM_LEASE_TAKES.labels(table=self.table, kind=kind).inc()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.aws.clients import error_code
 from shared.logs import get_logger
-from shared.metrics import STREAM_CHECKPOINT_CONFLICTS
+from shared.metrics import LEASE_AMBIGUOUS_WRITES, STREAM_CHECKPOINT_CONFLICTS
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -253,8 +254,9 @@ class ShardLeaseTable:
 
     async def _write(self, lease: ShardLease, update: str, condition: str,
                      values: dict[str, Any], remove: str | None = None) -> ShardLease:
-        expression = (f"{update}, #counter = #counter + :one, heartbeat_at = :now"
-                      + (f" REMOVE {remove}" if remove else ""))
+        token = uuid.uuid4().hex
+        expression = (f"{update}, #counter = #counter + :one, heartbeat_at = :now, "
+                      "write_token = :tok" + (f" REMOVE {remove}" if remove else ""))
         names = {"#counter": "counter"}
         for alias, name in (("#owner", "owner"), ("#cp", "checkpoint")):
             if alias in expression or alias in condition:
@@ -264,14 +266,38 @@ class ShardLeaseTable:
                 TableName=self.table, Key={"lease_key": {"S": lease.key}},
                 UpdateExpression=expression, ConditionExpression=condition,
                 ExpressionAttributeNames=names, ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ExpressionAttributeValues={**values, ":c": {"N": str(lease.counter)},
-                                           ":one": {"N": "1"},
+                                           ":one": {"N": "1"}, ":tok": {"S": token},
                                            ":now": {"N": f"{time.time():.3f}"}})
         except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            mine = await self._own_write(lease.key, token, exc)
+            if mine is None:
                 raise LeaseLost(lease.key) from exc
-            raise
+            LEASE_AMBIGUOUS_WRITES.labels(table=self.stream_table).inc()
+            log.info("stream.lease_write_recognised", shard=lease.shard_id,
+                     counter=mine.counter)
+            return mine
         return ShardLease.from_item(resp["Attributes"])
+
+    async def _own_write(self, key: str, token: str, exc: Exception) -> ShardLease | None:
+        """After a failed condition: was it our own write, committed by an earlier try?
+
+        A write can commit while its response is lost (a timeout, a 500); botocore
+        retries it, and the retry fails its condition against our own new counter.
+        Every write stores a fresh ``write_token``, so the item says whose it is: the
+        item returned with the failure (``ALL_OLD``), else a consistent read.
+        """
+        item = getattr(exc, "response", {}).get("Item")
+        if item is None:
+            item = (await self.dynamodb.get_item(TableName=self.table,
+                                                 Key={"lease_key": {"S": key}},
+                                                 ConsistentRead=True)).get("Item")
+        if not item or item.get("write_token", {}).get("S") != token:
+            return None
+        return ShardLease.from_item(item)
 
 
 class ExpiryObserver:

@@ -110,8 +110,8 @@ class MemoryStream:
         self._generation += 1
 
     def throttle(self, reads: int) -> None:
-        """The next ``reads`` GetRecords calls fail with a throughput error."""
-        self._throttle += reads
+        """The next ``reads`` GetRecords calls fail with a throughput error (0: none)."""
+        self._throttle = self._throttle + reads if reads > 0 else 0
 
     def open_shards(self) -> list[str]:
         return [s.shard_id for s in self._shards.values() if not s.closed]

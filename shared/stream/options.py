@@ -24,6 +24,8 @@ class StreamOptions:
         retry_base_s: first backoff after a failed read or write.
         max_steal: leases asked of busier consumers per balancing round.
         start_position: where a new shard lease starts (``TRIM_HORIZON`` or ``LATEST``).
+        stall_after_s: a held shard not read successfully for this long makes the
+            consumer unready (``/readyz``) while its lag gauge keeps growing.
     """
 
     events: frozenset[str] = field(default_factory=lambda: frozenset({"INSERT"}))
@@ -38,6 +40,7 @@ class StreamOptions:
     retry_base_s: float = 0.2
     max_steal: int = 2
     start_position: str = TRIM_HORIZON
+    stall_after_s: float = 60.0
 
     @property
     def renew_every_s(self) -> float:
@@ -51,5 +54,6 @@ class StreamOptions:
             max_attempts=settings.stream_max_attempts, failover_s=settings.stream_failover_s,
             sync_s=settings.stream_sync_interval_s, poll_s=settings.stream_poll_interval_s,
             idle_max_s=settings.stream_idle_max_s,
-            start_position=settings.stream_start_position)
+            start_position=settings.stream_start_position,
+            stall_after_s=settings.stream_stall_after_s)
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

@@ -50,6 +50,12 @@ class Owned:
     task: asyncio.Task[None] | None = None
     hand_to: str | None = None
     lost: bool = False
+    read_at: float = field(default_factory=time.monotonic)      # last successful read
+    caught_up_at: float = field(default_factory=time.time)      # wall time we were current
+
+    def lag_s(self) -> float:
+        """How far behind this shard's reader is; keeps growing when reads stop."""
+        return max(0.0, time.time() - self.caught_up_at)
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class ShardReader:
                     iterator = await ctx.source.iterator(shard, last or position)
                 records, nxt = await self._fetch(iterator)
                 failures = 0
+                owned.read_at = time.monotonic()
             except Exception as exc:
                 code, failures = error_code(exc), failures + 1
                 iterator = iterator if code in THROTTLED else None
@@ -179,8 +186,8 @@ class ShardReader:
                 await sleep_or_stop(ctx.stopping,
                                     min(opts.poll_s, max(0.0, deadline - time.monotonic())))
         newest = max((r.created_at for r in records if r.created_at), default=None)
-        STREAM_ITERATOR_AGE.labels(table=ctx.table, shard=self.shard).set(
-            max(0.0, time.time() - newest) if newest else 0.0)
+        self.owned.caught_up_at = newest if newest else time.time()
+        STREAM_ITERATOR_AGE.labels(table=ctx.table, shard=self.shard).set(self.owned.lag_s())
         return records, nxt
 
     async def _deliver(self, records: list[Record]) -> None:
