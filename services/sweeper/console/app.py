@@ -100,7 +100,7 @@ class Console:
         html = self.env.get_template(name).render(
             csrf=self.sessions.csrf(session), auth=self.sessions.auth,
             signed_in=session.signed_in, actor=str(session.actor), now=time.time(),
-            tables=sorted(self.sweeper.targets), path=request.url.path, **context)
+            table_names=sorted(self.sweeper.targets), path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
         if fresh:
             self.sessions.set_cookie(response, request, session)
