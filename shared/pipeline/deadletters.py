@@ -23,6 +23,7 @@ peek still names the same messages when the action runs.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,16 @@ def _attr(message: MessageTypeDef, name: str) -> str | None:
     return str(value) if value is not None else None
 
 
+def _body_request_id(body: str) -> str | None:
+    """The body's top-level ``request_id`` when it is a JSON object that has one."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get("request_id") if isinstance(data, dict) else None
+    return mask_text(value)[:128] if isinstance(value, str) else None
+
+
 class DeadLetters:
     """The DLQs of ``sources`` (source queue names; each DLQ is ``<source>-dlq``)."""
 
@@ -133,7 +144,7 @@ class DeadLetters:
         return DeadLetter(
             message_id=m["MessageId"], reason=_attr(m, "remitflow.reason") or NO_REASON,
             detail=mask_text(_attr(m, "remitflow.detail") or ""), source_queue=source,
-            request_id=_attr(m, "remitflow.request_id"),
+            request_id=_attr(m, "remitflow.request_id") or _body_request_id(body),
             sent_at=int(sent) / 1000 if sent else None,
             receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)),
             size=len(body.encode()), body=mask_body(body))
