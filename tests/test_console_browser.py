@@ -217,7 +217,11 @@ def test_03_redrive_a_failed_job_and_watch_it_complete(stack: Stack, browser: An
     stack.send(stack.names.remittance_events, json.dumps(message("REQ-BRW-FAIL-1")))
     wait_for(lambda: stack.status("remittances", "REQ-BRW-FAIL-1") == "FAILED",
              what="REQ-BRW-FAIL-1 FAILED")
-    browser.get(f"{stack.url}/console/jobs?table=remittances&state=failed")
+    browser.get(f"{stack.url}/console")
+    assert "bad" in browser.find_element(By.CSS_SELECTOR, "#backlog a.bad").get_attribute("class")
+    shot(stack, browser, "overview")
+    partner = message("REQ-BRW-FAIL-1")["partner"]
+    browser.get(f"{stack.url}/console/jobs?table=remittances&state=failed&partner={partner}")
     browser.find_element(By.CSS_SELECTOR, "input[value='REQ-BRW-FAIL-1']").click()
     browser.find_element(By.ID, "redrive-selected").click()
     assert "RUNNING as attempt 2" in text(browser, "#plan")
@@ -292,6 +296,5 @@ def test_06_security_headers_and_overview(stack: Stack, browser: Any) -> None:
     browser.get(f"{stack.url}/console")
     assert "Jobs by state" in browser.page_source
     assert text(browser, "#last-sweep") != "none yet"
-    shot(stack, browser, "overview")
     browser.find_element(By.ID, "sign-out").click()
     assert "/console/login" in browser.current_url

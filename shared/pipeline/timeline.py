@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.aws.clients import error_code
@@ -58,8 +58,28 @@ class Timeline:
         return bool(self.trails)
 
     def events(self) -> list[tuple[str, str, str]]:
-        """Every history entry of every table, in time order: (time, table, text)."""
-        rows = [(at, t.table, text) for t in self.trails for at, text in t.history]
+        """Every state change we know of, in time order: (time, table, text).
+
+        The job's ``history`` (sweeper and operator actions), its creation, each
+        attempt's execution start and end, and a recorded delivery.
+        """
+        rows = []
+        for t in self.trails:
+            rows += [(at, t.table, text) for at, text in t.history]
+            if t.view.get("created_at"):
+                rows.append((str(t.view["created_at"]), t.table, "received: job created"))
+            for run in t.executions:
+                if run.started_at:
+                    rows.append((run.started_at, t.table,
+                                 f"attempt {run.attempt}: execution {run.name} started"))
+                if run.stopped_at:
+                    ended = f"attempt {run.attempt}: execution ended {run.status}"
+                    rows.append((run.stopped_at, t.table,
+                                 ended + (f" ({run.error})" if run.error else "")))
+            if t.view.get("delivered_at"):
+                rows.append((str(t.view["delivered_at"]), t.table,
+                             f"delivered by {t.view.get('channel', '?')} as "
+                             f"{t.view.get('delivery_id', '?')}"))
         return sorted(rows)
 
 
@@ -73,7 +93,11 @@ def split_history(entries: Any) -> list[tuple[str, str]]:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else (str(value) if value else None)
+    """An SDK datetime in the jobs' own format (``…T12:00:00.123Z``), so times sort together."""
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC).isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"))
+    return str(value) if value else None
 
 
 async def execution(target: SweepTarget, request_id: str, attempt: int) -> Execution:

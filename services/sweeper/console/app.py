@@ -9,6 +9,7 @@ token is checked before anything else (:meth:`Console.post_gate`: 403 without it
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -74,6 +75,11 @@ def when(value: Any) -> str:
     return str(value).replace("T", " ")[:19] + "Z"
 
 
+def pretty(value: Any) -> str:
+    """Indented JSON, non-ASCII kept (the template escapes it for HTML)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
 class Console:
     """Shared state of the console's pages (see :mod:`services.sweeper.console.pages`)."""
 
@@ -87,7 +93,7 @@ class Console:
                                 include_in_schema=False)
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True))
-        self.env.filters.update(age=age, when=when, mask=mask_text,
+        self.env.filters.update(age=age, when=when, mask=mask_text, pretty=pretty,
                                 quote=lambda v: quote(str(v), safe=""))
 
     def session(self, request: Request) -> tuple[Session, bool]:
