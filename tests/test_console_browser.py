@@ -28,6 +28,9 @@ from typing import Any, TypeVar
 import boto3
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
@@ -47,10 +50,6 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--window-size=1400,1100")
 T = TypeVar("T")
 
-webdriver = pytest.importorskip("selenium.webdriver") if os.environ.get(
-    "REMITFLOW_REQUIRE_BROWSER") != "1" else __import__("selenium.webdriver").webdriver
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 
 
 def _require_browser() -> None:
