@@ -199,3 +199,17 @@ compose-down:
 .PHONY: clean-deploy
 clean-deploy:
 	rm -rf $(DEPLOY_BUILD)
+
+# ---------------------------------------------------------------- browser
+# Debian chromium + chromedriver for the operator console's browser tests
+# (tests/console/test_browser.py); skipped when both are already installed.
+CHROMIUM ?= /usr/bin/chromium
+CHROMEDRIVER ?= /usr/bin/chromedriver
+
+.PHONY: browser
+browser:  ## install Debian chromium + chromium-driver for the console's browser tests
+	@test -x $(CHROMIUM) && test -x $(CHROMEDRIVER) || { \
+	  echo "installing chromium + chromium-driver (Debian)"; \
+	  { apt-get update -qq && $(DEPLOY_APT_INSTALL) chromium chromium-driver; } >/tmp/remitflow-apt.log 2>&1 \
+	    || { cat /tmp/remitflow-apt.log >&2; exit 1; }; }
+	@$(CHROMIUM) --version

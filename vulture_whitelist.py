@@ -25,3 +25,8 @@ block_on_close
 exc_type
 tb
 format
+# read by the console's Jinja2 templates (services/sweeper/console/templates/)
+heartbeat_at
+oldest_age_s
+# selenium ChromeOptions attribute (tests/test_console_browser.py)
+binary_location

@@ -93,7 +93,8 @@ def bearer_auth(token: str | None) -> Callable[[Request], Awaitable[None]]:
 
 def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
                routers: list[APIRouter], token: str | None,
-               limiter: RateLimiter | None = None) -> FastAPI:
+               limiter: RateLimiter | None = None,
+               pages: list[APIRouter] | None = None) -> FastAPI:
     app = FastAPI(title=f"remitflow {service}", version="1", docs_url="/docs",
                   redoc_url=None)
     state: dict[str, bool] = {"draining": False}
@@ -130,4 +131,6 @@ def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
     guards = [Depends(rate_limit(limiter)), Depends(bearer_auth(token))]
     for router in routers:
         app.include_router(router, prefix="/v1", dependencies=guards)
+    for page in pages or ():  # own auth (session cookie), rate-limited like /v1
+        app.include_router(page, dependencies=[Depends(rate_limit(limiter))])
     return app

@@ -42,6 +42,9 @@ class ServiceParts:
     routers: list[APIRouter] = field(default_factory=list)
     readiness: Readiness | None = None
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Mounted at the root without the bearer check: they authenticate themselves
+    # (the sweeper's /console, with a session cookie).
+    pages: list[APIRouter] = field(default_factory=list)
 
 
 Builder = Callable[[Settings, AwsClients], Awaitable[ServiceParts]]
@@ -77,7 +80,7 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
 
         token = settings.api_token.get_secret_value() if settings.api_token else None
         app = create_app(service=service, readiness=ready, heartbeat=heartbeat,
-                         routers=parts.routers, token=token,
+                         routers=parts.routers, token=token, pages=parts.pages,
                          limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst))
         server = _Server(uvicorn.Config(app, host=settings.http_host,
                                         port=port, log_config=None,

@@ -7,7 +7,6 @@ over real HTTP; nothing in the AWS APIs is mocked.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,16 +17,9 @@ import pytest
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
-from shared.settings import Settings
-from tests.helpers import Env
+from tests.helpers import Env, free_port, test_settings
 from tools.demo import reference_data
 from tools.stack import KINDS, TABLES
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -46,16 +38,6 @@ def emulator() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-def test_settings(prefix: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "prefix": prefix, "receive_wait_s": 1, "stream_poll_interval_s": 0.2,
-        "stream_idle_max_s": 0.5, "lease_ttl_s": 5, "retry_backoff_base_s": 1,
-        "retry_backoff_cap_s": 2, "retry_max_attempts": 3, "task_heartbeat_s": 5,
-        "sweeper_interval_s": 1, "webhook_allow_private": True, "log_format": "json",
-        **overrides}
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

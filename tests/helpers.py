@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
+from pydantic import SecretStr
+
+from shared.api import Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
@@ -17,6 +25,7 @@ from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 from tools.demo import generate_messages
 from tools.stack import StackNames as Names
+from tools.stack import builder
 
 T = TypeVar("T")
 
@@ -153,3 +162,63 @@ async def names_of(env: Env, machine: str) -> list[str]:
 
 def history(job: Job) -> str:
     return " | ".join(job.raw.get("history", []))
+
+
+# --- the sweeper's app in-process (console and /v1 tests) ---------------------------
+
+CONSOLE_TOKEN = "console-test-token-0123456789"
+
+
+@asynccontextmanager
+async def console(env: Env, token: str | None = CONSOLE_TOKEN
+                  ) -> AsyncIterator[httpx.AsyncClient]:
+    settings = env.settings.model_copy(
+        update={"api_token": SecretStr(token) if token else None})
+    parts = await builder("sweeper")(settings, env.clients)
+
+    async def ready() -> dict[str, Any]:
+        return {}
+
+    app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
+                     routers=parts.routers, token=token, pages=parts.pages)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://sweeper") as client:
+        yield client
+
+
+# --- ports and settings ------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_settings(prefix: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "prefix": prefix, "receive_wait_s": 1, "stream_poll_interval_s": 0.2,
+        "stream_idle_max_s": 0.5, "lease_ttl_s": 5, "retry_backoff_base_s": 1,
+        "retry_backoff_cap_s": 2, "retry_max_attempts": 3, "task_heartbeat_s": 5,
+        "sweeper_interval_s": 1, "webhook_allow_private": True, "log_format": "json",
+        **overrides}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- a service as its own OS process --------------------------------------------------
+
+@contextmanager
+def service_process(env: Env, service: str,
+                    **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
+                "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
+                "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+                **extra_env}
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
+                            env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield f"http://127.0.0.1:{port}", proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)

@@ -17,8 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 from shared.pipeline.jobs import Job
-from tests.conftest import free_port
-from tests.helpers import Env, eventually, job_in, sent_emails
+from tests.helpers import Env, eventually, free_port, job_in, sent_emails
 from tools.demo import generate_messages
 
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",

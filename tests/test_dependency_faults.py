@@ -19,8 +19,7 @@ import httpx
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from shared.aws.dynamo import to_item
-from tests.conftest import free_port
-from tests.helpers import Env, eventually, job_in, running
+from tests.helpers import Env, eventually, free_port, job_in, running
 from tools.demo import generate_messages
 
 

@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from shared.aws.clients import AwsClients
 from shared.pipeline.bootstrap import bootstrap
-from tests.conftest import free_port
-from tests.helpers import Env, eventually
+from tests.helpers import Env, eventually, service_process
 from tools.stack import KINDS, TABLES
 
 TOKEN = "s3cret-test-token"
-
-
-@contextmanager
-def service_process(env: Env, service: str,
-                    **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
-                "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
-                "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
-                **extra_env}
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
-                            env=proc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 async def answers(http: httpx.AsyncClient, path: str, status: int) -> bool:

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.helpers import Env, eventually
+from tests.helpers import Env, eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("enrichment", "notification", "sweeper")

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from shared.aws.dynamo import to_item
-from tests.conftest import free_port
-from tests.helpers import Env, job_in
+from tests.helpers import Env, free_port, job_in
 from tools.demo import generate_messages
 from tools.webhook_receiver import Receiver
 

@@ -30,8 +30,7 @@ from shared.stream.consumer import StreamConsumer, StreamOptions
 from shared.stream.leases import SHARD_END, ExpiryObserver, LeaseLost, ShardLeaseTable
 from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
-from tests.helpers import Env, eventually, job_in
-from tests.test_process import service_process
+from tests.helpers import Env, eventually, job_in, service_process
 
 FAILOVER_S = 30.0
 

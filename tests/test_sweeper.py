@@ -23,10 +23,10 @@ from shared.aws.dynamo import to_item
 from shared.metrics import JOBS, QUEUE_MESSAGES, SWEEPER_LEADER
 from shared.pipeline.jobs import Job, JobStore, Status, execution_name
 from shared.pipeline.reconcile import settle
-from tests.conftest import free_port
 from tests.helpers import (
     Env,
     eventually,
+    free_port,
     history,
     job_in,
     message,

@@ -139,6 +139,7 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             sup.check()
             await asyncio.sleep(0.5)
         print("services ready: enrichment :8081  notification :8082  sweeper :8083", flush=True)
+        print(_console_hint(sup.env), flush=True)
         if demo:
             bodies = demo_bodies(count)
             for label, _ in bodies:
@@ -164,6 +165,15 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
                     print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
                 last = view
             await asyncio.sleep(2)
+
+
+def _console_hint(env: dict[str, str]) -> str:
+    """Where the operator console is and how to sign in (never the token itself)."""
+    url = f"http://127.0.0.1:{PORTS['sweeper']}/console"
+    if env.get("REMITFLOW_API_TOKEN"):
+        return (f"operator console: {url}  (sign in with the API token: the value of "
+                "REMITFLOW_API_TOKEN)")
+    return f"operator console: {url}  (API auth is off: no sign-in needed)"
 
 
 def _start_receiver() -> Receiver | None:

@@ -32,7 +32,9 @@ def parse_partner_message(body: str) -> Parsed:
         message = PartnerNotification.model_validate(data)
     except ValidationError as exc:
         raise InvalidMessage("schema", _summarise(exc)) from exc
-    return Parsed(request_id=message.request_id, payload=body, content_hash=content_hash(data))
+    # partner on the item: the operator console and GET /v1/jobs filter by it
+    return Parsed(request_id=message.request_id, payload=body, content_hash=content_hash(data),
+                  extra={"partner": message.partner})
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -55,7 +55,7 @@ def parse_advice(body: str) -> Parsed:
     # when it was enriched: that is the same content.
     stable = {k: v for k, v in data.items() if k != "enriched_at"}
     return Parsed(request_id=advice.request_id, payload=body, content_hash=content_hash(stable),
-                  extra={"channel": advice.payee.channel})
+                  extra={"channel": advice.payee.channel, "partner": advice.partner})
 
 
 @dataclass

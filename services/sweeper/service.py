@@ -2,7 +2,8 @@
 
 One :class:`~shared.pipeline.sweep.Sweeper` over every job kind it is given
 (the entry point passes them; this service imports no other service), each with
-the retry policy from settings, plus the ``/v1/jobs`` and ``/v1/sweep`` routes.
+the retry policy from settings, plus the ``/v1/jobs``, ``/v1/sweep`` and
+``/v1/deadletters`` routes and the operator console under ``/console``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from services.sweeper.api import jobs_router
+from services.sweeper.api import api_actor, deadletters_router, jobs_router
+from services.sweeper.console import console_router
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.pipeline.assemble import (
@@ -20,6 +22,7 @@ from shared.pipeline.assemble import (
     retry_policy,
     state_machine_arn,
 )
+from shared.pipeline.deadletters import DeadLetters
 from shared.pipeline.kind import JobKind
 from shared.pipeline.leader import Leases
 from shared.pipeline.starter import WorkflowStarter
@@ -65,6 +68,14 @@ async def build_status_events(settings: Settings, clients: AwsClients,
         visibility_s=settings.visibility_timeout_s)
 
 
+def dead_letters(settings: Settings, clients: AwsClients,
+                 kinds: Sequence[JobKind]) -> DeadLetters:
+    """The DLQs of every kind's intake and task queue."""
+    sources = [q for kind in kinds for q in (kind.names(settings.prefix).intake_queue,
+                                            kind.names(settings.prefix).task_queue)]
+    return DeadLetters(clients.sqs, sources)
+
+
 def _readiness(clients: AwsClients, settings: Settings,
                kinds: Sequence[JobKind]) -> Callable[[], Awaitable[dict[str, Any]]]:
     checks = {kind.table: aws_readiness(clients, kind.names(settings.prefix).table)
@@ -85,7 +96,14 @@ def builder(kinds: Sequence[JobKind]) -> Builder:
     async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sweeper = await build_sweeper(settings, clients, kinds)
         events = await build_status_events(settings, clients, sweeper)
-        return ServiceParts(workers=[sweeper, events], routers=[jobs_router(sweeper)],
-                            readiness=_readiness(clients, settings, kinds))
+        letters = dead_letters(settings, clients, kinds)
+        token = settings.api_token.get_secret_value() if settings.api_token else None
+        actor = api_actor(token)
+        console = console_router(sweeper, letters, token=token,
+                                 leases_table=Names(settings.prefix).leases)
+        return ServiceParts(workers=[sweeper, events],
+                            routers=[jobs_router(sweeper, actor),
+                                     deadletters_router(letters, actor)],
+                            readiness=_readiness(clients, settings, kinds), pages=[console])
 
     return build

@@ -256,9 +256,14 @@ class JobStore:
         return Job.from_raw(from_item(resp["Attributes"]))
 
     async def query_index(self, state: str, *, due_before: Any = None, limit: int = 100,
-                          cursor: dict[str, Any] | None = None
+                          cursor: dict[str, Any] | None = None,
+                          where: dict[str, str] | None = None
                           ) -> tuple[list[Job], dict[str, Any] | None, int]:
-        """Page through one sparse index (all shards); returns jobs, cursor, items read."""
+        """Page through one sparse index (all shards); returns jobs, cursor, items read.
+
+        ``where`` keeps only items whose attributes equal the given strings (a
+        ``FilterExpression``: items read still count, so a page may come back short).
+        """
         jobs: list[Job] = []
         scanned = 0
         start_shard = int(cursor["shard"]) if cursor else 0
@@ -278,6 +283,12 @@ class JobStore:
                     kwargs["ExpressionAttributeValues"][":due"] = to_value(due_before)
                 if last_key:
                     kwargs["ExclusiveStartKey"] = last_key
+                if where:
+                    kwargs["FilterExpression"] = " AND ".join(
+                        f"#w{i} = :w{i}" for i in range(len(where)))
+                    for i, (key, value) in enumerate(where.items()):
+                        kwargs["ExpressionAttributeNames"][f"#w{i}"] = key
+                        kwargs["ExpressionAttributeValues"][f":w{i}"] = {"S": value}
                 resp = await self.dynamodb.query(**kwargs)
                 scanned += int(resp.get("ScannedCount", 0))
                 jobs.extend(Job.from_raw(from_item(i)) for i in resp.get("Items", []))
@@ -290,3 +301,32 @@ class JobStore:
                 if not last_key:
                     break
         return jobs, None, scanned
+
+    async def count_index(self, state: str, *, due_before: Any = None) -> tuple[int, int]:
+        """``Select=COUNT`` over one sparse index, all shards: (count, items read).
+
+        Reads the index only and returns no items, so its cost is the backlog in that
+        state, never the table. ``due_before`` bounds the index sort key (inclusive).
+        """
+        total = scanned = 0
+        for shard in range(self.shards):
+            start: dict[str, Any] | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": self.table, "IndexName": INDEX_NAME[state],
+                    "Select": "COUNT", "KeyConditionExpression": "#pk = :pk",
+                    "ExpressionAttributeNames": {"#pk": f"{state}_job"},
+                    "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}}}
+                if due_before is not None:
+                    kwargs["KeyConditionExpression"] += " AND #sk <= :due"
+                    kwargs["ExpressionAttributeNames"]["#sk"] = INDEX_SORT[state]
+                    kwargs["ExpressionAttributeValues"][":due"] = to_value(due_before)
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                resp = await self.dynamodb.query(**kwargs)
+                total += int(resp.get("Count", 0))
+                scanned += int(resp.get("ScannedCount", 0))
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
+        return total, scanned

@@ -36,7 +36,6 @@ from shared.metrics import (
     WORKER_ERRORS,
 )
 from shared.pipeline.jobs import (
-    INDEX_NAME,
     Job,
     JobNotFound,
     JobStore,
@@ -312,27 +311,11 @@ class Sweeper(Lifecycle):
                           guarded, report, check)
 
     async def _backlog(self, target: SweepTarget, table: TableReport) -> None:
-        """``Select=COUNT`` per index and shard: reads the index only, returns no items."""
+        """``Select=COUNT`` per index (:meth:`JobStore.count_index`): reads no items."""
         for state in ("retry", "failed", "running"):
-            total = 0
-            for shard in range(target.store.shards):
-                start: dict[str, Any] | None = None
-                while True:
-                    kwargs: dict[str, Any] = {
-                        "TableName": target.table, "IndexName": INDEX_NAME[state],
-                        "Select": "COUNT", "KeyConditionExpression": "#pk = :pk",
-                        "ExpressionAttributeNames": {"#pk": f"{state}_job"},
-                        "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}}}
-                    if start:
-                        kwargs["ExclusiveStartKey"] = start
-                    resp = await target.store.dynamodb.query(**kwargs)
-                    total += int(resp.get("Count", 0))
-                    scanned = int(resp.get("ScannedCount", 0))
-                    table.backlog_scanned_count += scanned
-                    SWEEPER_ITEMS_READ.labels(table=target.table).inc(scanned)
-                    start = resp.get("LastEvaluatedKey")
-                    if not start:
-                        break
+            total, scanned = await target.store.count_index(state)
+            table.backlog_scanned_count += scanned
+            SWEEPER_ITEMS_READ.labels(table=target.table).inc(scanned)
             table.backlog[state] = total
             JOBS.labels(table=target.table, state=state).set(total)
 

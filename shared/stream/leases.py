@@ -77,6 +77,7 @@ class ShardLease:
     checkpoint: str
     parents: tuple[str, ...] = ()
     steal_by: str | None = None
+    heartbeat_at: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -89,7 +90,9 @@ class ShardLease:
                    counter=int(item.get("counter", {"N": "0"})["N"]),
                    checkpoint=item.get("checkpoint", {"S": TRIM_HORIZON})["S"],
                    parents=tuple(v["S"] for v in item.get("parents", {"L": []})["L"]),
-                   steal_by=item["steal_by"]["S"] if "steal_by" in item else None)
+                   steal_by=item["steal_by"]["S"] if "steal_by" in item else None,
+                   heartbeat_at=(float(item["heartbeat_at"]["N"]) if "heartbeat_at" in item
+                                 else None))
 
 
 class ShardLeaseTable:

@@ -1,0 +1,25 @@
+"""The operator console, served by the sweeper under ``/console`` (``docs/console.md``).
+
+Server-rendered pages (Jinja2, no JavaScript needed) over the same functions as
+the sweeper's ``/v1`` API. Signing in takes ``REMITFLOW_API_TOKEN``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.sweeper.console.app import Console
+from services.sweeper.console.deadletters import add_deadletter_pages
+from services.sweeper.console.pages import add_pages
+from services.sweeper.console.session import Sessions
+from shared.pipeline.deadletters import DeadLetters
+from shared.pipeline.sweep import Sweeper
+
+
+def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
+                   leases_table: str) -> APIRouter:
+    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so)."""
+    console = Console(sweeper, letters, Sessions(token), leases_table=leases_table)
+    add_pages(console)
+    add_deadletter_pages(console)
+    return console.router

@@ -1,0 +1,180 @@
+"""The console's job pages: sign-in, overview, search, timeline, lists and re-drive.
+
+Each page reads through :mod:`shared.pipeline.operate` and
+:mod:`shared.pipeline.timeline`, the functions the jobs API uses: the console is
+a view, never a second implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from prometheus_client import REGISTRY
+
+from services.sweeper.console.app import HERE, Console, first
+from shared.pipeline import operate
+from shared.pipeline.operate import InvalidRequest
+from shared.pipeline.timeline import timeline
+from shared.stream.leases import ShardLeaseTable
+
+LIST_LIMIT = 50
+REFRESH_S = 10
+
+
+def _safe_next(value: str) -> str:
+    return value if value.startswith("/console") and "//" not in value else "/console"
+
+
+def add_pages(console: Console) -> None:
+    router = console.router
+    sweeper = console.sweeper
+
+    @router.get("/static/console.css")
+    async def css() -> Response:
+        return FileResponse(HERE / "static" / "console.css", media_type="text/css")
+
+    @router.get("/login")
+    async def login_page(request: Request, next: str = "/console") -> Response:
+        session, fresh = console.session(request)
+        return console.render(request, session, "login.html", fresh=fresh,
+                              next=_safe_next(next), error=None)
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        gate = await console.post_gate(request, need_sign_in=False)
+        if isinstance(gate, Response):
+            return gate
+        session, form = gate
+        target = _safe_next(first(form, "next", "/console"))
+        if console.sessions.auth and not console.sessions.check_token(first(form, "token")):
+            return console.render(request, session, "login.html", status=401, next=target,
+                                  error="That is not the API token.")
+        response = RedirectResponse(target, 303)
+        console.sessions.set_cookie(response, request, console.sessions.new(signed_in=True))
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        gate = await console.post_gate(request)
+        if isinstance(gate, Response):
+            return gate
+        response = RedirectResponse("/console/login", 303)
+        console.sessions.clear_cookie(response)
+        return response
+
+    @router.get("")
+    async def overview(request: Request) -> Response:
+        session = console.gate(request)
+        if isinstance(session, Response):
+            return session
+        now = time.time()
+        tables = []
+        for short, target in sweeper.targets.items():
+            leases = await ShardLeaseTable(target.store.dynamodb, console.leases_table,
+                                           target.table, "console").scan()
+            tables.append({"short": short, "table": target.table,
+                           "backlog": await operate.backlog(target.store),
+                           "due": await operate.retry_due(target.store, now),
+                           "shards": leases})
+        last = REGISTRY.get_sample_value("remitflow_sweeper_last_success_timestamp_seconds")
+        leader = REGISTRY.get_sample_value("remitflow_sweeper_leader")
+        return console.render(request, session, "overview.html", tables=tables,
+                              dlqs=await console.letters.depths(), refresh=REFRESH_S,
+                              last_sweep=last or None, leader=bool(leader),
+                              interval_s=sweeper.interval_s)
+
+    @router.get("/search")
+    async def search(request: Request, q: str = "", mode: str = "exact",
+                     table: str = "", cursor: str = "") -> Response:
+        session = console.gate(request)
+        if isinstance(session, Response):
+            return session
+        q = q.strip()[:128]
+        table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
+        context: dict[str, Any] = {"q": q, "mode": mode, "table": table, "page": None,
+                                   "error": None}
+        if q and mode == "exact":
+            found = await timeline(sweeper.targets, q, executions=False)
+            if found.found:
+                return RedirectResponse(f"/console/requests/{quote(q, safe='')}", 303)
+            context["error"] = f"No job has the request id {q!r} (exact match)."
+        elif q and mode == "prefix":
+            try:
+                context["page"] = await operate.find_prefix(
+                    sweeper.targets[table].store, table, q, cursor=cursor or None,
+                    limit=LIST_LIMIT)
+            except InvalidRequest as exc:
+                context["error"] = str(exc)
+        return console.render(request, session, "search.html", budget=operate.SCAN_BUDGET,
+                              **context)
+
+    @router.get("/requests/{request_id}")
+    async def request_timeline(request: Request, request_id: str) -> Response:
+        session = console.gate(request)
+        if isinstance(session, Response):
+            return session
+        found = await timeline(sweeper.targets, request_id)
+        return console.render(request, session, "timeline.html", timeline=found,
+                              status=200 if found.found else 404,
+                              redrivable=("FAILED", "REJECTED"))
+
+    @router.get("/jobs")
+    async def jobs(request: Request, table: str = "", state: str = "failed",
+                   partner: str = "", older_than_min: str = "", cursor: str = "") -> Response:
+        session = console.gate(request)
+        if isinstance(session, Response):
+            return session
+        table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
+        context: dict[str, Any] = {"table": table, "state": state, "partner": partner.strip(),
+                                   "older_than_min": older_than_min.strip(), "page": None,
+                                   "error": None, "states": operate.LIST_STATES,
+                                   "budget": operate.SCAN_BUDGET}
+        try:
+            minutes = context["older_than_min"]
+            if minutes and not minutes.replace(".", "", 1).isdigit():
+                raise InvalidRequest("age must be a number of minutes")
+            context["page"] = await operate.list_jobs(
+                sweeper.targets[table].store, table, state, limit=LIST_LIMIT,
+                cursor=cursor or None, partner=context["partner"] or None,
+                older_than_s=float(minutes) * 60 if minutes else None)
+        except InvalidRequest as exc:
+            context["error"] = str(exc)
+        return console.render(request, session, "jobs.html",
+                              status=400 if context["error"] else 200, **context)
+
+    @router.post("/redrive/confirm")
+    async def redrive_confirm(request: Request) -> Response:
+        gate = await console.post_gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, form = gate
+        table = first(form, "table")
+        ids = [i.strip() for i in form.get("request_id", []) if i.strip()][:operate.MAX_LIMIT]
+        if table not in sweeper.targets or not ids:
+            return console.render(request, session, "error.html", status=400,
+                                  title="Nothing to re-drive",
+                                  message="Select at least one job of a known table.")
+        plan = await operate.plan_redrive(sweeper, table, ids)
+        return console.render(request, session, "redrive_confirm.html", table=table,
+                              plan=plan, ready=[p["request_id"] for p in plan if p["ok"]])
+
+    @router.post("/redrive")
+    async def redrive(request: Request) -> Response:
+        gate = await console.post_gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, form = gate
+        table = first(form, "table")
+        ids = [i.strip() for i in form.get("request_id", []) if i.strip()][:operate.MAX_LIMIT]
+        if table not in sweeper.targets or not ids:
+            return console.render(request, session, "error.html", status=400,
+                                  title="Nothing to re-drive",
+                                  message="Select at least one job of a known table.")
+        outcomes = await operate.redrive_many(sweeper, table, ids, actor=session.actor,
+                                              note=first(form, "note") or None)
+        return console.render(request, session, "redrive_done.html", table=table,
+                              outcomes=outcomes)

@@ -1,0 +1,46 @@
+"""Masking for what an operator sees (console pages, ``/v1/deadletters`` bodies).
+
+Builds on the log redaction (:func:`shared.logs.redact_text`: webhook secrets, bearer
+tokens, digit runs of nine or more, e-mail local parts) and adds IBAN-like strings
+and secret-named keys, so a page or an API answer never carries a secret or a full
+account number. Masking keeps the last four characters, which is what an operator
+needs to tell two accounts apart.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from shared.logs import redact_text
+
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
+_SECRET_KEY = re.compile(r"(secret|token|password|authorization|api_key|signature)", re.I)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with IBAN-like strings and long digit runs reduced to ``…`` + last four."""
+    text = _IBAN.sub(lambda m: "…" + m.group(0).replace(" ", "")[-4:], text)
+    return redact_text(text)
+
+
+def mask(value: Any) -> Any:
+    """A copy of ``value`` (JSON-like) safe to show: secret-named keys blanked, text masked."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: "[redacted]" if _SECRET_KEY.search(str(k)) else mask(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v) for v in value]
+    return value
+
+
+def mask_body(body: str) -> str:
+    """A message body safe to show: pretty JSON when it parses, masked either way."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return mask_text(body)
+    return json.dumps(mask(data), indent=2, ensure_ascii=False, sort_keys=True)
