@@ -75,7 +75,8 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
     """What every job-kind service does: intake, job table + stream, leases, workflows."""
     kn = kind.names(prefix)
     return [
-        Grant("ConsumeQueues", _CONSUME, (Res("queue", kn.intake_queue), Res("queue", kn.task_queue))),
+        Grant("ConsumeQueues", _CONSUME,
+              (Res("queue", kn.intake_queue), Res("queue", kn.task_queue))),
         Grant("QuarantineToDlq", ("sqs:SendMessage", "sqs:GetQueueUrl"),
               (Res("queue", Names.dlq(kn.intake_queue)),)),
         Grant("JobTable", _JOB_TABLE, _table(kn.table)),
@@ -83,7 +84,8 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
                                  "dynamodb:GetShardIterator"), (Res("stream", kn.table),)),
         Grant("ListStreams", ("dynamodb:ListStreams",), ANY),
         Grant("Leases", _SHARD_LEASES, (Res("table", Names(prefix).leases),)),
-        Grant("StartWorkflows", ("states:StartExecution",), (Res("state_machine", kn.state_machine),)),
+        Grant("StartWorkflows", ("states:StartExecution",),
+              (Res("state_machine", kn.state_machine),)),
         Grant("DescribeWorkflows", ("states:DescribeExecution",),
               (Res("executions", kn.state_machine),)),
         Grant("ResolveStateMachines", ("states:ListStateMachines",), ANY),
