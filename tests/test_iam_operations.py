@@ -26,7 +26,8 @@ def test_every_aws_call_has_a_grant() -> None:
 
 
 async def test_calls_made_end_to_end_are_allowed(env: Env) -> None:
-    with services(env.settings.prefix) as urls:
+    # Same heartbeat as the env fixture's settings, which bootstrap wrote into the workflow.
+    with services(env.settings.prefix, REMITFLOW_TASK_HEARTBEAT_S="5") as urls:
         await all_ready(urls)
         await env.send(remittance("REQ-IAM-1"))
         await job_in(env.store("remittances"), "REQ-IAM-1", "COMPLETED", timeout_s=60)
