@@ -221,7 +221,9 @@ class RemitflowStack(cdk.Stack):
             self, _id(kn.state_machine), state_machine_name=kn.state_machine,
             state_machine_type="STANDARD", role_arn=self.workflow_role.role_arn,
             definition_string=load_definition(kind.definition, subs), **extra)
-        machine.node.add_dependency(self.workflow_role)
+        # E1029 flags "${...}" outside Fn::Sub; here it is prose in the ASL's Comment
+        # ("${Name} placeholders are filled by ..."), not a parameter: nothing to resolve.
+        machine.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E1029"]}})
         self.state_machines[kn.state_machine] = machine
         # Ref is the ARN (and moto's CloudFormation knows no GetAtt Arn here).
         self._output(kn.state_machine, machine.ref, "state machine ARN")
