@@ -72,8 +72,12 @@ async def all_ready(urls: dict[str, str], timeout_s: float = 60.0) -> None:
         await eventually(ready, timeout_s=timeout_s, what="all services ready")
 
 
+async def metrics_text(url: str) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return (await http.get(f"{url}/metrics")).text
+
+
 async def aws_calls(url: str) -> dict[tuple[str, str], float]:
     """(botocore service id, operation) → count, from a service's ``/metrics``."""
-    async with httpx.AsyncClient(timeout=5) as http:
-        text = (await http.get(f"{url}/metrics")).text
+    text = await metrics_text(url)
     return {(svc, op): float(n) for op, svc, n in _AWS_LABEL.findall(text)}

@@ -10,7 +10,14 @@ against the service's grants in ``tools/iam.py`` and the policy file that ships
 from __future__ import annotations
 
 from tests.helpers import Env, job_in
-from tests.pipeline_procs import SERVICES, all_ready, aws_calls, remittance, services
+from tests.pipeline_procs import (
+    SERVICES,
+    all_ready,
+    aws_calls,
+    metrics_text,
+    remittance,
+    services,
+)
 from tools import iam
 
 
@@ -33,6 +40,7 @@ async def test_calls_made_end_to_end_are_allowed(env: Env) -> None:
         await job_in(env.store("remittances"), "REQ-IAM-1", "COMPLETED", timeout_s=60)
         await job_in(env.store("notifications"), "REQ-IAM-1", "SENT", timeout_s=60)
         calls = {s: await aws_calls(urls[s]) for s in SERVICES}
+        enrichment_metrics = await metrics_text(urls["enrichment"])
     missing: dict[str, list[str]] = {}
     for service in SERVICES:
         assert calls[service], f"{service} reported no AWS calls"
@@ -45,3 +53,7 @@ async def test_calls_made_end_to_end_are_allowed(env: Env) -> None:
     assert not missing, f"AWS calls without a grant: {missing}"
     # The stream consumer scans its leases: the policy gap this test was written for.
     assert ("dynamodb", "Scan") in calls["enrichment"]
+    # The owner of a dead-letter queue exports its depth (the alert works without the sweeper).
+    names = env.names
+    for dlq in (names.dlq(names.remittance_events), names.dlq(names.enrichment_tasks)):
+        assert f'remitflow_queue_messages{{queue="{dlq}"}}' in enrichment_metrics, dlq

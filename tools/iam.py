@@ -79,6 +79,8 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
               (Res("queue", kn.intake_queue), Res("queue", kn.task_queue))),
         Grant("QuarantineToDlq", ("sqs:SendMessage", "sqs:GetQueueUrl"),
               (Res("queue", Names.dlq(kn.intake_queue)),)),
+        Grant("DeadLetterDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
+              (Res("queue", Names.dlq(kn.intake_queue)), Res("queue", Names.dlq(kn.task_queue)))),
         Grant("JobTable", _JOB_TABLE, _table(kn.table)),
         Grant("JobTableStream", ("dynamodb:DescribeStream", "dynamodb:GetRecords",
                                  "dynamodb:GetShardIterator"), (Res("stream", kn.table),)),
