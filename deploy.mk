@@ -161,6 +161,20 @@ check-helm: $(HELM) $(KUBE_VALIDATE) tool-promtool
 	rule = [d for d in yaml.safe_load_all(open("$(DEPLOY_BUILD)/render/all.yaml")) if d and d["kind"] == "PrometheusRule"][0]; \
 	yaml.safe_dump(rule["spec"], open("$(DEPLOY_BUILD)/render/prometheusrule-spec.yaml", "w"))'
 	@$(PROMTOOL) check rules $(DEPLOY_BUILD)/render/prometheusrule-spec.yaml >/dev/null && echo "   ok"
+	@echo "== KEDA TriggerAuthentication renders exactly one identity mode"
+	@for args in "" "--set keda.podIdentity.roleArn=arn:aws:iam::123456789012:role/keda-sqs" \
+	    "--set keda.podIdentity.identityOwner=workload"; do \
+	  $(HELM) template remitflow $(DEPLOY_CHART) $(HELM_API_VERSIONS) --set keda.enabled=true \
+	    --set-string aws.accountId=123456789012 $$args --show-only templates/keda.yaml \
+	    | $(DEPLOY_PY) -c 'import sys, yaml; \
+	auth = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "TriggerAuthentication"][0]; \
+	modes = {"roleArn", "identityOwner"} & set(auth["spec"]["podIdentity"]); \
+	assert len(modes) == 1, modes' || exit 1; done
+	@if $(HELM) template remitflow $(DEPLOY_CHART) $(HELM_API_VERSIONS) --set keda.enabled=true \
+	    --set-string aws.accountId=123456789012 --set keda.podIdentity.identityOwner=workload \
+	    --set keda.podIdentity.roleArn=arn:aws:iam::1:role/x >/dev/null 2>&1; then \
+	  echo "   roleArn with identityOwner=workload should have failed" >&2; exit 1; fi
+	@echo "   ok"
 	@echo "== helm template must refuse KEDA + HPA together"
 	@if $(HELM) template remitflow $(DEPLOY_CHART) $(HELM_API_VERSIONS) --set keda.enabled=true \
 	    --set autoscaling.enabled=true --set-string aws.accountId=123456789012 >/dev/null 2>$(DEPLOY_BUILD)/both.err; then \
