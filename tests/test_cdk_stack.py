@@ -20,6 +20,7 @@ from shared.settings import Settings
 from tests.cdk_support import COPIED, NOT_SUPPORTED, Deployed, client, deploy, synth
 from tests.helpers import job_in, sent_emails
 from tests.pipeline_procs import all_ready, remittance, services
+from tools import iam
 from tools.demo import reference_data
 from tools.stack import KINDS, TABLES, StackNames
 
@@ -56,8 +57,16 @@ def test_template_hardening(stack: Deployed) -> None:
     assert all(q.get("SqsManagedSseEnabled") for q in queues)
     roles = {r["Properties"]["RoleName"] for r in res.values() if r["Type"] == "AWS::IAM::Role"}
     names = StackNames(stack.prefix)
-    assert roles == {names.sfn_role, *(names.name(f"{s}-role")
+    assert roles == {names.sfn_role, *(names.name(s)
                                        for s in ("enrichment", "notification", "sweeper"))}
+    for role in (r["Properties"] for r in res.values() if r["Type"] == "AWS::IAM::Role"):
+        service = role["RoleName"].removeprefix(f"{stack.prefix}-")
+        service = "workflows" if role["RoleName"] == names.sfn_role else service
+        actions = {a for st in role["Policies"][0]["PolicyDocument"]["Statement"]
+                   for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])}
+        assert iam.allowed_actions(service) <= actions, service  # plus logging/KMS extras
+        assert not {a for a in actions if a.endswith("*") and ":" in a} - {
+            "kms:GenerateDataKey*"}, service
     for kind in KINDS:
         arn = stack.outputs[f"{_cfn_id(kind.name)}Out"]
         assert arn.endswith(f":stateMachine:{kind.names(stack.prefix).state_machine}")

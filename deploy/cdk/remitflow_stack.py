@@ -257,7 +257,8 @@ class RemitflowStack(cdk.Stack):
         if service == "workflows":
             statements += self._workflow_extras()
         role = iam.Role(self, f"{service.capitalize()}Role",
-                        role_name=Names(self.options.prefix).name(f"{service}-role")
+                        # <prefix>-<service>: the names deploy/ecs/*.json and the chart docs use.
+                        role_name=Names(self.options.prefix).name(service)
                         if service != "workflows" else Names(self.options.prefix).sfn_role,
                         assumed_by=principal,
                         inline_policies={"remitflow": iam.PolicyDocument(statements=statements)})
