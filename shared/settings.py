@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     task_timeout_s: int = Field(default=300, ge=10)
 
     sweeper_interval_s: float = Field(default=60.0, gt=0)
+    # How often a service reads the depth of the dead-letter queues it owns.
+    queue_depth_interval_s: float = Field(default=60.0, gt=0)
     retry_max_attempts: int = Field(default=5, ge=1, le=100)
     retry_backoff_base_s: float = Field(default=30.0, ge=0)
     retry_backoff_cap_s: float = Field(default=3600.0, ge=0)

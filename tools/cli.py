@@ -88,14 +88,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if result["remittance"] or result["notification"] else 1
 
 
+DEV_ONLY = ("remitflow {command}: the embedded AWS emulator (moto) is not installed. "
+            "This is a development command; the runtime image ships without it. Install "
+            "the development extra: pip install 'remitflow[dev]' (or run `make run` from a "
+            "checkout); in a container use `remitflow run SERVICE` against AWS, LocalStack "
+            "or moto server instead.")
+
+
+def _dev_only(command: str, exc: ImportError) -> int:
+    if "moto" not in str(exc) and getattr(exc, "name", "") not in ("moto", "moto.server"):
+        raise exc
+    print(DEV_ONLY.format(command=command), file=sys.stderr)
+    return 2
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
-    from tools.dev import run_dev
+    try:
+        from tools.dev import run_dev
+    except ImportError as exc:
+        return _dev_only("dev", exc)
 
     return run_dev(port=args.port, demo=not args.no_demo, count=args.count)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    from shared.aws.emulator import serve_forever
+    try:
+        from shared.aws.emulator import serve_forever
+    except ImportError as exc:
+        return _dev_only("emulator", exc)
 
     serve_forever(args.host, args.port)
     return 0

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from services.enrichment.kind import ENRICHMENT
 from services.notification.kind import NOTIFICATION
+from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
 from shared.pipeline.bootstrap import TableSpec
 from shared.pipeline.kind import JobKind
-from shared.runtime import Builder
+from shared.runtime import Builder, ServiceParts
+from shared.settings import Settings
 
 KINDS: tuple[JobKind, ...] = (ENRICHMENT, NOTIFICATION)
 TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
@@ -34,17 +36,35 @@ PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
 
 
 def builder(service: str) -> Builder:
-    """The ``build`` function of one service (imported lazily: a process loads only its own)."""
+    """The ``build`` function of one service (imported lazily: a process loads only its own).
+
+    Job-kind services also report the depth of the dead-letter queues they own.
+    """
     if service == "enrichment":
         from services.enrichment.service import build
-        return build
+        return with_dlq_depths(build, ENRICHMENT)
     if service == "notification":
         from services.notification.service import build as build_notification
-        return build_notification
+        return with_dlq_depths(build_notification, NOTIFICATION)
     if service == "sweeper":
         from services.sweeper.service import builder as sweeper_builder
         return sweeper_builder(KINDS)
     raise ValueError(f"unknown service {service!r}: one of {', '.join(PORTS)}")
+
+
+def with_dlq_depths(build: Builder, kind: JobKind) -> Builder:
+    """``build`` plus a worker exporting the depth of ``kind``'s dead-letter queues."""
+    from shared.aws.queue_depth import QueueDepths
+
+    async def wrapped(settings: Settings, clients: AwsClients) -> ServiceParts:
+        parts = await build(settings, clients)
+        kn = kind.names(settings.prefix)
+        parts.workers.append(QueueDepths(
+            clients.sqs, [Names.dlq(kn.intake_queue), Names.dlq(kn.task_queue)],
+            settings.queue_depth_interval_s))
+        return parts
+
+    return wrapped
 
 
 class StackNames(Names):

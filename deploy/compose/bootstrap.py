@@ -4,6 +4,11 @@ LocalStack is already healthy (depends_on). On moto (profile `moto`) this repeat
 `moto-init` step (idempotent: switch Step Functions execution on) before bootstrapping,
 because moto's GET /moto-api/config does not report that switch and no workflow may
 start against a moto that would never run it. Standard library only.
+
+It also loads the demo reference data (payees, invoices shipped in the package at
+``shared/contracts/examples/reference-data.json``), so the demo traffic of
+``remitflow send --generate`` enriches instead of being rejected as unknown payees.
+``BOOTSTRAP_REFERENCE_DATA``: ``demo`` (default), ``none``, or a path to your own file.
 """
 
 import json
@@ -39,6 +44,26 @@ def emulator_ready() -> bool:
     return ok
 
 
+def reference_data() -> str | None:
+    """The file ``--reference-data`` should load, or None (``BOOTSTRAP_REFERENCE_DATA``)."""
+    choice = os.environ.get("BOOTSTRAP_REFERENCE_DATA", "demo")
+    if choice == "none":
+        return None
+    if choice != "demo":
+        return choice
+    from importlib.resources import files
+
+    return str(files("shared.contracts.examples").joinpath("reference-data.json"))
+
+
+def command(extra: list[str]) -> list[str]:
+    args = ["remitflow", "bootstrap", *extra]
+    data = reference_data()
+    if data is not None and "--reference-data" not in extra:
+        args += ["--reference-data", data]
+    return args
+
+
 def main() -> None:
     deadline = time.monotonic() + TIMEOUT_S
     while True:
@@ -50,7 +75,7 @@ def main() -> None:
         if time.monotonic() > deadline:
             sys.exit(f"bootstrap: {ENDPOINT} not ready after {TIMEOUT_S:.0f}s")
         time.sleep(2)
-    args = ["remitflow", "bootstrap", *sys.argv[1:]]
+    args = command(sys.argv[1:])
     print(f"bootstrap: {ENDPOINT} ready; running {' '.join(args)}", flush=True)
     os.execvp(args[0], args)
 

@@ -1,0 +1,290 @@
+"""The remitflow stack: every AWS resource the services use, from the code's own sources.
+
+Names come from ``tools/stack.py`` (``KINDS``, ``TABLES``, ``StackNames``) and
+``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py::JOB_INDEXES``;
+the workflows from the same ASL files through ``load_definition`` (queue URLs, topic
+ARN and table names as CloudFormation tokens, timeouts from ``Settings``); the IAM
+policies from ``tools/iam.py``. So the stack cannot drift from what ``remitflow
+bootstrap`` creates for local runs, and ``tests/test_cdk_stack.py`` checks both.
+
+Beyond bootstrap: point-in-time recovery, deletion protection and retention on
+tables, optional customer-managed KMS key, tags, SQS-managed encryption on queues,
+Step Functions logging and tracing switches, one role per service plus one for the
+workflows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_dynamodb as ddb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ses as ses
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from shared.aws.names import Names
+from shared.pipeline.bootstrap import JOB_INDEXES, load_definition
+from shared.settings import Settings
+from tools import iam as grants
+from tools.stack import KINDS, TABLES, StackNames
+
+# Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
+MAX_RECEIVE = 5
+RETENTION = cdk.Duration.seconds(1_209_600)
+SERVICE_ROLES = ("enrichment", "notification", "sweeper")
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Deploy-time switches (CDK context, see ``deploy/cdk/cdk.json``).
+
+    Attributes:
+        prefix: resource name prefix (``REMITFLOW_PREFIX`` of the services).
+        kms_key_arn: customer-managed key for tables and topic; AWS-owned keys if empty.
+        sfn_log_level: ``OFF``, ``ERROR`` or ``ALL`` (execution history to CloudWatch Logs).
+        sfn_tracing: X-Ray tracing of the workflows.
+        retain: keep tables on stack deletion (and deletion protection on).
+        eks_oidc_provider: ``oidc.eks.<region>.amazonaws.com/id/<id>`` to trust EKS
+            service accounts (IRSA) besides ECS tasks; ``namespace`` is theirs.
+        tags: extra tags for every resource.
+    """
+
+    prefix: str = "remitflow"
+    kms_key_arn: str = ""
+    sfn_log_level: str = "ERROR"
+    sfn_tracing: bool = False
+    retain: bool = True
+    eks_oidc_provider: str = ""
+    namespace: str = "remitflow"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_context(cls, node: Any) -> StackOptions:
+        def get(key: str, default: Any) -> Any:
+            value = node.try_get_context(key)
+            return default if value is None else value
+
+        def flag(key: str, default: bool) -> bool:
+            value = get(key, default)
+            return value if isinstance(value, bool) else str(value).lower() == "true"
+
+        tags = get("tags", {})
+        return cls(prefix=str(get("prefix", "remitflow")), kms_key_arn=str(get("kms_key_arn", "")),
+                   sfn_log_level=str(get("sfn_log_level", "ERROR")).upper(),
+                   sfn_tracing=flag("sfn_tracing", False), retain=flag("retain", True),
+                   eks_oidc_provider=str(get("eks_oidc_provider", "")),
+                   namespace=str(get("namespace", "remitflow")),
+                   tags=json.loads(tags) if isinstance(tags, str) else dict(tags))
+
+
+class RemitflowStack(cdk.Stack):
+    """Tables, queues, topic, workflows, sender identity and roles of one prefix."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, options: StackOptions,
+                 settings: Settings, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.options, self.settings = options, settings
+        self.names = StackNames(options.prefix)
+        cdk.Tags.of(self).add("app", "remitflow")
+        cdk.Tags.of(self).add("remitflow:prefix", options.prefix)
+        for key, value in options.tags.items():
+            cdk.Tags.of(self).add(key, value)
+        self.key = (kms.Key.from_key_arn(self, "Key", options.kms_key_arn)
+                    if options.kms_key_arn else None)
+
+        self.tables: dict[str, ddb.Table] = {}
+        for kind in KINDS:
+            self._table(kind.names(options.prefix).table, "request_id", job=True)
+        for spec in TABLES:
+            self._table(self.names.name(spec.short), spec.key, job=False)
+        self._table(self.names.leases, "lease_key", job=False)
+
+        self.queues: dict[str, sqs.Queue] = {}
+        for kind in KINDS:
+            kn = kind.names(options.prefix)
+            self._queue(kn.task_queue, settings.task_visibility_s)
+            self._queue(kn.intake_queue, settings.visibility_timeout_s)
+
+        self.topics: dict[str, sns.Topic] = {}
+        for topic in sorted({t for k in KINDS for t in (k.names(options.prefix).topic,
+                                                         k.names(options.prefix).subscribes) if t}):
+            self.topics[topic] = sns.Topic(self, _id(topic), topic_name=topic,
+                                           master_key=self.key)
+            self._output(topic, self.topics[topic].topic_arn, "topic ARN")
+        for kind in KINDS:
+            kn = kind.names(options.prefix)
+            if kn.subscribes:
+                self._subscribe(self.topics[kn.subscribes], self.queues[kn.intake_queue])
+
+        self.workflow_role = self._role("workflows", iam.ServicePrincipal("states.amazonaws.com"))
+        self.state_machines: dict[str, sfn.CfnStateMachine] = {}
+        for kind in KINDS:
+            self._state_machine(kind)
+        self.identity = ses.EmailIdentity(
+            self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
+
+        self.roles = {s: self._role(s, self._service_principal(s)) for s in SERVICE_ROLES}
+        self._output("Prefix", options.prefix, "REMITFLOW_PREFIX of every service")
+        self._output("Region", self.region, "AWS_REGION of every service")
+        self._output("Account", self.account, "aws.accountId of the Helm chart")
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def _table(self, name: str, key: str, *, job: bool) -> None:
+        encryption = (ddb.TableEncryption.CUSTOMER_MANAGED if self.key is not None
+                      else ddb.TableEncryption.AWS_MANAGED)
+        table = ddb.Table(
+            self, _id(name), table_name=name,
+            partition_key=ddb.Attribute(name=key, type=ddb.AttributeType.STRING),
+            billing_mode=ddb.BillingMode.PAY_PER_REQUEST,
+            stream=ddb.StreamViewType.NEW_AND_OLD_IMAGES if job else None,
+            point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            deletion_protection=self.options.retain,
+            removal_policy=(cdk.RemovalPolicy.RETAIN if self.options.retain
+                            else cdk.RemovalPolicy.DESTROY),
+            encryption=encryption, encryption_key=self.key)
+        if job:
+            for index, pk, sk, sk_type in JOB_INDEXES:
+                # Sparse: an item is in the index only while it carries ``pk``.
+                table.add_global_secondary_index(
+                    index_name=index,
+                    partition_key=ddb.Attribute(name=pk, type=ddb.AttributeType.STRING),
+                    sort_key=ddb.Attribute(name=sk, type=ddb.AttributeType(
+                        "NUMBER" if sk_type == "N" else "STRING")),
+                    projection_type=ddb.ProjectionType.ALL)
+            self._output(f"{name}-stream", table.table_stream_arn or "", "stream ARN")
+        self.tables[name] = table
+        self._output(name, table.table_name, "table name")
+
+    # -- queues and topic -----------------------------------------------------------------
+
+    def _queue(self, name: str, visibility_s: int) -> None:
+        dlq = sqs.Queue(self, _id(Names.dlq(name)), queue_name=Names.dlq(name),
+                        retention_period=RETENTION, encryption=sqs.QueueEncryption.SQS_MANAGED,
+                        enforce_ssl=True)
+        queue = sqs.Queue(
+            self, _id(name), queue_name=name, retention_period=RETENTION,
+            visibility_timeout=cdk.Duration.seconds(visibility_s),
+            encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE))
+        self.queues[name], self.queues[Names.dlq(name)] = queue, dlq
+        self._output(name, queue.queue_url, "queue URL")
+        self._output(Names.dlq(name), dlq.queue_url, "dead-letter queue URL")
+
+    def _subscribe(self, topic: sns.Topic, queue: sqs.Queue) -> None:
+        """Raw delivery, and a queue policy that admits this topic only (as bootstrap)."""
+        sns.Subscription(self, f"{_id(queue.node.id)}Subscription", topic=topic,
+                         endpoint=queue.queue_arn, protocol=sns.SubscriptionProtocol.SQS,
+                         raw_message_delivery=True)
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="topic-to-queue", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
+            principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+            conditions={"ArnEquals": {"aws:SourceArn": topic.topic_arn}}))
+
+    # -- workflows ------------------------------------------------------------------------
+
+    def _state_machine(self, kind: Any) -> None:
+        kn = kind.names(self.options.prefix)
+        s = self.settings
+        subs: dict[str, Any] = {"HeartbeatSeconds": s.task_heartbeat_timeout_s,
+                                "TaskTimeoutSeconds": s.task_timeout_s,
+                                "WorkflowTimeoutSeconds": s.workflow_timeout_s,
+                                "TasksQueueUrl": self.queues[kn.task_queue].queue_url,
+                                "JobTable": self.tables[kn.table].table_name}
+        if kn.topic:
+            subs["TopicArn"] = self.topics[kn.topic].topic_arn
+        extra: dict[str, Any] = {}
+        level = self.options.sfn_log_level
+        if level != "OFF":
+            group = logs.LogGroup(self, f"{_id(kn.state_machine)}Logs",
+                                  log_group_name=f"/aws/vendedlogs/states/{kn.state_machine}",
+                                  retention=logs.RetentionDays.ONE_MONTH,
+                                  removal_policy=cdk.RemovalPolicy.DESTROY)
+            extra["logging_configuration"] = sfn.CfnStateMachine.LoggingConfigurationProperty(
+                level=level, include_execution_data=False, destinations=[
+                    sfn.CfnStateMachine.LogDestinationProperty(
+                        cloud_watch_logs_log_group=sfn.CfnStateMachine
+                        .CloudWatchLogsLogGroupProperty(log_group_arn=group.log_group_arn))])
+        if self.options.sfn_tracing:
+            extra["tracing_configuration"] = sfn.CfnStateMachine.TracingConfigurationProperty(
+                enabled=True)
+        machine = sfn.CfnStateMachine(
+            self, _id(kn.state_machine), state_machine_name=kn.state_machine,
+            state_machine_type="STANDARD", role_arn=self.workflow_role.role_arn,
+            definition_string=load_definition(kind.definition, subs), **extra)
+        # E1029 flags "${...}" outside Fn::Sub; here it is prose in the ASL's Comment
+        # ("${Name} placeholders are filled by ..."), not a parameter: nothing to resolve.
+        machine.add_metadata("cfn-lint", {"config": {"ignore_checks": ["E1029"]}})
+        self.state_machines[kn.state_machine] = machine
+        # Ref is the ARN (and moto's CloudFormation knows no GetAtt Arn here).
+        self._output(kn.state_machine, machine.ref, "state machine ARN")
+
+    # -- roles ----------------------------------------------------------------------------
+
+    def _service_principal(self, service: str) -> iam.IPrincipal:
+        ecs = iam.ServicePrincipal("ecs-tasks.amazonaws.com")
+        provider = self.options.eks_oidc_provider
+        if not provider:
+            return ecs
+        account = "system:serviceaccount"
+        irsa = iam.FederatedPrincipal(
+            f"arn:{self.partition}:iam::{self.account}:oidc-provider/{provider}",
+            conditions={"StringEquals": {
+                f"{provider}:sub": f"{account}:{self.options.namespace}:remitflow-{service}",
+                f"{provider}:aud": "sts.amazonaws.com"}},
+            assume_role_action="sts:AssumeRoleWithWebIdentity")
+        return iam.CompositePrincipal(ecs, irsa)
+
+    def _role(self, service: str, principal: iam.IPrincipal) -> iam.Role:
+        """A role whose only policy is ``tools/iam.py``'s grants for ``service``."""
+        doc = grants.policy(service, self.options.prefix, partition=self.partition,
+                            region=self.region, account=self.account)
+        statements = [iam.PolicyStatement.from_json(st) for st in doc["Statement"]]
+        if self.key is not None:
+            statements.append(iam.PolicyStatement(
+                sid="CustomerManagedKey", resources=[self.key.key_arn],
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*",
+                         "kms:DescribeKey"]))
+        if service == "workflows":
+            statements += self._workflow_extras()
+        role = iam.Role(self, f"{service.capitalize()}Role",
+                        # <prefix>-<service>: the names deploy/ecs/*.json and the chart docs use.
+                        role_name=Names(self.options.prefix).name(service)
+                        if service != "workflows" else Names(self.options.prefix).sfn_role,
+                        assumed_by=principal,
+                        inline_policies={"remitflow": iam.PolicyDocument(statements=statements)})
+        self._output(f"{service}-role", role.role_arn, "IAM role ARN")
+        return role
+
+    def _workflow_extras(self) -> list[iam.PolicyStatement]:
+        out = []
+        if self.options.sfn_log_level != "OFF":
+            # CloudWatch Logs delivery APIs take no resource: AWS requires "*".
+            out.append(iam.PolicyStatement(sid="LogDelivery", resources=["*"], actions=[
+                "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups"]))
+        if self.options.sfn_tracing:
+            out.append(iam.PolicyStatement(sid="Tracing", resources=["*"], actions=[
+                "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules", "xray:GetSamplingTargets"]))
+        return out
+
+    def _output(self, name: str, value: str, what: str) -> None:
+        cdk.CfnOutput(self, _id(name.removeprefix(f"{self.options.prefix}-")) + "Out",
+                      value=value, description=f"{name}: {what}")
+
+
+def _id(name: str) -> str:
+    """A construct id from a resource name (``a-b-c`` → ``ABC``)."""
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
