@@ -126,7 +126,12 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                   tuple(Res("executions", kn.state_machine) for kn in names)),
             Grant("ResolveStateMachines", ("states:ListStateMachines",), ANY),
             Grant("QueueDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
-                  tuple(Res("queue", q) for q in queues)),
+                  tuple(Res("queue", q) for q in
+                        (*queues, n.execution_status, Names.dlq(n.execution_status)))),
+            # execution status events (shared/pipeline/status_events.py)
+            Grant("ConsumeStatusEvents", _CONSUME, (Res("queue", n.execution_status),)),
+            Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),
+                  (Res("queue", Names.dlq(n.execution_status)),)),
         ]
     if service == "workflows":
         names = [k.names(prefix) for k in KINDS]

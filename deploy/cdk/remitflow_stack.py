@@ -21,6 +21,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as ddb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -32,6 +33,8 @@ from constructs import Construct
 
 from shared.aws.names import Names
 from shared.pipeline.bootstrap import JOB_INDEXES, load_definition
+from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
+from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
 from tools import iam as grants
 from tools.stack import KINDS, TABLES, StackNames
@@ -128,6 +131,7 @@ class RemitflowStack(cdk.Stack):
         self.state_machines: dict[str, sfn.CfnStateMachine] = {}
         for kind in KINDS:
             self._state_machine(kind)
+        self._status_events()
         self.identity = ses.EmailIdentity(
             self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
 
@@ -227,6 +231,24 @@ class RemitflowStack(cdk.Stack):
         self.state_machines[kn.state_machine] = machine
         # Ref is the ARN (and moto's CloudFormation knows no GetAtt Arn here).
         self._output(kn.state_machine, machine.ref, "state machine ARN")
+
+    def _status_events(self) -> None:
+        """Executions that ended badly → the execution-status queue (as bootstrap does)."""
+        name = self.names.execution_status
+        self._queue(name, self.settings.visibility_timeout_s)
+        queue = self.queues[name]
+        rule = events.CfnRule(
+            self, _id(name) + "Rule", name=name, state="ENABLED",
+            description="remitflow: executions that ended without their own status write",
+            event_pattern={"source": ["aws.states"], "detail-type": [STATUS_DETAIL_TYPE],
+                           "detail": {"status": list(STATUS_SETTLING),
+                                      "stateMachineArn": [m.ref for m in
+                                                          self.state_machines.values()]}},
+            targets=[events.CfnRule.TargetProperty(id="status-queue", arn=queue.queue_arn)])
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="rule-to-queue", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}}))
 
     # -- roles ----------------------------------------------------------------------------
 
