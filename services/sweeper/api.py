@@ -15,9 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
 
 from shared.aws.clients import error_code
 from shared.pipeline.jobs import INDEX_SORT, JobNotFound, VersionConflict
+from shared.pipeline.operator import NotResolvable, Outcome
 from shared.pipeline.sweep import NotRedrivable, Sweeper
 
 STATES = tuple(INDEX_SORT)
@@ -44,6 +46,13 @@ def decode_cursor(table: str, state: str, token: str) -> dict[str, Any]:
     if not valid:
         raise HTTPException(status_code=400, detail="invalid cursor for this table and state")
     return dict(cursor)
+
+
+class Resolution(BaseModel):
+    """An operator's decision on a send whose outcome is unknown."""
+
+    outcome: Outcome
+    note: str = Field(default="", max_length=500)
 
 
 def jobs_router(sweeper: Sweeper) -> APIRouter:
@@ -93,6 +102,22 @@ def jobs_router(sweeper: Sweeper) -> APIRouter:
         except VersionConflict:
             raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
                                 "re-driven; read it again and retry") from None
+        return job.public()
+
+    @router.post("/jobs/{table}/{request_id}/resolve")
+    async def resolve(table: str, request_id: str, body: Resolution) -> dict[str, Any]:
+        if table not in sweeper.targets:
+            raise HTTPException(status_code=404, detail=f"unknown table {table}")
+        try:
+            job = await sweeper.resolve(table, request_id, body.outcome, body.note)
+        except JobNotFound:
+            raise HTTPException(status_code=404,
+                                detail=f"no job with request_id {request_id}") from None
+        except NotResolvable as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        except VersionConflict:
+            raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
+                                "resolved; read it again and decide again") from None
         return job.public()
 
     @router.post("/sweep")

@@ -69,7 +69,7 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job,
     note = f"reconciled by sweeper: execution {status}"
     if to is Status.RETRY_PENDING:
         await store.transition(job, to, set_=sets, history=note,
-                               sort_value=starter.retry.next_attempt_at(job.attempt))
+                               sort_value=starter.retry.next_attempt_at(job.attempt, job=job))
     else:
         await store.transition(job, to, set_=sets, history=note)
     SWEEPER_RECONCILED.labels(table=store.table, outcome=outcome).inc()
