@@ -6,7 +6,8 @@ implementation of the Standard Webhooks signature), keeps what it received per
 status for a while (tests use that to simulate an outage).
 
 As a process (``python -m tools.webhook_receiver --secret whsec_... --port 9900
---down-for-s 30``) it answers 503 for the first ``--down-for-s`` seconds, and
+--down-for-s 30``) it answers 503 for ``--down-for-s`` seconds from the first
+request on, and
 ``GET /received`` returns what it has seen as JSON (an end-to-end test reads it).
 """
 
@@ -31,7 +32,8 @@ class Receiver:
         self.by_id: Counter[str] = Counter()
         self.rejected = 0
         self.script: list[int] = []  # statuses to answer before 200s resume
-        self.down_until = 0.0  # time.monotonic() before which every POST gets 503
+        self.down_for_s = 0.0  # an outage: 503 for this long from the first POST on
+        self._down_since: float | None = None
         self.refused = 0
         self.echo = echo
         self._lock = threading.Lock()
@@ -46,7 +48,10 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with receiver._lock:
-                    if time.monotonic() < receiver.down_until:
+                    now = time.monotonic()
+                    if receiver._down_since is None:
+                        receiver._down_since = now
+                    if now < receiver._down_since + receiver.down_for_s:
                         receiver.refused += 1
                         self._reply(503)
                         return
@@ -101,10 +106,10 @@ def main() -> None:
     p.add_argument("--secret", required=True, help="whsec_<base64> signing secret")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9900)
-    p.add_argument("--down-for-s", type=float, default=0.0, help="answer 503 this long first")
+    p.add_argument("--down-for-s", type=float, default=0.0, help="answer 503 this long from the first request")
     args = p.parse_args()
     receiver = Receiver(args.secret, args.host, args.port, echo=True)
-    receiver.down_until = time.monotonic() + args.down_for_s
+    receiver.down_for_s = args.down_for_s
     print(f"listening on {args.host}:{receiver.port}", flush=True)
     try:
         receiver._server.serve_forever()
