@@ -56,7 +56,7 @@ class SesFaultProxy:
                     return
                 self._answer(status, headers, data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
             def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)

@@ -48,9 +48,9 @@ def mails_to(env: Env, address: str) -> list[dict[str, Any]]:
 async def notification_via(env: Env, proxy: SesFaultProxy) -> AsyncIterator[None]:
     """The notification service, every AWS call of it through the proxy."""
     settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint})
-    async with AwsClients(settings) as clients:
-        async with running(Env(settings, clients, env.endpoint), build_notification):
-            yield
+    async with AwsClients(settings) as clients, \
+            running(Env(settings, clients, env.endpoint), build_notification):
+        yield
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ request on, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -106,15 +107,14 @@ def main() -> None:
     p.add_argument("--secret", required=True, help="whsec_<base64> signing secret")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9900)
-    p.add_argument("--down-for-s", type=float, default=0.0, help="answer 503 this long from the first request")
+    p.add_argument("--down-for-s", type=float, default=0.0,
+                   help="answer 503 this long from the first request")
     args = p.parse_args()
     receiver = Receiver(args.secret, args.host, args.port, echo=True)
     receiver.down_for_s = args.down_for_s
     print(f"listening on {args.host}:{receiver.port}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         receiver._server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
