@@ -30,3 +30,8 @@ heartbeat_at
 oldest_age_s
 # selenium ChromeOptions attribute (tests/test_console_browser.py)
 binary_location
+# http.server hooks of the SES fault proxy (tests/faultproxy_ses.py)
+protocol_version
+do_DELETE
+do_HEAD
+do_PUT

@@ -85,6 +85,47 @@ class Settings(BaseSettings):
         description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "
                     "makes task handlers fail transiently for matching request ids")
 
+    # --- delivery: retry schedules, dev time, unknown e-mail outcomes, endpoints -------------
+    retry_schedules: dict[str, str] = Field(
+        default_factory=dict,
+        description="schedule key (a job kind's name or a channel) -> delays between attempts, "
+                    "e.g. '5s,5m,30m,2h'; read from REMITFLOW_RETRY_SCHEDULE_<KEY> variables")
+    dev_time_scale: float = Field(
+        default=1.0, ge=1.0, le=1_000_000,
+        description="divides every retry delay (remitflow dev: 60, so 5 min takes 5 s)")
+    email_unknown_outcome: Literal["fail", "resend"] = Field(
+        default="fail",
+        description="an SES send with no proof either way: 'fail' (FAILED, reason "
+                    "outcome_unknown, for an operator) or 'resend' (at-least-once)")
+    email_resend_after_s: float = Field(
+        default=900.0, ge=0,
+        description="with email_unknown_outcome=resend: wait this long before resending")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_variables(cls, data: object) -> object:
+        """``REMITFLOW_RETRY_SCHEDULE_<KEY>`` variables fill ``retry_schedules``.
+
+        Explicit ``retry_schedules`` entries (constructor arguments) win over the
+        environment.
+        """
+        import os
+
+        from shared.pipeline.starter import parse_schedule
+
+        if not isinstance(data, dict):
+            return data
+        prefix = "REMITFLOW_RETRY_SCHEDULE_"
+        found = {k[len(prefix):].lower(): v for k, v in os.environ.items()
+                 if k.startswith(prefix) and len(k) > len(prefix)}
+        merged = {**found, **dict(data.get("retry_schedules") or {})}
+        for key, text in merged.items():
+            try:
+                parse_schedule(text)
+            except ValueError as exc:
+                raise ValueError(f"{prefix}{key.upper()}: {exc}") from None
+        return {**data, "retry_schedules": merged}
+
     @model_validator(mode="after")
     def _baseline(self) -> Settings:
         # One slot per worker makes intake and task workers receive (and delete) one

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any, TypeVar
 
 import httpx
@@ -19,6 +20,7 @@ from pydantic import SecretStr
 
 from shared.api import Heartbeat, create_app
 from shared.aws.clients import AwsClients
+from shared.aws.dynamo import to_item
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
 from shared.runtime import Builder, ServiceParts
@@ -26,6 +28,7 @@ from shared.settings import Settings
 from tools.demo import generate_messages
 from tools.stack import StackNames as Names
 from tools.stack import builder
+from tools.webhook_receiver import Receiver
 
 T = TypeVar("T")
 
@@ -222,3 +225,20 @@ def service_process(env: Env, service: str,
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+# --- the demo webhook payee (notification and delivery tests) ------------------------
+
+EXAMPLES = files("shared.contracts").joinpath("examples")
+WEBHOOK_SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
+
+
+async def point_webhook_payee_at(env: Env, receiver: Receiver) -> None:
+    payee = next(p for p in json.loads(EXAMPLES.joinpath("reference-data.json").read_text())
+                 ["payees"] if p["payee_id"] == "PAYEE-0003")
+    payee["webhook_url"] = f"http://127.0.0.1:{receiver.port}/hooks/remittance"
+    await env.clients.dynamodb.put_item(TableName=env.names.payees, Item=to_item(payee))
+
+
+def example(name: str) -> str:
+    return EXAMPLES.joinpath(name).read_text()

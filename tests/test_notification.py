@@ -13,13 +13,20 @@ import pytest
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
-from shared.aws.dynamo import to_item
-from tests.helpers import Env, eventually, job_in, running, sent_emails
+from tests.helpers import WEBHOOK_SECRET as SECRET
+from tests.helpers import (
+    Env,
+    eventually,
+    example,
+    job_in,
+    point_webhook_payee_at,
+    running,
+    sent_emails,
+)
 from tools.stack import KINDS
 from tools.webhook_receiver import Receiver
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
-SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
 
 
 @pytest.fixture
@@ -27,17 +34,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver(SECRET, port=0).start()
     yield r
     r.stop()
-
-
-async def point_webhook_payee_at(env: Env, receiver: Receiver) -> None:
-    payee = next(p for p in json.loads(EXAMPLES.joinpath("reference-data.json").read_text())
-                 ["payees"] if p["payee_id"] == "PAYEE-0003")
-    payee["webhook_url"] = f"http://127.0.0.1:{receiver.port}/hooks/remittance"
-    await env.clients.dynamodb.put_item(TableName=env.names.payees, Item=to_item(payee))
-
-
-def example(name: str) -> str:
-    return EXAMPLES.joinpath(name).read_text()
 
 
 async def test_email_lands_in_ses_with_locale_formatted_amount(env: Env) -> None:

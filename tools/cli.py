@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     src.add_argument("--advice", metavar="FILE", help="an advice JSON file")
     pv.set_defaults(func=cmd_preview)
 
-    j = sub.add_parser("jobs", help="list and re-drive jobs through the sweeper API")
+    j = sub.add_parser("jobs", help="list, re-drive and resolve jobs through the sweeper API")
     jsub = j.add_subparsers(dest="jobs_command", required=True)
     jl = jsub.add_parser("list", help="jobs by state")
     jl.add_argument("--table", default="remittances", choices=("remittances", "notifications"))
@@ -184,7 +184,16 @@ def parser() -> argparse.ArgumentParser:
     jr = jsub.add_parser("redrive", help="re-drive a FAILED or REJECTED job")
     jr.add_argument("request_id")
     jr.add_argument("--table", default="remittances", choices=("remittances", "notifications"))
-    for x in (jl, jr):
+    js = jsub.add_parser("resolve", help="settle a FAILED send whose outcome is unknown")
+    js.add_argument("request_id")
+    js.add_argument("--table", default="notifications", choices=("remittances", "notifications"))
+    decision = js.add_mutually_exclusive_group(required=True)
+    decision.add_argument("--sent", dest="outcome", action="store_const", const="sent",
+                          help="it was delivered: mark SENT, send nothing")
+    decision.add_argument("--not-sent", dest="outcome", action="store_const", const="not_sent",
+                          help="it was not delivered: clear the intent and send again")
+    js.add_argument("--note", default="", help="why (kept in the job's history)")
+    for x in (jl, jr, js):
         x.add_argument("--url", default="http://127.0.0.1:8083", help="sweeper API")
         x.set_defaults(func=cmd_jobs)
     return p

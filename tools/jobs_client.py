@@ -1,4 +1,4 @@
-"""``remitflow jobs list|redrive``: a thin client of the sweeper API."""
+"""``remitflow jobs list|redrive|resolve``: a thin client of the sweeper API."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def jobs_command(args: argparse.Namespace) -> int:
                 cursor = page.get("next_cursor")
                 if not cursor:
                     return 0
-        resp = client.post(f"/v1/jobs/{args.table}/{args.request_id}/redrive")
+        if args.jobs_command == "resolve":
+            resp = client.post(f"/v1/jobs/{args.table}/{args.request_id}/resolve",
+                               json={"outcome": args.outcome, "note": args.note})
+        else:
+            resp = client.post(f"/v1/jobs/{args.table}/{args.request_id}/redrive")
         print(json.dumps(resp.json(), indent=2))
         return 0 if resp.status_code < 300 else 1

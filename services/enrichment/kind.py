@@ -15,4 +15,7 @@ ENRICHMENT = JobKind(
     success=Status.COMPLETED,
     output_fields={"advice_json": "advice"},
     publishes="remittance-enriched",
+    # A missing payee or invoice is usually reference data arriving late: an hour
+    # and a half of tries, then FAILED for a human.
+    retry_schedule="30s,2m,10m,30m,1h",
 )

@@ -5,9 +5,14 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
   before the workflow is answered, and checked before anything is sent, so a
   retry or a re-drive of a delivered notification sends nothing;
 - e-mail: SES has no idempotency token, so the intent is recorded first, the send
-  runs once with SDK retries off, and the MessageId is recorded after. An intent
-  found without a MessageId means a send whose outcome is unknown: it is never
-  resent automatically; the job goes to ``FAILED`` for a human to look at;
+  runs once with SDK retries off, and the MessageId is recorded after. An SES
+  answer is read for what it proves (:func:`ses_outcome`): only a refusal (4xx:
+  throttling, rejected message, unverified identity) proves nothing was sent; a
+  5xx, a timeout or a lost connection may come after SES accepted the message.
+  An unknown outcome is never resent by default: the job goes ``FAILED`` with
+  ``failure_reason = outcome_unknown`` until an operator settles it
+  (``shared/pipeline/operator.py``); with ``email_unknown_outcome=resend`` it is
+  resent after ``email_resend_after_s`` (at-least-once, a possible duplicate);
 - webhook: the ``webhook-id`` is a function of the request id, the same on every
   retry, so a receiver deduplicates the one case we cannot close (a crash after
   the receiver said 2xx and before the delivery was recorded).
@@ -15,9 +20,10 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from pydantic import ValidationError
@@ -40,7 +46,41 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 _THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException",
-              "ServiceUnavailable", "InternalFailure"}
+              "LimitExceeded", "LimitExceededException"}
+_SERVER_SIDE = {"InternalFailure", "InternalError", "ServiceUnavailable",
+                "ServiceUnavailableException"}
+INTENT = "delivery_intent"
+SesOutcome = Literal["throttled", "refused", "unknown"]
+
+
+def ses_outcome(exc: BaseException) -> SesOutcome:
+    """What an SES failure proves about the message.
+
+    ``throttled`` and ``refused`` are 4xx answers: SES looked at the request and
+    did not accept it, so nothing was sent (retry later / give up). Anything else
+    (a 5xx such as ``InternalFailure`` or ``ServiceUnavailable``, a timeout, a
+    connection reset, no answer at all) is ``unknown``: SES may have accepted the
+    message before the failure reached us.
+    """
+    code = error_code(exc)
+    if not code:
+        return "unknown"
+    response = getattr(exc, "response", None) or {}
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if status >= 500 or code in _SERVER_SIDE:
+        return "unknown"
+    if code in _THROTTLED:
+        return "throttled"
+    return "refused"
+
+
+def _intent_age_s(intent: object) -> float:
+    """Seconds since the intent ``email@<iso time>`` was recorded (0 when unreadable)."""
+    try:
+        when = dt.datetime.fromisoformat(str(intent).split("@", 1)[1].replace("Z", "+00:00"))
+    except (IndexError, ValueError):
+        return 0.0
+    return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
 def parse_advice(body: str) -> Parsed:
@@ -69,15 +109,25 @@ class Notifier:
     sender: str
     webhook_timeout_s: float = 10.0
     allow_private: bool = False
+    unknown_outcome: Literal["fail", "resend"] = "fail"
+    resend_after_s: float = 900.0
 
     async def handle(self, task: Task) -> dict[str, Any]:
         job = task.job
         if job.raw.get("delivery_id"):
             log.info("notify.already_delivered", request_id=job.request_id)
             return {"delivery_id": job.raw["delivery_id"]}
-        if job.raw.get("delivery_intent"):
-            await self._unknown_outcome(job, "an e-mail send was started earlier and its "
-                                        "outcome is unknown; not resent automatically")
+        if job.raw.get(INTENT):
+            if self.unknown_outcome == "fail":
+                await self._unknown_outcome(job, "an e-mail send was started earlier and its "
+                                            "outcome is unknown; not resent automatically")
+            age = _intent_age_s(job.raw[INTENT])
+            if age < self.resend_after_s:
+                raise TransientError(f"e-mail outcome unknown; resend allowed in "
+                                     f"{self.resend_after_s - age:.0f}s (at-least-once)")
+            job = await self.store.update(job, {}, remove=(INTENT,),
+                                          history="e-mail outcome still unknown after "
+                                          f"{age:.0f}s: resending (at-least-once)")
         advice = RemittanceAdvice.model_validate_json(job.raw["payload"])
         choice = self.rules.choose(advice)
         channel = choice.channel
@@ -98,7 +148,7 @@ class Notifier:
                      details: dict[str, Any]) -> str:
         if not advice.payee.email:
             raise BusinessError("NoAddress", "payee has no e-mail address")
-        job = await self.store.update(job, {**details, "delivery_intent": f"email@{now_iso()}"})
+        job = await self.store.update(job, {**details, INTENT: f"email@{now_iso()}"})
         fault_point("notify.before_send")
         try:
             resp = await self.ses.send_email(
@@ -107,15 +157,19 @@ class Notifier:
                          "Body": {"Text": {"Data": rendered.text, "Charset": "UTF-8"},
                                   "Html": {"Data": rendered.html, "Charset": "UTF-8"}}})
         except Exception as exc:
+            outcome = ses_outcome(exc)
             code = error_code(exc)
-            if code:  # SES answered: nothing was sent, the intent can go
-                await self.store.update(job, {}, remove=("delivery_intent",))
+            if outcome != "unknown":  # SES refused: nothing was sent, the intent can go
+                await self.store.update(job, {}, remove=(INTENT,))
                 DELIVERIES.labels(channel="email", outcome="error").inc()
-                if code in _THROTTLED:
+                if outcome == "throttled":
                     raise TransientError(f"SES {code}") from exc
                 raise BusinessError("EmailRejected", f"SES {code}: {exc}") from exc
             DELIVERIES.labels(channel="email", outcome="unknown").inc()
-            await self._unknown_outcome(job, f"SES send outcome unknown ({type(exc).__name__})")
+            reason = f"SES send outcome unknown ({code or type(exc).__name__})"
+            if self.unknown_outcome == "resend":
+                raise TransientError(reason + "; resent later (at-least-once)") from exc
+            await self._unknown_outcome(job, reason)
             raise
         message_id = resp["MessageId"]
         fault_point("notify.after_send")
@@ -152,7 +206,10 @@ class Notifier:
     async def _unknown_outcome(self, job: Job, reason: str) -> None:
         current = await self.store.require(job.request_id)
         if current.status is Status.RUNNING:
-            await self.store.transition(current, Status.FAILED, set_={"last_error": reason},
-                                        history="send outcome unknown")
+            await self.store.transition(
+                current, Status.FAILED,
+                set_={"last_error": reason, "failure_reason": "outcome_unknown"},
+                history=f"attempt {current.attempt}: {reason}; waiting for an operator "
+                        "(resolve sent / not_sent)")
         log.error("notify.outcome_unknown", request_id=job.request_id, reason=reason)
         raise Superseded(reason)

@@ -15,4 +15,11 @@ NOTIFICATION = JobKind(
     success=Status.SENT,
     output_fields={"delivery_id": "delivery_id"},
     subscribes="remittance-enriched",
+    # Standard Webhooks' schedule after the immediate first attempt (8 attempts over
+    # about 27.6 h); e-mail: SES refusals are mostly throttling, so sooner and shorter.
+    retry_schedule="30s,5m,30m,2h",
+    schedule_by="channel",
+    schedules={"webhook": "5s,5m,30m,2h,5h,10h,10h", "email": "30s,5m,30m,2h"},
+    in_doubt_field="delivery_intent",
+    operator_output={"delivery_id": "operator"},
 )

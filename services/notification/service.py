@@ -32,7 +32,9 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         ses=clients.ses, http=http,
         directory=PayeeDirectory.for_prefix(clients.dynamodb, settings.prefix),
         sender=settings.sender_email, webhook_timeout_s=settings.webhook_timeout_s,
-        allow_private=settings.webhook_allow_private)
+        allow_private=settings.webhook_allow_private,
+        unknown_outcome=settings.email_unknown_outcome,
+        resend_after_s=settings.email_resend_after_s)
 
     workers, store = await pipeline(settings, clients, NOTIFICATION, parse=parse_advice,
                                     handler=notifier.handle)

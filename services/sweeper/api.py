@@ -15,12 +15,14 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
+from pydantic import BaseModel, Field
 
 from shared.aws.clients import error_code
 from shared.pipeline import operate
 from shared.pipeline.deadletters import DeadLetters, UnknownQueue
 from shared.pipeline.jobs import JobNotFound, VersionConflict
 from shared.pipeline.operate import Actor, InvalidRequest
+from shared.pipeline.operator import NotResolvable, Outcome
 from shared.pipeline.sweep import NotRedrivable, Sweeper
 
 MAX_LIMIT = operate.MAX_LIMIT
@@ -31,6 +33,13 @@ def api_actor(token: str | None) -> Actor:
     if not token:
         return Actor("api (auth disabled)")
     return Actor(f"api token {hashlib.sha256(token.encode()).hexdigest()[:8]}")
+
+
+class Resolution(BaseModel):
+    """An operator's decision on a send whose outcome is unknown."""
+
+    outcome: Outcome
+    note: str = Field(default="", max_length=500)
 
 
 def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
@@ -78,8 +87,22 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
                                 "re-driven; read it again and retry") from None
         return job.public()
 
-    # resolve (sent/not_sent) for unknown-outcome notifications lands here, beside
-    # redrive, once shared/pipeline/sweep.py has it; the console has its placeholder.
+    @router.post("/jobs/{table}/{request_id}/resolve")
+    async def resolve(table: str, request_id: str, body: Resolution) -> dict[str, Any]:
+        if table not in sweeper.targets:
+            raise HTTPException(status_code=404, detail=f"unknown table {table}")
+        try:
+            job = await sweeper.resolve(table, request_id, body.outcome,
+                                        f"{who}: {body.note}" if body.note else str(who))
+        except JobNotFound:
+            raise HTTPException(status_code=404,
+                                detail=f"no job with request_id {request_id}") from None
+        except NotResolvable as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        except VersionConflict:
+            raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
+                                "resolved; read it again and decide again") from None
+        return job.public()
 
     @router.post("/sweep")
     async def sweep() -> dict[str, Any]:

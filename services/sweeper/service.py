@@ -35,16 +35,17 @@ from shared.settings import Settings
 async def build_sweeper(settings: Settings, clients: AwsClients,
                         kinds: Sequence[JobKind]) -> Sweeper:
     names = Names(settings.prefix)
-    policy = retry_policy(settings)
     targets = []
     queues: list[str] = []
     for kind in kinds:
         kn = kind.names(settings.prefix)
         store = job_store(settings, clients, kind)
+        policy = retry_policy(settings, kind)
         starter = WorkflowStarter(clients.sfn, store,
                                   await state_machine_arn(clients, kn.state_machine),
                                   policy, start_attempts=settings.start_attempts)
-        targets.append(SweepTarget(kind.table, store, starter, kind.output_fields))
+        targets.append(SweepTarget(kind.table, store, starter, kind.output_fields,
+                                   kind.in_doubt_field, kind.operator_output))
         queues += [q for queue in (kn.intake_queue, kn.task_queue)
                    for q in (queue, Names.dlq(queue))]
     queues += [names.execution_status, Names.dlq(names.execution_status)]

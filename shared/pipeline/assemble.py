@@ -20,7 +20,13 @@ from shared.pipeline.faults import Faults
 from shared.pipeline.intake import Intake, Parser
 from shared.pipeline.jobs import JobStore
 from shared.pipeline.kind import JobKind
-from shared.pipeline.starter import RetryPolicy, WorkflowStarter
+from shared.pipeline.starter import (
+    RetryPolicy,
+    Schedule,
+    WorkflowStarter,
+    exponential_schedule,
+    parse_schedule,
+)
 from shared.pipeline.tasks import Handler, Task, TaskWorker
 from shared.settings import Settings
 from shared.stream.consumer import (
@@ -43,9 +49,47 @@ def job_store(settings: Settings, clients: AwsClients, kind: JobKind) -> JobStor
                     shards=settings.retry_shards, success=kind.success)
 
 
-def retry_policy(settings: Settings) -> RetryPolicy:
-    return RetryPolicy(settings.retry_max_attempts, settings.retry_backoff_base_s,
-                       settings.retry_backoff_cap_s)
+_LEGACY = frozenset({"retry_backoff_base_s", "retry_backoff_cap_s"})
+
+
+def retry_policy(settings: Settings, kind: JobKind | None = None) -> RetryPolicy:
+    """The retry policy of ``kind``: which schedule wins, most specific first.
+
+    1. ``REMITFLOW_RETRY_SCHEDULE_<KEY>`` for the job's selecting value (a channel),
+       then for the kind's name;
+    2. ``REMITFLOW_RETRY_BACKOFF_BASE_S``/``_CAP_S`` when set: the exponential
+       policy with ``REMITFLOW_RETRY_MAX_ATTEMPTS`` attempts;
+    3. the kind's default schedules; ``REMITFLOW_RETRY_MAX_ATTEMPTS``, when set,
+       trims them or repeats their last delay to give that many attempts;
+    4. the exponential defaults (5 attempts, 30 s doubling).
+
+    Every delay is then divided by ``REMITFLOW_DEV_TIME_SCALE``.
+    """
+    explicit = settings.model_fields_set
+    legacy = exponential_schedule(settings.retry_max_attempts, settings.retry_backoff_base_s,
+                                  settings.retry_backoff_cap_s)
+    overrides = settings.retry_schedules
+
+    def pick(key: str | None, default: str | None) -> Schedule:
+        if key is not None and key in overrides:
+            return parse_schedule(overrides[key])
+        if explicit & _LEGACY or default is None:
+            return legacy
+        schedule = parse_schedule(default)
+        if "retry_max_attempts" in explicit:
+            wanted = settings.retry_max_attempts - 1
+            fill = schedule[-1:] or (settings.retry_backoff_base_s,)
+            schedule = (schedule + fill * wanted)[:wanted]
+        return schedule
+
+    if kind is None:
+        return RetryPolicy(pick(None, None), time_scale=settings.dev_time_scale)
+    by_value = {value: pick(value, default) for value, default in kind.schedules.items()}
+    for key in overrides:  # a channel only configured by variable
+        if kind.schedule_by and key not in by_value and key != kind.name:
+            by_value[key] = parse_schedule(overrides[key])
+    return RetryPolicy(pick(kind.name, kind.retry_schedule), by_value=by_value,
+                       select=kind.schedule_by, time_scale=settings.dev_time_scale)
 
 
 async def state_machine_arn(clients: AwsClients, name: str) -> str:
@@ -73,9 +117,10 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
     kn = kind.names(settings.prefix)
     intake_queue, task_queue, table = kn.intake_queue, kn.task_queue, kn.table
     store = job_store(settings, clients, kind)
+    policy = retry_policy(settings, kind)
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients,
                                                                           kn.state_machine),
-                              retry_policy(settings), start_attempts=settings.start_attempts)
+                              policy, start_attempts=settings.start_attempts)
     names = Names(settings.prefix)
     intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
                     queue_url=await urls.url(intake_queue),
@@ -94,7 +139,7 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                        queue_url=await urls.url(task_queue), store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=settings.task_visibility_s)
+                       visibility_s=settings.task_visibility_s, retry=policy)
     return [intake, stream, tasks], store
 
 

@@ -46,7 +46,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.RUNNING: frozenset({Status.COMPLETED, Status.SENT, Status.RETRY_PENDING,
                                Status.REJECTED, Status.FAILED}),
     Status.RETRY_PENDING: frozenset({Status.RUNNING, Status.FAILED}),
-    Status.FAILED: frozenset({Status.RUNNING}),
+    # FAILED -> success: an operator settles an unknown outcome as done (sweep.resolve)
+    Status.FAILED: frozenset({Status.RUNNING, Status.COMPLETED, Status.SENT}),
     Status.REJECTED: frozenset({Status.RUNNING}),
     Status.COMPLETED: frozenset(),
     Status.SENT: frozenset(),
@@ -218,11 +219,13 @@ class JobStore:
         removes -= set(sets)
         return await self._update(job, sets, removes, history=history)
 
-    async def update(self, job: Job, set_: dict[str, Any], remove: tuple[str, ...] = ()) -> Job:
+    async def update(self, job: Job, set_: dict[str, Any], remove: tuple[str, ...] = (),
+                     *, history: str | None = None) -> Job:
         """Change non-status attributes (e.g. record a delivery), conditioned on version."""
         if "status" in set_:
             raise InvalidTransition("use transition() to change status")
-        return await self._update(job, {**set_, "updated_at": now_iso()}, set(remove))
+        return await self._update(job, {**set_, "updated_at": now_iso()}, set(remove),
+                                  history=history)
 
     async def _update(self, job: Job, sets: dict[str, Any], removes: set[str],
                       history: str | None = None) -> Job:

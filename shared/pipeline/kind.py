@@ -47,6 +47,17 @@ class JobKind:
         publishes: short name of the SNS topic the workflow publishes to, if any.
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
+        retry_schedule: default delays between attempts (``"5s,5m,30m"``, see
+            :func:`~shared.pipeline.starter.parse_schedule`); ``None`` keeps the
+            exponential ``REMITFLOW_RETRY_BACKOFF_*`` policy.
+        schedule_by: job attribute whose value picks a schedule from
+            ``schedules`` (the notification kind: ``channel``).
+        schedules: value of ``schedule_by`` → default schedule.
+        in_doubt_field: job attribute that marks a side effect whose outcome is
+            unknown (an e-mail handed to SES with no answer); an operator settles
+            such a job (:func:`~shared.pipeline.sweep.resolve`).
+        operator_output: attributes written when an operator declares the side
+            effect done (``{"delivery_id": "operator"}``).
     """
 
     name: str
@@ -57,6 +68,11 @@ class JobKind:
     output_fields: Mapping[str, str] = field(default_factory=dict)
     publishes: str | None = None
     subscribes: str | None = None
+    retry_schedule: str | None = None
+    schedule_by: str | None = None
+    schedules: Mapping[str, str] = field(default_factory=dict)
+    in_doubt_field: str | None = None
+    operator_output: Mapping[str, str] = field(default_factory=dict)
 
     def names(self, prefix: str) -> KindNames:
         n = Names(prefix)

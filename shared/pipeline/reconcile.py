@@ -85,7 +85,7 @@ async def settle_job(store: JobStore, starter: WorkflowStarter, job: Job, status
     to = store.success if to is Status.COMPLETED else to
     if to is Status.RETRY_PENDING:
         await store.transition(job, to, set_=sets, history=note,
-                               sort_value=starter.retry.next_attempt_at(job.attempt))
+                               sort_value=starter.retry.next_attempt_at(job.attempt, job=job))
     else:
         await store.transition(job, to, set_=sets, history=note)
     return to

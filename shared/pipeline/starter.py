@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.aws.clients import error_code
@@ -21,7 +25,7 @@ from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
-from shared.retry import Backoff, backoff_s
+from shared.retry import Backoff
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -31,17 +35,93 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 _START_BACKOFF = Backoff(0.2, 2.0)   # bounded: start_attempts tries, a few seconds
+RETRY_DUE = "retry_due"
+"""Job attribute: when the next attempt may start, written by the task worker as it
+reports a failure; the workflow's ``MarkRetry`` copies it into ``next_attempt_at``."""
 
 
+Schedule = tuple[float, ...]
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_schedule(text: str) -> Schedule:
+    """``"5s,5m,30m,2h"`` → ``(5.0, 300.0, 1800.0, 7200.0)``: the delays between attempts.
+
+    Units ``s``, ``m``, ``h``, ``d``; a bare number is seconds. An empty string is an
+    empty schedule (one attempt, no retry).
+
+    Raises:
+        ValueError: an entry is not a non-negative duration.
+    """
+    out: list[float] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = _DELAY.match(part)
+        if match is None:
+            raise ValueError(f"{part!r} is not a delay such as 30, 5s, 5m, 2h or 1d")
+        out.append(float(match.group(1)) * _UNITS[match.group(2)])
+    return tuple(out)
+
+
+def format_schedule(schedule: Schedule) -> str:
+    """The inverse of :func:`parse_schedule`, in the largest whole unit (``5m``, ``10h``)."""
+    def one(delay: float) -> str:
+        for unit in ("d", "h", "m"):
+            if delay and delay % _UNITS[unit] == 0:
+                return f"{int(delay // _UNITS[unit])}{unit}"
+        return f"{delay:g}s"
+    return ",".join(one(d) for d in schedule)
+
+
+def exponential_schedule(max_attempts: int, base_s: float, cap_s: float) -> Schedule:
+    """The pre-schedule policy (``base_s`` doubling up to ``cap_s``) as a schedule."""
+    return tuple(min(cap_s, base_s * 2 ** n) for n in range(max_attempts - 1))
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
-    def __init__(self, max_attempts: int = 5, base_s: float = 30.0, cap_s: float = 3600.0):
-        self.max_attempts = max_attempts
-        self.base_s = base_s
-        self.cap_s = cap_s
+    """When a job's next attempt may start, and how many attempts it gets.
 
-    def next_attempt_at(self, attempt: int, now: float | None = None) -> int:
+    A schedule is the list of delays between attempts: attempt ``n + 1`` may start
+    ``schedule[n - 1]`` after attempt ``n`` failed (measured from when the failure
+    was recorded), so a job gets ``len(schedule) + 1`` attempts. ``by_value``
+    holds schedules chosen by the value of the job attribute ``select`` (the
+    notification kind selects by ``channel``); jobs without a match use
+    ``schedule``. Every delay is divided by ``time_scale`` (``remitflow dev``
+    compresses time instead of cutting attempts).
+    """
+
+    schedule: Schedule = (30.0, 60.0, 120.0, 240.0)  # 5 attempts, 30 s doubling
+    by_value: Mapping[str, Schedule] = field(default_factory=dict)
+    select: str | None = None
+    time_scale: float = 1.0
+
+    def schedule_for(self, job: Job | None = None) -> Schedule:
+        if job is not None and self.select:
+            value = job.raw.get(self.select)
+            if isinstance(value, str) and value in self.by_value:
+                return self.by_value[value]
+        return self.schedule
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts of a job that selects no particular schedule."""
+        return len(self.schedule) + 1
+
+    def max_attempts_for(self, job: Job | None = None) -> int:
+        return len(self.schedule_for(job)) + 1
+
+    def delay_s(self, attempt: int, job: Job | None = None) -> float:
+        """Seconds between the failure of attempt ``attempt`` (1-based) and the next one."""
+        schedule = self.schedule_for(job)
+        if not schedule:
+            return 0.0
+        return schedule[min(max(attempt, 1), len(schedule)) - 1] / self.time_scale
+
+    def next_attempt_at(self, attempt: int, now: float | None = None,
+                        job: Job | None = None) -> int:
         """When attempt ``attempt + 1`` may start, after attempt ``attempt`` failed."""
-        return int((now or time.time()) + backoff_s(attempt, self.base_s, self.cap_s))
+        return math.ceil((time.time() if now is None else now) + self.delay_s(attempt, job))
 
 
 class WorkflowStarter:
@@ -68,10 +148,10 @@ class WorkflowStarter:
         name = execution_name(job.request_id, attempt)
         try:
             running = await self.store.transition(
-                job, Status.RUNNING, history=history,
+                job, Status.RUNNING, history=history or f"attempt {attempt} started",
                 set_={"attempt": attempt, "execution_name": name,
                       "execution_arn": self.execution_arn(name)},
-                sort_value=int(time.time()))
+                remove=(RETRY_DUE,), sort_value=int(time.time()))
         except VersionConflict:
             return None
         fault_point("starter.after_running")
@@ -82,10 +162,14 @@ class WorkflowStarter:
         """``StartExecution`` for the job's current attempt; already-started is success.
 
         On repeated failure the job goes to ``RETRY_PENDING`` so the sweeper re-drives
-        it, rather than blocking the stream shard behind it.
+        it, rather than blocking the stream shard behind it; the attempt is handed back
+        (a failure to start is not a failure of the work). ``retry_at`` in the input is
+        only the workflow's fallback for an attempt no task worker answered (a
+        timeout); a worker records the due time when it reports the failure
+        (``retry_due``, see :class:`~shared.pipeline.tasks.TaskWorker`).
         """
         name = job.execution_name or execution_name(job.request_id, job.attempt)
-        retry_at = self.retry.next_attempt_at(job.attempt)
+        retry_at = self.retry.next_attempt_at(job.attempt, job=job)
         body = json.dumps({"request_id": job.request_id, "attempt": job.attempt,
                            "retry_at": str(retry_at),
                            "retry_shard": index_shard(job.request_id, self.store.shards)})
@@ -106,7 +190,9 @@ class WorkflowStarter:
                     await asyncio.sleep(_START_BACKOFF.delay(n))
                     continue
                 WORKFLOW_STARTS.labels(table=table, outcome="failed").inc()
-                await self._park(job, f"StartExecution failed: {exc}", retry_at)
+                await self._park(job, f"StartExecution failed: {exc}",
+                                 int(time.time() + max(1.0, self.retry.delay_s(1, job))),
+                                 give_back=True)
                 return
             WORKFLOW_STARTS.labels(table=table, outcome="started").inc()
             log.info("workflow.started", request_id=job.request_id, execution=name,
@@ -114,10 +200,17 @@ class WorkflowStarter:
             fault_point("starter.after_start")
             return
 
-    async def _park(self, job: Job, reason: str, retry_at: int) -> None:
+    async def _park(self, job: Job, reason: str, retry_at: int, *,
+                    give_back: bool = False) -> None:
+        sets: dict[str, object] = {"last_error": reason[:1000]}
+        note = f"parked: {reason[:200]}"
+        if give_back and job.attempt > 0:
+            # the execution never ran: the re-drive reuses this attempt (and its name)
+            sets["attempt"] = job.attempt - 1
+            note += f"; attempt {job.attempt} not consumed"
         try:
-            await self.store.transition(job, Status.RETRY_PENDING,
-                                        set_={"last_error": reason[:1000]}, sort_value=retry_at)
+            await self.store.transition(job, Status.RETRY_PENDING, set_=sets, history=note,
+                                        sort_value=retry_at)
             log.warning("workflow.parked", request_id=job.request_id, reason=reason[:300])
         except VersionConflict:
             log.info("workflow.park_conflict", request_id=job.request_id)
@@ -156,4 +249,4 @@ class WorkflowStarter:
                      status=job.status.value if job else None)
             return
         await self._park(job, "stream processing failed repeatedly",
-                         self.retry.next_attempt_at(job.attempt))
+                         self.retry.next_attempt_at(job.attempt, job=job))

@@ -44,6 +44,7 @@ from shared.pipeline.jobs import (
     now_iso,
 )
 from shared.pipeline.leader import Leases
+from shared.pipeline.operator import Outcome, Resolvable, in_doubt, resolve
 from shared.pipeline.reconcile import reconcile
 from shared.pipeline.starter import RetryPolicy, WorkflowStarter
 from shared.worker import Lifecycle, ticker
@@ -68,6 +69,8 @@ class SweepTarget:
     store: JobStore
     starter: WorkflowStarter
     output_fields: Mapping[str, str] = field(default_factory=dict)
+    in_doubt_field: str | None = None
+    operator_output: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> str:
@@ -281,7 +284,7 @@ class Sweeper(Lifecycle):
         async def redrive(job: Job) -> None:
             if job.status is not Status.RETRY_PENDING:
                 return
-            if job.attempt >= target.policy.max_attempts:
+            if job.attempt >= target.policy.max_attempts_for(job):
                 await target.store.transition(
                     job, Status.FAILED,
                     history=f"FAILED by sweeper after {job.attempt} attempt(s)")
@@ -354,9 +357,18 @@ class Sweeper(Lifecycle):
         if job.status not in REDRIVABLE:
             raise NotRedrivable(f"{request_id} is {job.status.value}; only FAILED or "
                                 "REJECTED jobs can be re-driven")
+        if in_doubt(job, target.in_doubt_field):
+            raise NotRedrivable(f"{request_id}: a send's outcome is unknown; settle it with "
+                                "resolve (sent or not_sent) instead")
         running = await target.starter.begin(job, history=history)
         if running is None:
             raise VersionConflict(request_id)
         log.info("sweeper.manual_redrive", request_id=request_id, table=target.table,
                  execution=running.execution_name, attempt=running.attempt)
         return running
+
+    async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str) -> Job:
+        """An operator's decision on a ``FAILED`` job (:func:`shared.pipeline.operator.resolve`)."""
+        target = self.target(short)
+        return await resolve(Resolvable(target.store, target.starter, target.in_doubt_field,
+                                        target.operator_output), request_id, outcome, note)

@@ -4,8 +4,11 @@ The workflow sends ``{task_token, request_id, attempt, execution_name}``; the wo
 loads the job, checks the task still belongs to the job's current attempt, runs the
 service's handler and answers ``SendTaskSuccess`` (handler output) or
 ``SendTaskFailure`` with ``remitflow.Business.<Reason>`` (not retryable: the job
-becomes ``REJECTED``) or ``remitflow.Transient`` (retried by the workflow, then
-``RETRY_PENDING``). While the handler runs, the worker heartbeats the task and
+becomes ``REJECTED``) or ``remitflow.Transient`` (the job becomes ``RETRY_PENDING``).
+Before a failure is answered, the worker records it in the job's ``history`` and,
+for a transient one, when the next attempt is due (``retry_due``, from the retry
+policy, measured from now: the workflow copies it into ``next_attempt_at``).
+While the handler runs, the worker heartbeats the task and
 extends the message's visibility. The message is deleted only after the answer
 was accepted (or the task is gone), so a crash mid-task re-runs the handler:
 handlers must be idempotent (notification records deliveries before answering).
@@ -24,7 +27,8 @@ from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
-from shared.pipeline.jobs import Job, JobStore, Status
+from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict
+from shared.pipeline.starter import RETRY_DUE, RetryPolicy
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -73,13 +77,15 @@ Handler = Callable[[Task], Awaitable[dict[str, Any]]]
 class TaskWorker(SqsWorker):
     def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
                  store: JobStore, handler: Handler, max_in_flight: int = 32,
-                 wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70) -> None:
+                 wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70,
+                 retry: RetryPolicy | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="tasks",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
         self.sfn = sfn
         self.store = store
         self.handler = handler
         self.heartbeat_s = heartbeat_s
+        self.retry = retry
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """Each task answered on its own (heartbeats while its handler runs)."""
@@ -122,10 +128,13 @@ class TaskWorker(SqsWorker):
             await self._send_failure(token, "remitflow.Superseded", str(exc), request_id)
             TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
         except BusinessError as exc:
+            await self._record_failure(task, f"rejected ({exc.reason}): {exc.detail}",
+                                       transient=False)
             await self._send_failure(token, exc.error_name, exc.detail, request_id)
             TASKS.labels(queue=self.queue, outcome="business_error", error=exc.reason).inc()
         except Exception as exc:
             cause = str(exc) or type(exc).__name__
+            await self._record_failure(task, cause, transient=True)
             await self._send_failure(token, TRANSIENT, cause, request_id)
             TASKS.labels(queue=self.queue, outcome="transient_error",
                          error=type(exc).__name__).inc()
@@ -137,6 +146,33 @@ class TaskWorker(SqsWorker):
             beat.cancel()
             HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started)
         await self._delete(message)
+
+    async def _record_failure(self, task: Task, cause: str, *, transient: bool) -> None:
+        """History line for the failed attempt and, if transient, when the next is due.
+
+        Best effort: if the job moved on (superseded) or the write races, nothing is
+        written and the workflow falls back to the due time computed at start.
+        """
+        try:
+            job = await self.store.get(task.request_id)
+            if job is None or job.status is not Status.RUNNING \
+                    or job.execution_name != task.execution_name:
+                return
+            note = f"attempt {job.attempt} failed: {cause[:300]}"
+            sets: dict[str, Any] = {}
+            if transient and self.retry is not None:
+                left = self.retry.max_attempts_for(job) - job.attempt
+                due = self.retry.next_attempt_at(job.attempt, job=job) if left > 0 \
+                    else int(time.time())
+                sets[RETRY_DUE] = due
+                note += (f"; attempt {job.attempt + 1} due at "
+                         f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(due))}"
+                         if left > 0 else "; no attempts left")
+            await self.store.update(job, sets, history=note)
+        except VersionConflict:
+            log.info("task.failure_note_conflict", request_id=task.request_id)
+        except Exception as exc:
+            log.warning("task.failure_note_failed", request_id=task.request_id, error=repr(exc))
 
     async def _send_success(self, token: str, output: dict[str, Any], request_id: str) -> None:
         try:

@@ -94,7 +94,7 @@ def test_amount_and_date_in_payee_locale(renderer: Renderer) -> None:
     ("ja-JP", "payment_settled", "ja", "€1,234.56"),
     ("fr-CA", "payment_settled", "fr", "1\xa0234,56\xa0€"),
     ("es-MX", "payment_settled", "en", "€1,234.56"),          # no Spanish: English
-    ("de-DE", "royalty_settled", "en", "€1,234.56"),          # en-only template
+    ("de-DE", "royalty_settled", "de", "1.234,56\xa0€"),      # every template in every locale
     ("pt-PT", "payment_settled", "en", "€1,234.56"),          # only pt-BR exists
 ])
 def test_locale_fallback(renderer: Renderer, payee_locale: str, template_id: str, used: str,
