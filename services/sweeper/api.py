@@ -92,8 +92,8 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
         if table not in sweeper.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
         try:
-            job = await sweeper.resolve(table, request_id, body.outcome,
-                                        f"{who}: {body.note}" if body.note else str(who))
+            job = await sweeper.resolve(table, request_id, body.outcome, body.note,
+                                        by=str(who))
         except JobNotFound:
             raise HTTPException(status_code=404,
                                 detail=f"no job with request_id {request_id}") from None

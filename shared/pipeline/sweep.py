@@ -367,8 +367,10 @@ class Sweeper(Lifecycle):
                  execution=running.execution_name, attempt=running.attempt)
         return running
 
-    async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str) -> Job:
+    async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str, *,
+                      by: str = "operator") -> Job:
         """An operator's decision on a ``FAILED`` job (:func:`shared.pipeline.operator.resolve`)."""
         target = self.target(short)
         return await resolve(Resolvable(target.store, target.starter, target.in_doubt_field,
-                                        target.operator_output), request_id, outcome, note)
+                                        target.operator_output), request_id, outcome, note,
+                             by=by)
