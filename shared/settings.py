@@ -7,9 +7,17 @@ message that names the variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["enrichment", "notification", "sweeper"]
@@ -22,6 +30,24 @@ class SettingsError(SystemExit):
     """Raised at start-up for an invalid setting; the message names the variable."""
 
 
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "replace-me", "secret", "token"})
+MIN_TOKEN_LENGTH = 16
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` is unusable as an API token, or None when it is acceptable.
+
+    Placeholders from example files and short tokens are refused, so a copied
+    example never becomes a working credential.
+    """
+    if token.strip().lower() in PLACEHOLDER_TOKENS or "change-me" in token.lower():
+        return "is a placeholder; generate one with: python -c " \
+               "'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is shorter than {MIN_TOKEN_LENGTH} characters"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REMITFLOW_", extra="ignore")
 
@@ -32,6 +58,13 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
 
     api_token: SecretStr | None = None
+    api_auth: Literal["required", "disabled"] = Field(
+        default="required", description="'disabled' serves /v1 without a token (dev only); "
+                                        "otherwise a service refuses to start without one")
+    api_trusted_proxies: str = Field(
+        default="", description="comma-separated CIDRs whose X-Forwarded-For is believed "
+                                "(the rate limiter's client address)")
+    api_max_clients: int = Field(default=10_000, ge=1, le=10_000_000)
     api_rate_per_s: float = Field(default=50.0, gt=0)
     api_burst: int = Field(default=100, ge=1)
     http_host: str = "0.0.0.0"
@@ -82,6 +115,36 @@ class Settings(BaseSettings):
         default=None,
         description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "
                     "makes task handlers fail transiently for matching request ids")
+
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        problem = token_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(f"the token {problem}")
+        return value
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p.strip(), strict=False)
+                for p in self.api_trusted_proxies.split(",") if p.strip()]
+
+    def require_api_auth(self) -> None:
+        """Refuse to serve without a token unless auth was disabled on purpose."""
+        if self.api_token is None and self.api_auth != "disabled":
+            raise SettingsError(
+                "invalid setting REMITFLOW_API_TOKEN: required to serve /v1 (generate one "
+                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'), or set "
+                "REMITFLOW_API_AUTH=disabled to serve it without authentication")
 
     @model_validator(mode="after")
     def _baseline(self) -> Settings:

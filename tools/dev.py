@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -158,8 +159,10 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             view = _render(rows, names, dlq, notes, receiver)
             if view != last:
                 if tty:
+                    token = os.environ.get("REMITFLOW_API_TOKEN", "")
                     print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "remitflow dev "
-                          "(Ctrl-C stops)\n" + view + "\n\n" + _table(rows, names), flush=True)
+                          f"(Ctrl-C stops)  API token: {token}\n" + view + "\n\n"
+                          + _table(rows, names), flush=True)
                 else:
                     print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
                 last = view
@@ -180,6 +183,14 @@ def _start_receiver() -> Receiver | None:
     return receiver
 
 
+def dev_api_token() -> tuple[str, bool]:
+    """``REMITFLOW_API_TOKEN`` when set, else a fresh random one; (token, generated)."""
+    token = os.environ.get("REMITFLOW_API_TOKEN")
+    if token:
+        return token, False
+    return secrets.token_urlsafe(24), True
+
+
 class LocalStack:
     """Emulator + resources + reference data + webhook receiver + supervised services.
 
@@ -189,11 +200,17 @@ class LocalStack:
 
     def __init__(self, port: int, **extra_env: str) -> None:
         self.emulator = Emulator("127.0.0.1", port).start()
+        self.api_token, generated = dev_api_token()
         self.env = {**os.environ, "AWS_ENDPOINT_URL": self.emulator.endpoint,
                     "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-                    "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV, **extra_env}
+                    "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV,
+                    "REMITFLOW_API_TOKEN": self.api_token, **extra_env}
         os.environ.update({k: v for k, v in self.env.items()
-                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX")})
+                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX",
+                                    "REMITFLOW_API_TOKEN")})
+        if generated:
+            print(f"API token (generated for this run): {self.api_token}\n"
+                  f"  export REMITFLOW_API_TOKEN={self.api_token}", flush=True)
         self.settings = Settings()
         self.receiver: Receiver | None = None
         self.supervisor = Supervisor(self.env)
