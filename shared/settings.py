@@ -107,6 +107,12 @@ class Settings(BaseSettings):
         description="RUNNING longer than this is checked with DescribeExecution; default: "
                     "the workflow timeout (task_timeout_s * 3 + 120) plus 60 s")
 
+    advice_extra_fields: str = Field(
+        default="end_to_end_id,charge_bearer", pattern=r"^[A-Za-z0-9_,\s-]*$",
+        description="comma-separated partner extra fields copied into the advice (and so to "
+                    "SNS, the notification job, the API and webhooks); every other extra "
+                    "field stays only on the stored partner payload")
+
     sender_email: str = "remittances@example.com"
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_allow_private: bool = False
@@ -137,6 +143,10 @@ class Settings(BaseSettings):
     def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(p.strip(), strict=False)
                 for p in self.api_trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def advice_extras_allowed(self) -> frozenset[str]:
+        return frozenset(f.strip() for f in self.advice_extra_fields.split(",") if f.strip())
 
     def require_api_auth(self) -> None:
         """Refuse to serve without a token unless auth was disabled on purpose."""

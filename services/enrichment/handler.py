@@ -43,8 +43,15 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def enrich(message: PartnerNotification, *, directory: PayeeDirectory) -> RemittanceAdvice:
-    """Turn a partner confirmation into an advice, or raise :class:`BusinessError`."""
+async def enrich(message: PartnerNotification, *, directory: PayeeDirectory,
+                 extra_fields: frozenset[str] = frozenset()) -> RemittanceAdvice:
+    """Turn a partner confirmation into an advice, or raise :class:`BusinessError`.
+
+    Only the partner extra fields named in ``extra_fields``
+    (``REMITFLOW_ADVICE_EXTRA_FIELDS``) travel on in the advice — to SNS, the
+    notification job, the API and webhooks. Partners put anything in extras
+    (names, account numbers, addresses); the rest stays only on the stored payload.
+    """
     payee, invoices = await directory.lookup(message.payee_id, message.invoice_ids)
     if payee is None:
         raise BusinessError("UnknownPayee", f"payee {message.payee_id} is not known")
@@ -84,7 +91,8 @@ async def enrich(message: PartnerNotification, *, directory: PayeeDirectory) -> 
                                 amount=Decimal(format_plain(i.amount, i.currency)),
                                 currency=i.currency, description=i.description,
                                 purpose=i.purpose) for i in ordered],
-        extras=message.extras, enriched_at=now_iso())
+        extras={k: v for k, v in message.extras.items() if k in extra_fields},
+        enriched_at=now_iso())
 
 
 def task_output(advice: RemittanceAdvice) -> dict[str, Any]:
@@ -92,6 +100,7 @@ def task_output(advice: RemittanceAdvice) -> dict[str, Any]:
     return {"advice_json": advice.model_dump_json(), "attributes": advice.message_attributes()}
 
 
-async def handle_task(task: Task, *, directory: PayeeDirectory) -> dict[str, Any]:
+async def handle_task(task: Task, *, directory: PayeeDirectory,
+                      extra_fields: frozenset[str] = frozenset()) -> dict[str, Any]:
     message = PartnerNotification.model_validate_json(task.job.raw["payload"])
-    return task_output(await enrich(message, directory=directory))
+    return task_output(await enrich(message, directory=directory, extra_fields=extra_fields))

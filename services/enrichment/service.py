@@ -15,7 +15,8 @@ from shared.settings import Settings
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     directory = PayeeDirectory.for_prefix(clients.dynamodb, settings.prefix)
-    handler = functools.partial(handle_task, directory=directory)
+    handler = functools.partial(handle_task, directory=directory,
+                                extra_fields=settings.advice_extras_allowed)
 
     workers, store = await pipeline(settings, clients, ENRICHMENT,
                                     parse=parse_partner_message, handler=handler)
