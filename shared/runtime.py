@@ -70,7 +70,8 @@ def api_auth(settings: Settings) -> ApiAuth:
 
 
 async def serve(service: str, settings: Settings, build: Builder, *, port: int) -> int:
-    configure_logging(settings.log_level, settings.log_format, service=service)
+    configure_logging(settings.log_level, settings.log_format, service=service,
+                      libraries_level=settings.log_level_libraries)
     settings.require_api_auth()
     port = settings.port_or(port)
     started = time.monotonic()

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     http_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    log_level_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="standard-library loggers (uvicorn, botocore, asyncio); "
+                                       "redacted like our own events")
 
     max_in_flight: int = Field(default=32, ge=1, le=1000)
     batching: bool = Field(
