@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     receive_wait_s: int = Field(default=10, ge=0, le=20)
     visibility_timeout_s: int = Field(default=60, ge=5, le=43200)
     shutdown_grace_s: float = Field(default=25.0, gt=0, le=600)
+    intake_retry_base_s: float = Field(
+        default=2.0, ge=1, description="first backoff (message visibility) after a message "
+                                       "could not be stored for a transient reason; doubles "
+                                       "per receive")
+    intake_retry_cap_s: float = Field(default=900.0, ge=1, le=43_200)
+    aws_max_attempts: int = Field(default=5, ge=1, le=20,
+                                  description="SDK attempts per AWS call (standard retry mode)")
 
     stream_poll_interval_s: float = Field(default=0.5, gt=0)
     stream_idle_max_s: float = Field(default=5.0, gt=0)
