@@ -61,6 +61,7 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.refused: list[tuple[str, str]] = []
         self.forwarded = 0
+        self.responses: dict[str, list[str]] = {}
         self._turn = itertools.count()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -71,6 +72,14 @@ class FaultProxy:
 
     def heal(self) -> None:
         self.faults = []
+
+    def watch(self, target: str) -> None:
+        """Record the response bodies of ``target`` calls (``AmazonSQS.ReceiveMessage``)."""
+        self.responses.setdefault(target, [])
+
+    def seen(self, target: str, needle: str) -> int:
+        """How many recorded ``target`` responses carried ``needle``."""
+        return sum(needle in body for body in self.responses.get(target, []))
 
     def refusals(self, needle: str) -> int:
         """How many faulted requests carried ``needle`` (a request id, say) in their body."""
@@ -116,5 +125,7 @@ class FaultProxy:
                                          allow_redirects=False) as resp:
             payload = await resp.read()
             self.forwarded += 1
+            if target in self.responses:
+                self.responses[target].append(payload.decode("utf-8", "replace"))
             out = {k: v for k, v in resp.headers.items() if k.lower() not in _HOP}
             return web.Response(status=resp.status, body=payload, headers=out)

@@ -2,7 +2,7 @@
 
 DynamoDB is made to throttle and fail (from outside the process, by
 ``tests/faultproxy.py``) for every intake write while valid messages arrive: each is
-refused more times than the old redrive limit (5 receives) allowed, none ends in the
+received (and refused) more times than the old redrive limit (5 receives) allowed, none ends in the
 DLQ, and all are stored once the outage ends. Invalid ones — deep JSON included —
 go to the DLQ at once, with their reason.
 """
@@ -21,7 +21,7 @@ from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import Env, eventually
 from tools.demo import generate_messages
 
-REFUSALS = 7  # beyond the old maxReceiveCount of 5
+RECEIVES = 7  # beyond the old maxReceiveCount of 5
 
 
 @contextmanager
@@ -47,14 +47,16 @@ async def test_dynamodb_outage_backs_off_and_loses_nothing(env: Env) -> None:
     table = env.names.remittances
     async with FaultProxy(env.endpoint) as proxy:
         proxy.fail(Fault("DynamoDB_20120810.PutItem", body=rf'"TableName":\s*"{table}"'))
+        proxy.watch("AmazonSQS.ReceiveMessage")
         with enrichment(env, proxy.endpoint):
             await env.send(*good, deep, '{"request_id": "REQ-OUTAGE-BAD"}')
 
-            async def refused_enough() -> bool:
-                return all(proxy.refusals(i) >= REFUSALS for i in ids)
+            async def received_enough() -> bool:
+                return all(proxy.seen("AmazonSQS.ReceiveMessage", i) >= RECEIVES
+                           for i in ids) and all(proxy.refusals(i) for i in ids)
 
-            await eventually(refused_enough, timeout_s=90,
-                             what=f"every valid message refused {REFUSALS} times")
+            await eventually(received_enough, timeout_s=90,
+                             what=f"every valid message received {RECEIVES} times")
             dlq = env.names.dlq(env.names.remittance_events)
             dead = await eventually(lambda: env.drain(dlq, wait_s=0), what="invalid ones in DLQ")
             proxy.heal()
