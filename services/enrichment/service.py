@@ -18,7 +18,7 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     handler = functools.partial(handle_task, directory=directory,
                                 extra_fields=settings.advice_extras_allowed)
 
-    workers, store = await pipeline(settings, clients, ENRICHMENT,
-                                    parse=parse_partner_message, handler=handler)
+    parse = functools.partial(parse_partner_message, extra_fields=settings.advice_extras_allowed)
+    workers, store = await pipeline(settings, clients, ENRICHMENT, parse=parse, handler=handler)
     return ServiceParts(workers=workers, routers=[status_router(ENRICHMENT.table, store)],
                         readiness=aws_readiness(clients, store.table))

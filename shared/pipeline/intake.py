@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
+from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
 from shared.pipeline.jobs import JobStore
 from shared.worker import backoff_s, fault_point
 
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# DynamoDB's item limit is 400 KB; keep room for the job's own attributes.
-MAX_PAYLOAD_BYTES = 380_000
+# The payload alone must fit the job item's budget (what the job adds is on top).
+MAX_PAYLOAD_BYTES = JOB_ITEM.usable
 
 
 class InvalidMessage(ValueError):
@@ -63,9 +64,19 @@ class Parsed:
     payload: str
     content_hash: str
     extra: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[Budget, int] = field(default_factory=dict)
+    """What this job will carry downstream, per stage (``shared/pipeline/budgets.py``),
+    measured by the service that knows its output; for ``JOB_ITEM``, the bytes the
+    job's output adds to its item (the payload is counted here)."""
 
 
 Parser = Callable[[str], Parsed]
+
+
+def budget_problem(parsed: Parsed) -> str | None:
+    """Why this message would not fit downstream (stage and limit), or None."""
+    sizes = {**parsed.sizes, JOB_ITEM: utf8_size(parsed.payload) + parsed.sizes.get(JOB_ITEM, 0)}
+    return first_problem(sizes)
 
 
 class Intake(SqsWorker):
@@ -141,9 +152,9 @@ class Intake(SqsWorker):
             MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
         try:
             parsed = self._parse(body)
-            if len(parsed.payload.encode()) > MAX_PAYLOAD_BYTES:
-                raise InvalidMessage("too_large", f"payload of {len(parsed.payload)} bytes is "
-                                     f"over the {MAX_PAYLOAD_BYTES} byte limit for a job item")
+            problem = budget_problem(parsed)
+            if problem:
+                raise InvalidMessage("too_large", problem)
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
