@@ -15,7 +15,7 @@ import hmac
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import TTLCache
@@ -53,7 +53,7 @@ class ApiAuth:
     (``REMITFLOW_API_AUTH=disabled``); neither is a programming error.
     """
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     disabled: bool = False
     label: str = "api-token"
 
