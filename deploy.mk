@@ -25,7 +25,7 @@ DASHBOARD := deploy/grafana/dashboards/remitflow.json
 HELM_ALL_FLAGS := --set keda.enabled=true --set serviceMonitor.enabled=true \
   --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
   --set networkPolicy.enabled=true --set bootstrap.enabled=true \
-  --set apiToken.create=true --set apiToken.value=lint-token \
+  --set apiToken.create=true --set apiToken.value=lint-token-0123456789 \
   --set podDisruptionBudget.enabled=true
 HELM_API_VERSIONS := --api-versions monitoring.coreos.com/v1 --api-versions keda.sh/v1alpha1
 # Oldest supported (Chart.yaml kubeVersion) and newest schema kubernetes-validate ships.
@@ -85,7 +85,7 @@ $(HADOLINT): | venv
 # ---------------------------------------------------------------- rendering
 # Values for the checked-in kustomize base (see k8s/kustomize/base/kustomization.yaml).
 KUSTOMIZE_RENDER := $(HELM) template remitflow $(DEPLOY_CHART) --namespace remitflow --skip-tests \
-  --set apiToken.existingSecret=remitflow-api-token --set apiToken.optional=true
+  --set apiToken.existingSecret=remitflow-api-token --set apiToken.create=false
 
 .PHONY: render-kustomize
 render-kustomize: $(HELM)  ## regenerate k8s/kustomize/base/remitflow.yaml from the chart
@@ -107,8 +107,9 @@ check-dockerfile: $(HADOLINT)
 
 check-compose: tool-docker-compose
 	@echo "== docker-compose config (default, --profile moto)"
-	@$(DOCKER_COMPOSE) config -q
-	@AWS_ENDPOINT_URL=http://moto:5000 $(DOCKER_COMPOSE) --profile moto config -q
+	@REMITFLOW_API_TOKEN=check-deploy-token-0123456789 $(DOCKER_COMPOSE) config -q
+	@REMITFLOW_API_TOKEN=check-deploy-token-0123456789 AWS_ENDPOINT_URL=http://moto:5000 $(DOCKER_COMPOSE) --profile moto config -q
+	@grep -q 'REMITFLOW_API_TOKEN: $${REMITFLOW_API_TOKEN:?' docker-compose.yml || { echo "compose must require REMITFLOW_API_TOKEN" >&2; exit 1; }
 	@test -x deploy/localstack/ready.d/10-remitflow.sh || { echo "ready.d hook not executable" >&2; exit 1; }
 	@echo "   ok"
 
@@ -180,6 +181,10 @@ check-helm: $(HELM) $(KUBE_VALIDATE) tool-promtool
 	    --set autoscaling.enabled=true --set-string aws.accountId=123456789012 >/dev/null 2>$(DEPLOY_BUILD)/both.err; then \
 	  echo "   render with keda+hpa should have failed" >&2; exit 1; \
 	else grep -q "keda.enabled and autoscaling.enabled are both true" $(DEPLOY_BUILD)/both.err && echo "   refused"; fi
+	@echo "== helm template must refuse a release without an API token"
+	@if $(HELM) template remitflow $(DEPLOY_CHART) --set apiToken.create=false >/dev/null 2>$(DEPLOY_BUILD)/token.err; then \
+	  echo "   render without a token should have failed" >&2; exit 1; \
+	else grep -q "refuse to start without an API token" $(DEPLOY_BUILD)/token.err && echo "   refused"; fi
 
 check-kustomize: $(HELM)
 	@echo "== kustomize base is current; base and overlay render"
@@ -187,7 +192,10 @@ check-kustomize: $(HELM)
 	   $(KUSTOMIZE_RENDER); } | diff -u $(KUSTOMIZE_BASE)/remitflow.yaml - \
 	  || { echo "stale: run make -f deploy.mk render-kustomize" >&2; exit 1; }
 	@$(KUBECTL) kustomize $(KUSTOMIZE_BASE) > /dev/null
-	@$(KUBECTL) kustomize $(KUSTOMIZE_OVERLAY) > $(DEPLOY_BUILD)/overlay.yaml
+	@# The overlay's api-token.env is the user's (git-ignored): render a scratch copy with the example.
+	@rm -rf $(DEPLOY_BUILD)/kustomize && mkdir -p $(DEPLOY_BUILD) && cp -r k8s/kustomize $(DEPLOY_BUILD)/kustomize
+	@cp $(KUSTOMIZE_OVERLAY)/api-token.env.example $(DEPLOY_BUILD)/kustomize/overlays/example/api-token.env
+	@$(KUBECTL) kustomize $(DEPLOY_BUILD)/kustomize/overlays/example > $(DEPLOY_BUILD)/overlay.yaml
 	@mkdir -p $(DEPLOY_BUILD)/overlay && rm -f $(DEPLOY_BUILD)/overlay/*.yaml
 	@$(DEPLOY_PY) deploy/split_manifests.py $(DEPLOY_BUILD)/overlay.yaml $(DEPLOY_BUILD)/overlay
 	@$(KUBE_VALIDATE) --strict --quiet $(DEPLOY_BUILD)/overlay/*.yaml && echo "   ok"
@@ -232,10 +240,15 @@ check-cdk: cdk-synth $(CFN_LINT)
 	@echo "== deploy/iam/*.json are generated from tools/iam.py"
 	@$(DEPLOY_PY) -m tools.iam --check && echo "   ok"
 
-.PHONY: compose-up compose-up-moto compose-down
-compose-up:  ## docker-compose stack on LocalStack
+.PHONY: compose-up compose-up-moto compose-down compose-token
+# The services need an API token: use $REMITFLOW_API_TOKEN, or one kept in .env (git-ignored).
+compose-token:
+	@test -n "$$REMITFLOW_API_TOKEN" || grep -qs '^REMITFLOW_API_TOKEN=' .env || { \
+	  printf 'REMITFLOW_API_TOKEN=%s\n' "$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
+	  echo "generated REMITFLOW_API_TOKEN into .env (read it there for Authorization: Bearer ...)"; }
+compose-up: compose-token  ## docker-compose stack on LocalStack
 	$(DOCKER_COMPOSE) up -d --build
-compose-up-moto:  ## docker-compose stack on moto instead of LocalStack
+compose-up-moto: compose-token  ## docker-compose stack on moto instead of LocalStack
 	AWS_ENDPOINT_URL=http://moto:5000 $(DOCKER_COMPOSE) --profile moto up -d --build --scale localstack=0
 compose-down:
 	$(DOCKER_COMPOSE) --profile moto down -v

@@ -35,3 +35,5 @@ protocol_version
 do_DELETE
 do_HEAD
 do_PUT
+# logging.Logger attribute set to route library records through our handler (shared/logs.py)
+handlers

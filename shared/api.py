@@ -2,20 +2,26 @@
 
 ``/healthz`` answers from the event loop's own heartbeat (never AWS), so a slow
 dependency never gets a pod killed; ``/readyz`` runs the service's readiness
-check. ``/v1`` requires ``Authorization: Bearer <REMITFLOW_API_TOKEN>`` when the
-token is set, compared in constant time.
+check; both stay open, like ``/metrics``. Everything else — ``/v1``, ``/docs`` and
+``/openapi.json`` — requires ``Authorization: Bearer <REMITFLOW_API_TOKEN>``
+(compared in constant time) unless auth was explicitly disabled
+(``REMITFLOW_API_AUTH=disabled``), which ``/readyz`` then shows as ``"auth": "disabled"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from cachetools import TTLCache
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,26 +45,86 @@ class Heartbeat:
         return time.monotonic() - self.last
 
 
+@dataclass(frozen=True)
+class ApiAuth:
+    """How ``/v1``, ``/docs`` and ``/openapi.json`` are protected.
+
+    Secure by default: either a bearer ``token`` or an explicit ``disabled=True``
+    (``REMITFLOW_API_AUTH=disabled``); neither is a programming error.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    disabled: bool = False
+    label: str = "api-token"
+
+    def __post_init__(self) -> None:
+        if not self.token and not self.disabled:
+            raise ValueError("an API token is required unless auth is explicitly disabled")
+
+    @property
+    def mode(self) -> str:
+        return "disabled" if self.disabled else "bearer"
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(request: Request, trusted: Sequence[Network] = ()) -> str:
+    """The caller's address; ``X-Forwarded-For`` counts only when sent by a trusted proxy.
+
+    Walks the forwarded chain from the right (the hop nearest to us) and returns the
+    first address that is not itself a trusted proxy, so a client cannot pick its own
+    rate-limit key by prepending addresses.
+    """
+    peer = request.client.host if request.client else "-"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded:
+        return peer
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
 class RateLimiter:
-    """Token bucket per client address for ``/v1``: ``rate_per_s`` sustained, ``burst`` peak.
+    """Token bucket per principal for ``/v1``: ``rate_per_s`` sustained, ``burst`` peak.
 
     Protects the job table behind the API from a runaway script; health, readiness
     and metrics are never limited. Buckets are per process (each replica limits on
-    its own) and idle buckets are dropped so the map stays small.
+    its own). Memory is bounded: at most ``max_clients`` buckets, each dropped once
+    idle long enough to have refilled (dropping it then changes nothing), the least
+    recently used first when full. Every request costs O(1): no sweep over the map.
+    A flood of distinct addresses can evict a bucket early, which only hands that
+    client a fresh burst; it never slows the service or grows memory.
     """
 
-    def __init__(self, rate_per_s: float, burst: int) -> None:
+    def __init__(self, rate_per_s: float, burst: int, *, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate_per_s
         self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.clock = clock
+        self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(
+            maxsize=max_clients, ttl=max(1.0, self.burst / rate_per_s), timer=clock)
 
-    def allow(self, client: str, now: float | None = None) -> float:
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, client: str) -> float:
         """0 when allowed, else the seconds until a request would be."""
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         tokens, last = self._buckets.get(client, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if len(self._buckets) > 10_000:
-            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
         if tokens < 1:
             self._buckets[client] = (tokens, now)
             return (1 - tokens) / self.rate
@@ -66,37 +132,40 @@ class RateLimiter:
         return 0.0
 
 
-def rate_limit(limiter: RateLimiter | None) -> Callable[[Request], Awaitable[None]]:
+def guard(auth: ApiAuth, limiter: RateLimiter | None,
+          trusted: Sequence[Network] = ()) -> Callable[[Request], Awaitable[None]]:
+    """Authenticate, then rate-limit by the principal (or the client address).
+
+    Auth runs first so an unauthenticated request never spends anyone's bucket;
+    an authenticated caller is limited by its token label wherever it connects from.
+    """
     async def check(request: Request) -> None:
+        principal = None
+        if not auth.disabled:
+            header = request.headers.get("authorization", "")
+            scheme, _, supplied = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    supplied.encode(), (auth.token or "").encode()):
+                raise HTTPException(status_code=401, detail="missing or invalid bearer token",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            principal = auth.label
         if limiter is None:
             return
-        client = request.client.host if request.client else "-"
-        wait = limiter.allow(client)
+        key = principal or client_address(request, trusted)
+        wait = limiter.allow(key)
         if wait:
             raise HTTPException(status_code=429, detail="too many requests",
                                 headers={"Retry-After": str(max(1, round(wait)))})
     return check
 
 
-def bearer_auth(token: str | None) -> Callable[[Request], Awaitable[None]]:
-    async def check(request: Request) -> None:
-        if not token:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, supplied = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied.encode(),
-                                                                 token.encode()):
-            raise HTTPException(status_code=401, detail="missing or invalid bearer token",
-                                headers={"WWW-Authenticate": "Bearer"})
-    return check
-
-
 def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
-               routers: list[APIRouter], token: str | None,
+               routers: list[APIRouter], auth: ApiAuth,
                limiter: RateLimiter | None = None,
+               trusted_proxies: Sequence[Network] = (),
                pages: list[APIRouter] | None = None) -> FastAPI:
-    app = FastAPI(title=f"remitflow {service}", version="1", docs_url="/docs",
-                  redoc_url=None)
+    app = FastAPI(title=f"remitflow {service}", version="1", docs_url=None,
+                  redoc_url=None, openapi_url=None)
     state: dict[str, bool] = {"draining": False}
     app.state.flags = state
 
@@ -121,16 +190,27 @@ def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
         except Exception as exc:
             return JSONResponse({"ready": False, "reason": str(exc)[:300]}, status_code=503)
         ready = all(bool(v) for v in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready
-                            else 503)
+        return JSONResponse({"ready": ready, "checks": checks, "auth": auth.mode},
+                            status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    guards = [Depends(rate_limit(limiter)), Depends(bearer_auth(token))]
+    guards = [Depends(guard(auth, limiter, trusted_proxies))]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guards)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guards)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
+
     for router in routers:
         app.include_router(router, prefix="/v1", dependencies=guards)
-    for page in pages or ():  # own auth (session cookie), rate-limited like /v1
-        app.include_router(page, dependencies=[Depends(rate_limit(limiter))])
+    # pages carry their own auth (a session cookie); rate-limited by client address
+    by_address = [Depends(guard(ApiAuth(disabled=True), limiter, trusted_proxies))]
+    for page in pages or ():
+        app.include_router(page, dependencies=by_address)
     return app

@@ -1,7 +1,12 @@
-"""Structured logs: JSON events bound to ``request_id``, with secrets redacted.
+"""Structured logs: JSON events bound to ``request_id``, with secrets and PII redacted.
 
-Redaction runs on every event: webhook secrets, bearer tokens and long digit runs
-(account numbers) never reach a log line; e-mail addresses are reduced to their domain.
+Redaction runs on every event — ours (structlog), every standard-library logger
+(uvicorn, botocore, asyncio: routed through the same processors), their
+tracebacks, and an uncaught exception's traceback (``sys.excepthook``). What never
+reaches a log line: webhook secrets, bearer tokens and AWS request signatures;
+IBANs (kept: country and last 4), card numbers written with spaces or dashes and
+digit runs of 8 or more (account numbers; kept: last 4); e-mail local parts (kept:
+the domain). Values under secret-looking keys are dropped whole.
 """
 
 from __future__ import annotations
@@ -9,7 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -17,7 +24,12 @@ import structlog
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key)", re.I)
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
-_DIGITS = re.compile(r"\b\d{9,}\b")
+# Header values as botocore/httpx print them: 'Authorization': b'AWS4-HMAC-SHA256 ...'.
+_AUTH_HEADER = re.compile(r"((?i:authorization|x-amz-security-token)['\"]?\s*[:=]\s*b?['\"]?)"
+                          r"[^'\"\n]+")
+_IBAN = re.compile(r"\b([A-Z]{2})\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_CARD = re.compile(r"\b\d(?:[ -]?\d){11,18}\b")
+_DIGITS = re.compile(r"\b\d{8,}\b")
 # Identifiers we log on purpose; digit runs in them are not account numbers.
 _IDENTIFIERS = frozenset({"request_id", "execution", "execution_name", "execution_arn", "shard",
                           "sequence", "checkpoint", "message_id", "timestamp", "owner",
@@ -25,10 +37,18 @@ _IDENTIFIERS = frozenset({"request_id", "execution", "execution_name", "executio
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 
 
+def _last4(match: re.Match[str]) -> str:
+    return "…" + re.sub(r"[ -]", "", match.group(0))[-4:]
+
+
 def redact_text(text: str) -> str:
+    """Mask secrets and PII in free text (see the module docstring for what and how)."""
     text = _WHSEC.sub("whsec_[redacted]", text)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + "[redacted]", text)
     text = _BEARER.sub("Bearer [redacted]", text)
-    text = _DIGITS.sub(lambda m: "…" + m.group(0)[-4:], text)
+    text = _IBAN.sub(lambda m: m.group(1) + _last4(m), text)
+    text = _CARD.sub(_last4, text)
+    text = _DIGITS.sub(_last4, text)
     return _EMAIL.sub(lambda m: "…@" + m.group(1), text)
 
 
@@ -56,10 +76,43 @@ def redaction_processor(
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None) -> None:
-    """Configure structlog once per process (entry point only)."""
+def _foreign(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A standard-library record: its free-text message moves to ``message`` (redacted);
+    ``event`` becomes ``log.<logger>``, so the identifier key never carries free text."""
+    record = event_dict.get("_record")
+    event_dict["message"] = event_dict.pop("event", "")
+    event_dict["event"] = f"log.{record.name}" if record is not None else "log"
+    return event_dict
+
+
+def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    text = "".join(traceback.format_exception(kind, exc, tb))
+    sys.stderr.write(redact_text(text))
+
+
+def configure_logging(level: str = "INFO", fmt: str = "json", service: str | None = None,
+                      libraries_level: str = "WARNING") -> None:
+    """Configure structlog and the standard-library loggers once per process (entry point).
+
+    Standard-library records (uvicorn, botocore, asyncio, …) go through the same
+    redaction and renderer as our events, at ``libraries_level``; an uncaught
+    exception's traceback is redacted too.
+    """
     renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
                      else structlog.dev.ConsoleRenderer(colors=False))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.contextvars.merge_contextvars,
+                           structlog.processors.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True), _foreign],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, redaction_processor, renderer]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelName(libraries_level))
+    sys.excepthook = _excepthook
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -76,7 +129,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
     )
     if service:
         structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
 def get_logger(name: str) -> Any:

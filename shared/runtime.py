@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
-from shared.api import Heartbeat, RateLimiter, Readiness, create_app
+from shared.api import ApiAuth, Heartbeat, RateLimiter, Readiness, create_app
 from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
@@ -62,8 +62,20 @@ class WorkerStopped(RuntimeError):
     """A worker returned while nobody asked it to stop."""
 
 
+def api_auth(settings: Settings) -> ApiAuth:
+    """The API's auth from settings; refuses (exits) without a token unless disabled."""
+    settings.require_api_auth()
+    if settings.api_token is None:
+        log.warning("api.auth_disabled", detail="REMITFLOW_API_AUTH=disabled: /v1, /docs and "
+                    "/openapi.json are served without authentication")
+        return ApiAuth(disabled=True)
+    return ApiAuth(token=settings.api_token.get_secret_value())
+
+
 async def serve(service: str, settings: Settings, build: Builder, *, port: int) -> int:
-    configure_logging(settings.log_level, settings.log_format, service=service)
+    configure_logging(settings.log_level, settings.log_format, service=service,
+                      libraries_level=settings.log_level_libraries)
+    settings.require_api_auth()
     port = settings.port_or(port)
     started = time.monotonic()
     async with AwsClients(settings) as clients:
@@ -78,10 +90,11 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
                 checks.update(await parts.readiness())
             return checks
 
-        token = settings.api_token.get_secret_value() if settings.api_token else None
         app = create_app(service=service, readiness=ready, heartbeat=heartbeat,
-                         routers=parts.routers, token=token, pages=parts.pages,
-                         limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst))
+                         routers=parts.routers, auth=api_auth(settings), pages=parts.pages,
+                         limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
+                                             max_clients=settings.api_max_clients),
+                         trusted_proxies=settings.trusted_proxies)
         server = _Server(uvicorn.Config(app, host=settings.http_host,
                                         port=port, log_config=None,
                                         access_log=False, lifespan="off"))

@@ -7,9 +7,17 @@ message that names the variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 RECONCILE_MARGIN_S = 60.0
@@ -17,6 +25,24 @@ RECONCILE_MARGIN_S = 60.0
 
 class SettingsError(SystemExit):
     """Raised at start-up for an invalid setting; the message names the variable."""
+
+
+PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "replace-me", "secret", "token"})
+MIN_TOKEN_LENGTH = 16
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` is unusable as an API token, or None when it is acceptable.
+
+    Placeholders from example files and short tokens are refused, so a copied
+    example never becomes a working credential.
+    """
+    if token.strip().lower() in PLACEHOLDER_TOKENS or "change-me" in token.lower():
+        return "is a placeholder; generate one with: python -c " \
+               "'import secrets; print(secrets.token_urlsafe(32))'"
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"is shorter than {MIN_TOKEN_LENGTH} characters"
+    return None
 
 
 class Settings(BaseSettings):
@@ -29,12 +55,22 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL")
 
     api_token: SecretStr | None = None
+    api_auth: Literal["required", "disabled"] = Field(
+        default="required", description="'disabled' serves /v1 without a token (dev only); "
+                                        "otherwise a service refuses to start without one")
+    api_trusted_proxies: str = Field(
+        default="", description="comma-separated CIDRs whose X-Forwarded-For is believed "
+                                "(the rate limiter's client address)")
+    api_max_clients: int = Field(default=10_000, ge=1, le=10_000_000)
     api_rate_per_s: float = Field(default=50.0, gt=0)
     api_burst: int = Field(default=100, ge=1)
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    log_level_libraries: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="standard-library loggers (uvicorn, botocore, asyncio); "
+                                       "redacted like our own events")
 
     max_in_flight: int = Field(default=32, ge=1, le=1000)
     batching: bool = Field(
@@ -43,6 +79,13 @@ class Settings(BaseSettings):
     receive_wait_s: int = Field(default=10, ge=0, le=20)
     visibility_timeout_s: int = Field(default=60, ge=5, le=43200)
     shutdown_grace_s: float = Field(default=25.0, gt=0, le=600)
+    intake_retry_base_s: float = Field(
+        default=2.0, ge=1, description="first backoff (message visibility) after a message "
+                                       "could not be stored for a transient reason; doubles "
+                                       "per receive")
+    intake_retry_cap_s: float = Field(default=900.0, ge=1, le=43_200)
+    aws_max_attempts: int = Field(default=5, ge=1, le=20,
+                                  description="SDK attempts per AWS call (standard retry mode)")
 
     stream_poll_interval_s: float = Field(default=0.5, gt=0)
     stream_idle_max_s: float = Field(default=5.0, gt=0)
@@ -75,6 +118,12 @@ class Settings(BaseSettings):
         default=None, gt=0,
         description="RUNNING longer than this is checked with DescribeExecution; default: "
                     "the workflow timeout (task_timeout_s * 3 + 120) plus 60 s")
+
+    advice_extra_fields: str = Field(
+        default="end_to_end_id,charge_bearer", pattern=r"^[A-Za-z0-9_,\s-]*$",
+        description="comma-separated partner extra fields copied into the advice (and so to "
+                    "SNS, the notification job, the API and webhooks); every other extra "
+                    "field stays only on the stored partner payload")
 
     sender_email: str = "remittances@example.com"
     webhook_timeout_s: float = Field(default=10.0, gt=0)
@@ -125,6 +174,39 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{prefix}{key.upper()}: {exc}") from None
         return {**data, "retry_schedules": merged}
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        problem = token_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(f"the token {problem}")
+        return value
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            ipaddress.ip_network(part, strict=False)
+        return value
+
+    @property
+    def trusted_proxies(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p.strip(), strict=False)
+                for p in self.api_trusted_proxies.split(",") if p.strip()]
+
+    @property
+    def advice_extras_allowed(self) -> frozenset[str]:
+        return frozenset(f.strip() for f in self.advice_extra_fields.split(",") if f.strip())
+
+    def require_api_auth(self) -> None:
+        """Refuse to serve without a token unless auth was disabled on purpose."""
+        if self.api_token is None and self.api_auth != "disabled":
+            raise SettingsError(
+                "invalid setting REMITFLOW_API_TOKEN: required to serve /v1 (generate one "
+                "with: python -c 'import secrets; print(secrets.token_urlsafe(32))'), or set "
+                "REMITFLOW_API_AUTH=disabled to serve it without authentication")
 
     @model_validator(mode="after")
     def _baseline(self) -> Settings:

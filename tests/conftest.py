@@ -7,6 +7,7 @@ over real HTTP; nothing in the AWS APIs is mocked.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,8 @@ from tests.helpers import Env, free_port, test_settings
 from tools.demo import reference_data
 from tools.stack import KINDS, TABLES
 
+SESSION_API_TOKEN = "session-" + secrets.token_urlsafe(24)
+
 
 @pytest.fixture(scope="session")
 def emulator() -> Iterator[str]:
@@ -33,7 +36,9 @@ def emulator() -> Iterator[str]:
         wait_until_up("127.0.0.1", port, timeout_s=30)
         endpoint = f"http://127.0.0.1:{port}"
         os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
-                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
+                           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                           # Services refuse to start without one (secure by default).
+                           "REMITFLOW_API_TOKEN": SESSION_API_TOKEN})
         yield endpoint
     finally:
         proc.terminate()

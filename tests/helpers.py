@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import SecretStr
 
-from shared.api import Heartbeat, create_app
+from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
 from shared.pipeline.assemble import state_machine_arn
@@ -183,7 +183,8 @@ async def console(env: Env, token: str | None = CONSOLE_TOKEN
         return {}
 
     app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
-                     routers=parts.routers, token=token, pages=parts.pages)
+                     routers=parts.routers, pages=parts.pages,
+                     auth=ApiAuth(token=token) if token else ApiAuth(disabled=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://sweeper") as client:
         yield client

@@ -20,7 +20,7 @@ import pytest
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
-from shared.api import Heartbeat, create_app
+from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
@@ -62,7 +62,7 @@ async def sweeper_api(env: Env) -> AsyncIterator[httpx.AsyncClient]:
         return {}
 
     app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
-                     routers=parts.routers, token=TOKEN)
+                     routers=parts.routers, auth=ApiAuth(token=TOKEN))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://sweeper") as client:
         yield client

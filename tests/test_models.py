@@ -147,18 +147,20 @@ def test_redaction() -> None:
 def test_rate_limiter_bucket() -> None:
     from shared.api import RateLimiter
 
-    limiter = RateLimiter(rate_per_s=2, burst=3)
-    assert [limiter.allow("a", now=0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert limiter.allow("a", now=0.0) == 0.5
-    assert limiter.allow("b", now=0.0) == 0.0, "buckets are per client"
-    assert limiter.allow("a", now=0.5) == 0.0, "refilled at rate_per_s"
+    now = [0.0]
+    limiter = RateLimiter(rate_per_s=2, burst=3, clock=lambda: now[0])
+    assert [limiter.allow("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.allow("a") == 0.5
+    assert limiter.allow("b") == 0.0, "buckets are per client"
+    now[0] = 0.5
+    assert limiter.allow("a") == 0.0, "refilled at rate_per_s"
 
 
 async def test_api_answers_429_with_retry_after() -> None:
     from fastapi import APIRouter
     from httpx import ASGITransport, AsyncClient
 
-    from shared.api import Heartbeat, RateLimiter, create_app
+    from shared.api import ApiAuth, Heartbeat, RateLimiter, create_app
 
     router = APIRouter()
 
@@ -170,7 +172,7 @@ async def test_api_answers_429_with_retry_after() -> None:
         return {}
 
     app = create_app(service="t", readiness=ready, heartbeat=Heartbeat(), routers=[router],
-                     token=None, limiter=RateLimiter(rate_per_s=0.1, burst=2))
+                     auth=ApiAuth(disabled=True), limiter=RateLimiter(rate_per_s=0.1, burst=2))
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
         codes = [(await http.get("/v1/ping")).status_code for _ in range(3)]
         limited = await http.get("/v1/ping")

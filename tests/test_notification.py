@@ -122,10 +122,13 @@ async def test_duplicate_advice_sends_one_email(env: Env) -> None:
     assert [e["name"] for e in executions] == ["REQ-2026-000001-a1"]
 
 
+TOKEN = "notification-test-token"
+
+
 async def test_notification_api_shows_delivery(env: Env) -> None:
     from httpx import ASGITransport, AsyncClient
 
-    from shared.api import Heartbeat, create_app
+    from shared.api import ApiAuth, Heartbeat, create_app
 
     async with running(env, build_enrichment), running(env, build_notification) as parts:
         await env.send(example("settled-usd-ach.json"))
@@ -135,8 +138,9 @@ async def test_notification_api_shows_delivery(env: Env) -> None:
             return {}
 
         app = create_app(service="notification", readiness=nothing, heartbeat=Heartbeat(),
-                         routers=parts.routers, token=None)
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+                         routers=parts.routers, auth=ApiAuth(token=TOKEN))
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t",
+                               headers={"Authorization": f"Bearer {TOKEN}"}) as http:
             body = (await http.get("/v1/notifications/REQ-2026-000001")).json()
     assert body["status"] == "SENT" and body["channel"] == "email"
     for key in ("template_id", "locale", "delivery_id", "attempt", "last_error"):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from services.enrichment.service import build as enrichment
-from shared.api import Heartbeat, create_app
+from shared.api import ApiAuth, Heartbeat, create_app
 from shared.pipeline.jobs import Job, JobStore, Status
 from shared.pipeline.sweep import Sweeper
 from tests.helpers import Env, history, job_in, message, names_of, retrying, running
@@ -24,8 +24,8 @@ TOKEN = "sweeper-test-token"
 
 
 @asynccontextmanager
-async def api(env: Env, token: str | None = None) -> AsyncIterator[tuple[httpx.AsyncClient,
-                                                                         Sweeper]]:
+async def api(env: Env, *, send_token: bool = True) -> AsyncIterator[
+        tuple[httpx.AsyncClient, Sweeper]]:
     parts = await sweeper_service(env.settings, env.clients)
     sweeper = parts.workers[0]
     assert isinstance(sweeper, Sweeper)
@@ -34,9 +34,10 @@ async def api(env: Env, token: str | None = None) -> AsyncIterator[tuple[httpx.A
         return {}
 
     app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
-                     routers=parts.routers, token=token)
+                     routers=parts.routers, auth=ApiAuth(token=TOKEN))
+    headers = {"Authorization": f"Bearer {TOKEN}"} if send_token else {}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://sweeper") as client:
+                                 base_url="http://sweeper", headers=headers) as client:
         yield client, sweeper
 
 
@@ -121,7 +122,7 @@ async def test_api_lists_jobs_by_state_page_by_page(env: Env) -> None:
 
 async def test_api_sweep_now_and_token(env: Env) -> None:
     await retrying(env.store(), "REQ-SWEEP-NOW")
-    async with api(env, token=TOKEN) as (http, _):
+    async with api(env, send_token=False) as (http, _):
         assert (await http.post("/v1/sweep")).status_code == 401
         assert (await http.get("/v1/jobs")).status_code == 401
         bad = await http.post("/v1/sweep", headers={"Authorization": "Bearer nope"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -159,8 +160,10 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             view = _render(rows, names, dlq, notes, receiver)
             if view != last:
                 if tty:
+                    token = os.environ.get("REMITFLOW_API_TOKEN", "")
                     print("\x1b[2J\x1b[H" + time.strftime("%H:%M:%S ") + "remitflow dev "
-                          "(Ctrl-C stops)\n" + view + "\n\n" + _table(rows, names), flush=True)
+                          f"(Ctrl-C stops)  API token: {token}\n" + view + "\n\n"
+                          + _table(rows, names), flush=True)
                 else:
                     print(time.strftime("%H:%M:%S ") + view.replace("\n", " | "), flush=True)
                 last = view
@@ -203,6 +206,14 @@ def dev_environment(user: dict[str, str], emulator: str,
             "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+def dev_api_token() -> tuple[str, bool]:
+    """``REMITFLOW_API_TOKEN`` when set, else a fresh random one; (token, generated)."""
+    token = os.environ.get("REMITFLOW_API_TOKEN")
+    if token:
+        return token, False
+    return secrets.token_urlsafe(24), True
+
+
 class LocalStack:
     """Emulator + resources + reference data + webhook receiver + supervised services.
 
@@ -212,9 +223,15 @@ class LocalStack:
 
     def __init__(self, port: int, **extra_env: str) -> None:
         self.emulator = Emulator("127.0.0.1", port).start()
-        self.env = dev_environment(dict(os.environ), self.emulator.endpoint, extra_env)
+        self.api_token, generated = dev_api_token()
+        self.env = {**dev_environment(dict(os.environ), self.emulator.endpoint, extra_env),
+                    "REMITFLOW_API_TOKEN": self.api_token}
         os.environ.update({k: v for k, v in self.env.items()
-                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX")})
+                           if k in ("AWS_ENDPOINT_URL", "AWS_REGION", "REMITFLOW_PREFIX",
+                                    "REMITFLOW_API_TOKEN")})
+        if generated:
+            print(f"API token (generated for this run): {self.api_token}\n"
+                  f"  export REMITFLOW_API_TOKEN={self.api_token}", flush=True)
         self.settings = Settings()
         self.receiver: Receiver | None = None
         self.supervisor = Supervisor(self.env)

@@ -10,16 +10,31 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.enrichment.models import PartnerNotification
-from shared.domain.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
+from shared.domain.advice import AdviceInvoice, AdvicePayee, Purpose, RemittanceAdvice
 from shared.domain.directory import PayeeDirectory
 from shared.domain.money import format_plain, minor_units
+from shared.pipeline.budgets import (
+    JOB_ITEM,
+    KB,
+    TASK_OUTPUT,
+    TOPIC_MESSAGE,
+    WORKFLOW_STATE,
+    Budget,
+    escaped_size,
+    first_problem,
+    utf8_size,
+)
 from shared.pipeline.intake import InvalidMessage, Parsed
 from shared.pipeline.jobs import content_hash, now_iso
 from shared.pipeline.tasks import BusinessError, Task
 
 
-def parse_partner_message(body: str) -> Parsed:
-    """Intake parser: a partner notification, or :class:`InvalidMessage` with a reason."""
+def parse_partner_message(body: str, *, extra_fields: frozenset[str] = frozenset()) -> Parsed:
+    """Intake parser: a partner notification, or :class:`InvalidMessage` with a reason.
+
+    Also measures what the job will carry downstream (``Parsed.sizes``), so intake
+    refuses a message whose advice could not be answered, published or stored.
+    """
     if not body or not body.strip():
         raise InvalidMessage("empty_body", "message body is empty")
     try:
@@ -34,7 +49,36 @@ def parse_partner_message(body: str) -> Parsed:
         raise InvalidMessage("schema", _summarise(exc)) from exc
     # partner on the item: the operator console and GET /v1/jobs filter by it
     return Parsed(request_id=message.request_id, payload=body, content_hash=content_hash(data),
-                  extra={"partner": message.partner})
+                  extra={"partner": message.partner},
+                  sizes=_estimated_sizes(message, extra_fields))
+
+
+# Room for what enrichment adds from reference data (payee, invoice descriptions).
+PAYEE_ALLOWANCE = 4 * KB
+INVOICE_ALLOWANCE = 1 * KB
+# Published message attributes and the task output's other keys.
+ATTRIBUTES_ALLOWANCE = 1 * KB
+
+
+def advice_sizes(advice_json: str, allowance: int = 0) -> dict[Budget, int]:
+    """Bytes the advice costs at each stage: stored on the job item, answered as a JSON
+    string in the task output and workflow state (escaped), published as is."""
+    raw, escaped = utf8_size(advice_json) + allowance, escaped_size(advice_json) + 2 * allowance
+    return {JOB_ITEM: raw, TASK_OUTPUT: escaped + ATTRIBUTES_ALLOWANCE,
+            WORKFLOW_STATE: escaped + ATTRIBUTES_ALLOWANCE,
+            TOPIC_MESSAGE: raw + ATTRIBUTES_ALLOWANCE}
+
+
+def _estimated_sizes(message: PartnerNotification, extra_fields: frozenset[str]) -> dict[
+        Budget, int]:
+    """The advice this message would become, with reference data left blank and allowed for."""
+    payee = AdvicePayee(payee_id=message.payee_id, name="", payee_type="individual",
+                        country="")
+    invoices = [AdviceInvoice(invoice_id=i, amount=message.amount, currency=message.currency,
+                              purpose="invoice_payment") for i in message.invoice_ids]
+    advice = build_advice(message, payee, invoices, "invoice_payment", extra_fields)
+    allowance = PAYEE_ALLOWANCE + INVOICE_ALLOWANCE * len(invoices)
+    return advice_sizes(advice.model_dump_json(), allowance)
 
 
 def _summarise(exc: ValidationError) -> str:
@@ -45,8 +89,15 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def enrich(message: PartnerNotification, *, directory: PayeeDirectory) -> RemittanceAdvice:
-    """Turn a partner confirmation into an advice, or raise :class:`BusinessError`."""
+async def enrich(message: PartnerNotification, *, directory: PayeeDirectory,
+                 extra_fields: frozenset[str] = frozenset()) -> RemittanceAdvice:
+    """Turn a partner confirmation into an advice, or raise :class:`BusinessError`.
+
+    Only the partner extra fields named in ``extra_fields``
+    (``REMITFLOW_ADVICE_EXTRA_FIELDS``) travel on in the advice — to SNS, the
+    notification job, the API and webhooks. Partners put anything in extras
+    (names, account numbers, addresses); the rest stays only on the stored payload.
+    """
     payee, invoices = await directory.lookup(message.payee_id, message.invoice_ids)
     if payee is None:
         raise BusinessError("UnknownPayee", f"payee {message.payee_id} is not known")
@@ -68,32 +119,46 @@ async def enrich(message: PartnerNotification, *, directory: PayeeDirectory) -> 
         raise BusinessError("AmountMismatch", f"paid {paid} but invoices total "
                             f"{format_plain(total, message.currency)} {message.currency}")
     purpose = Counter(i.purpose for i in ordered).most_common(1)[0][0]
-    units = minor_units(message.currency)
+    advice = build_advice(
+        message,
+        AdvicePayee(payee_id=payee.payee_id, name=payee.name, email=payee.email,
+                    payee_type=payee.payee_type, country=payee.country, locale=payee.locale,
+                    channel=payee.channel, webhook_url=payee.webhook_url,
+                    account_last4=payee.account_last4),
+        [AdviceInvoice(invoice_id=i.invoice_id, amount=Decimal(format_plain(i.amount, i.currency)),
+                       currency=i.currency, description=i.description, purpose=i.purpose)
+         for i in ordered],
+        purpose, extra_fields)
+    return advice
+
+
+def build_advice(message: PartnerNotification, payee: AdvicePayee,
+                 invoices: list[AdviceInvoice], purpose: Purpose,
+                 extra_fields: frozenset[str]) -> RemittanceAdvice:
+    """The advice document; only allowlisted extras travel on."""
     return RemittanceAdvice(
         request_id=message.request_id, payment_id=message.payment_id, partner=message.partner,
         partner_status=message.status, payment_method=message.payment_method,
         amount=Decimal(format_plain(message.amount, message.currency)),
-        currency=message.currency, minor_units=units,
+        currency=message.currency, minor_units=minor_units(message.currency),
         value_date=message.value_date.isoformat() if message.value_date else None,
         occurred_at=message.occurred_at.isoformat(), partner_reference=message.partner_reference,
-        purpose=purpose,
-        payee=AdvicePayee(
-            payee_id=payee.payee_id, name=payee.name, email=payee.email,
-            payee_type=payee.payee_type, country=payee.country, locale=payee.locale,
-            channel=payee.channel, webhook_url=payee.webhook_url,
-            account_last4=payee.account_last4),
-        invoices=[AdviceInvoice(invoice_id=i.invoice_id,
-                                amount=Decimal(format_plain(i.amount, i.currency)),
-                                currency=i.currency, description=i.description,
-                                purpose=i.purpose) for i in ordered],
-        extras=message.extras, enriched_at=now_iso())
+        purpose=purpose, payee=payee, invoices=invoices,
+        extras={k: v for k, v in message.extras.items() if k in extra_fields},
+        enriched_at=now_iso())
 
 
-def task_output(advice: RemittanceAdvice) -> dict[str, Any]:
-    """What the workflow needs: the advice to publish and its message attributes."""
-    return {"advice_json": advice.model_dump_json(), "attributes": advice.message_attributes()}
-
-
-async def handle_task(task: Task, *, directory: PayeeDirectory) -> dict[str, Any]:
-    message = PartnerNotification.model_validate_json(task.job.raw["payload"])
-    return task_output(await enrich(message, directory=directory))
+async def handle_task(task: Task, *, directory: PayeeDirectory,
+                      extra_fields: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Enrich the stored message; an advice over a stage's budget (reference data beyond
+    intake's allowance) is rejected with the stage and limit, never left to fail."""
+    payload = task.job.raw["payload"]
+    message = PartnerNotification.model_validate_json(payload)
+    advice = await enrich(message, directory=directory, extra_fields=extra_fields)
+    advice_json = advice.model_dump_json()
+    sizes = advice_sizes(advice_json)
+    sizes[JOB_ITEM] += utf8_size(payload)
+    problem = first_problem(sizes)
+    if problem:
+        raise BusinessError("AdviceTooLarge", problem)
+    return {"advice_json": advice_json, "attributes": advice.message_attributes()}

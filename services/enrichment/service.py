@@ -15,9 +15,10 @@ from shared.settings import Settings
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     directory = PayeeDirectory.for_prefix(clients.dynamodb, settings.prefix)
-    handler = functools.partial(handle_task, directory=directory)
+    handler = functools.partial(handle_task, directory=directory,
+                                extra_fields=settings.advice_extras_allowed)
 
-    workers, store = await pipeline(settings, clients, ENRICHMENT,
-                                    parse=parse_partner_message, handler=handler)
+    parse = functools.partial(parse_partner_message, extra_fields=settings.advice_extras_allowed)
+    workers, store = await pipeline(settings, clients, ENRICHMENT, parse=parse, handler=handler)
     return ServiceParts(workers=workers, routers=[status_router(ENRICHMENT.table, store)],
                         readiness=aws_readiness(clients, store.table))

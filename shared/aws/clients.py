@@ -59,7 +59,7 @@ class AwsClients:
         stack = AsyncExitStack()
         session = get_session()
         base = AioConfig(
-            retries={"mode": "standard", "max_attempts": 5},
+            retries={"mode": "standard", "max_attempts": self.settings.aws_max_attempts},
             max_pool_connections=64,
             connect_timeout=5,
             read_timeout=30,

@@ -37,7 +37,8 @@ class Receiver:
         self.visibility_s = visibility_s
         self.slots = asyncio.Semaphore(max_in_flight)
         self.extra: dict[str, Any] = (
-            {"MessageAttributeNames": ["All"], "MessageSystemAttributeNames": ["SentTimestamp"]}
+            {"MessageAttributeNames": ["All"],
+             "MessageSystemAttributeNames": ["SentTimestamp", "ApproximateReceiveCount"]}
             if with_attributes else {})
         self.healthy = True
         self._failures = 0
@@ -69,6 +70,15 @@ class Receiver:
         self._failures = 0
         self.healthy = True
         return list(resp.get("Messages", []))
+
+    async def delay(self, message: MessageTypeDef, seconds: int) -> None:
+        """Hide one message for ``seconds`` (a backoff), best effort."""
+        try:
+            await self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=max(0, min(43_200, seconds)))
+        except Exception as exc:
+            log.warning(f"{self.worker}.visibility_failed", error=str(exc))
 
     async def set_visibility(self, messages: Sequence[MessageTypeDef], seconds: int) -> None:
         """Extend (heartbeat) or hand back (0) messages, best effort."""

@@ -1,27 +1,29 @@
 """Currencies and amounts: money is ``Decimal``, never ``float``.
 
-Minor units come from ISO 4217 (via Babel's CLDR data, with the ISO list as the
-authority for the handful of currencies where CLDR's cash digits differ).
+Known currencies and their minor units come from ISO 4217 list one, shipped as
+``shared/domain/iso4217.csv`` (its header records the publication date; refresh it
+with ``python -m tools.iso4217 list-one.xml``). CLDR (Babel) is for display only:
+its "digits" are cash/display precision and differ from ISO for about a dozen
+currencies (RSD, IRR, LBP, … have 2 minor units in ISO 4217, 0 in CLDR), which
+would send valid ``1500.00 RSD`` confirmations to the DLQ.
 """
 
 from __future__ import annotations
 
+import csv
 from decimal import Decimal, InvalidOperation
+from importlib import resources
+from types import MappingProxyType
 
-from babel.numbers import get_currency_precision, list_currencies
 
-# ISO 4217 minor units where CLDR's "digits" are not the ISO figure we settle in.
-_ISO_MINOR_UNITS: dict[str, int] = {
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-    "CLF": 4, "UYW": 4,
-    "JPY": 0, "KRW": 0, "VND": 0, "ISK": 0, "CLP": 0, "PYG": 0, "UGX": 0,
-    "XAF": 0, "XOF": 0, "XPF": 0, "BIF": 0, "DJF": 0, "GNF": 0, "KMF": 0,
-    "RWF": 0, "VUV": 0,
-}
-# Codes that are in CLDR but are not money a partner settles in.
-_NOT_SETTLEMENT = {"XAU", "XAG", "XPT", "XPD", "XDR", "XTS", "XXX", "XBA", "XBB", "XBC", "XBD",
-                   "XSU", "XUA"}
-_KNOWN: frozenset[str] = frozenset(c for c in list_currencies() if c not in _NOT_SETTLEMENT)
+def _load_iso4217() -> MappingProxyType[str, int]:
+    text = resources.files("shared.domain").joinpath("iso4217.csv").read_text("utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return MappingProxyType({row["code"]: int(row["minor_units"]) for row in rows})
+
+
+ISO_4217_MINOR_UNITS = _load_iso4217()
+"""Code → minor units for every active ISO 4217 currency and fund."""
 
 
 class MoneyError(ValueError):
@@ -29,16 +31,16 @@ class MoneyError(ValueError):
 
 
 def is_known_currency(code: str) -> bool:
-    return code in _KNOWN
+    """True for an active ISO 4217 code with minor units (not metals, SDR or test codes)."""
+    return code in ISO_4217_MINOR_UNITS
 
 
 def minor_units(currency: str) -> int:
-    """Number of fraction digits of ``currency`` (ISO 4217)."""
-    if currency not in _KNOWN:
-        raise MoneyError(f"unknown currency {currency!r}")
-    if currency in _ISO_MINOR_UNITS:
-        return _ISO_MINOR_UNITS[currency]
-    return int(get_currency_precision(currency))
+    """Number of fraction digits of ``currency`` (ISO 4217 list one)."""
+    try:
+        return ISO_4217_MINOR_UNITS[currency]
+    except KeyError:
+        raise MoneyError(f"unknown currency {currency!r}") from None
 
 
 def parse_amount(text: str, currency: str) -> Decimal:

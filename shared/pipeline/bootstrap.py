@@ -36,7 +36,11 @@ JOB_INDEXES = (
     ("running-index", "running_job", "running_since", "N"),
 )
 _TASK_QUEUE_REDRIVE = 5
-_EVENT_QUEUE_REDRIVE = 5
+# Intake queues: the DLQ is our decision (an invalid message, moved with its reason);
+# transient failures back off through visibility and never count. SQS's own redrive
+# stays only as a backstop for a message that crashes the process itself, at SQS's
+# maximum (with backoff capped at REMITFLOW_INTAKE_RETRY_CAP_S that is days of outage).
+_EVENT_QUEUE_REDRIVE = 1000
 
 
 def load_definition(source: Traversable, substitutions: dict[str, Any]) -> str:

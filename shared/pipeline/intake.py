@@ -8,7 +8,15 @@ Guarantees:
   ``conflicting_duplicate``) and the stored item is left untouched.
 - An invalid message is never retried: it goes to the DLQ with the reason in its
   message attributes, is deleted from the source, and is counted. Neighbours in
-  the batch are unaffected.
+  the batch are unaffected. Whatever the parser raises counts as invalid (a parser
+  is a pure function of the body, so a retry would fail the same way): a body
+  nested too deep for the decoder (``RecursionError``) is ``too_deep``, any other
+  decode failure ``undecodable``.
+- The DLQ means "read the reason": only messages judged invalid go there. A valid
+  message that cannot be stored now (DynamoDB throttling, 5xx, timeouts) is hidden
+  again with a growing delay (``ChangeMessageVisibility``: base * 2^(receives-1),
+  jittered, capped) and retried; the queue's own redrive limit is set far beyond
+  any outage the backoff covers (``shared/pipeline/bootstrap.py``).
 - At most ``max_in_flight`` messages are being handled at once; visibility is
   extended while a batch is still being handled; on shutdown, messages received
   but not started are handed back (visibility 0).
@@ -25,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
+from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
 from shared.pipeline.jobs import JobStore
+from shared.retry import Backoff
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -34,8 +44,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# DynamoDB's item limit is 400 KB; keep room for the job's own attributes.
-MAX_PAYLOAD_BYTES = 380_000
+# The payload alone must fit the job item's budget (what the job adds is on top).
+MAX_PAYLOAD_BYTES = JOB_ITEM.usable
 
 
 class InvalidMessage(ValueError):
@@ -55,9 +65,19 @@ class Parsed:
     payload: str
     content_hash: str
     extra: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[Budget, int] = field(default_factory=dict)
+    """What this job will carry downstream, per stage (``shared/pipeline/budgets.py``),
+    measured by the service that knows its output; for ``JOB_ITEM``, the bytes the
+    job's output adds to its item (the payload is counted here)."""
 
 
 Parser = Callable[[str], Parsed]
+
+
+def budget_problem(parsed: Parsed) -> str | None:
+    """Why this message would not fit downstream (stage and limit), or None."""
+    sizes = {**parsed.sizes, JOB_ITEM: utf8_size(parsed.payload) + parsed.sizes.get(JOB_ITEM, 0)}
+    return first_problem(sizes)
 
 
 class Intake(SqsWorker):
@@ -65,13 +85,15 @@ class Intake(SqsWorker):
 
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  store: JobStore, parse: Parser, max_in_flight: int = 32,
-                 wait_s: int = 10, visibility_s: int = 60) -> None:
+                 wait_s: int = 10, visibility_s: int = 60, retry_base_s: float = 2.0,
+                 retry_cap_s: float = 900.0) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="intake",
                          max_in_flight=max_in_flight, wait_s=wait_s,
                          visibility_s=visibility_s, with_attributes=True)
         self.dlq_url = dlq_url
         self.store = store
         self.parse = parse
+        self.retry = Backoff(retry_base_s, retry_cap_s)
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """One batch handled as a unit; acknowledged together once every message is done."""
@@ -91,12 +113,25 @@ class Intake(SqsWorker):
             for _ in messages:
                 self.receiver.slots.release()
         done = [m for m, ok in zip(messages, results, strict=True) if ok is True]
-        for m, ok in zip(messages, results, strict=True):
-            if isinstance(ok, BaseException):
-                WORKER_ERRORS.labels(worker="intake").inc()
-                log.error("intake.handle_failed", queue=self.queue,
-                          message_id=m.get("MessageId"), error=repr(ok))
-        await self.deleter.delete_many(done)
+        later = [(m, ok) for m, ok in zip(messages, results, strict=True)
+                 if isinstance(ok, Exception)]
+        await asyncio.gather(self.deleter.delete_many(done),
+                             *(self._back_off(m, exc) for m, exc in later))
+
+    async def _back_off(self, message: MessageTypeDef, exc: Exception) -> None:
+        """A valid message we could not store now: hide it for a growing delay.
+
+        The delay grows with SQS's receive count, so a long outage costs a few
+        receives per message, not a receive per visibility timeout; the message is
+        never moved to the DLQ for it.
+        """
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        delay = max(1, round(self.retry.delay(receives)))
+        WORKER_ERRORS.labels(worker="intake").inc()
+        INTAKE_MESSAGES.labels(queue=self.queue, outcome="deferred").inc()
+        log.warning("intake.deferred", queue=self.queue, message_id=message.get("MessageId"),
+                    receives=receives, delay_s=delay, error=repr(exc)[:300])
+        await self.receiver.delay(message, delay)
 
     async def _handle(self, message: MessageTypeDef) -> bool:
         """Returns True when the message may be deleted from the source queue."""
@@ -105,10 +140,10 @@ class Intake(SqsWorker):
         if sent:
             MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
         try:
-            parsed = self.parse(body)
-            if len(parsed.payload.encode()) > MAX_PAYLOAD_BYTES:
-                raise InvalidMessage("too_large", f"payload of {len(parsed.payload)} bytes is "
-                                     f"over the {MAX_PAYLOAD_BYTES} byte limit for a job item")
+            parsed = self._parse(body)
+            problem = budget_problem(parsed)
+            if problem:
+                raise InvalidMessage("too_large", problem)
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
@@ -131,6 +166,17 @@ class Intake(SqsWorker):
                                request_id=parsed.request_id)
         INTAKE_MESSAGES.labels(queue=self.queue, outcome="quarantined").inc()
         return True
+
+    def _parse(self, body: str) -> Parsed:
+        """The service's parser; anything it raises makes the message invalid."""
+        try:
+            return self.parse(body)
+        except InvalidMessage:
+            raise
+        except RecursionError:
+            raise InvalidMessage("too_deep", "body nests deeper than the decoder allows") from None
+        except Exception as exc:
+            raise InvalidMessage("undecodable", f"{type(exc).__name__}: {exc}"[:500]) from exc
 
     async def _quarantine(self, message: MessageTypeDef, reason: str, detail: str,
                           request_id: str | None = None) -> None:

@@ -25,7 +25,7 @@ from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
 from tools.bench.procs import Emulator, Service, aws_calls, counter_sum, free_port
 from tools.demo import generate_messages, reference_data
-from tools.dev import DEV_ENV
+from tools.dev import DEV_ENV, dev_api_token
 from tools.stack import KINDS, TABLES
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
@@ -90,6 +90,7 @@ class Stack:
                     "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
                     "AWS_SECRET_ACCESS_KEY": "testing", **DEV_ENV,
                     "REMITFLOW_PREFIX": prefix, "REMITFLOW_RECEIVE_WAIT_S": "1",
+                    "REMITFLOW_API_TOKEN": dev_api_token()[0],
                     "REMITFLOW_LOG_LEVEL": log_level,
                     "REMITFLOW_BATCHING": "true" if batching else "false"}
         self.settings = Settings(prefix=prefix, aws_endpoint_url=self.emulator.endpoint,

@@ -124,6 +124,9 @@ app.kubernetes.io/component: {{ .name }}
 {{- if and .Values.apiToken.create .Values.apiToken.existingSecret -}}
 {{- fail "apiToken.create and apiToken.existingSecret are exclusive: create a Secret or name an existing one." -}}
 {{- end -}}
+{{- if not (or .Values.apiToken.create .Values.apiToken.existingSecret) -}}
+{{- fail "the services refuse to start without an API token: keep apiToken.create=true (a random token) or set apiToken.existingSecret." -}}
+{{- end -}}
 {{- end -}}
 
 {{/* SQS queue URL for a KEDA trigger. */}}
