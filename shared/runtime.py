@@ -73,90 +73,106 @@ def api_auth(settings: Settings) -> ApiAuth:
 
 
 async def serve(service: str, settings: Settings, build: Builder, *, port: int) -> int:
+    """Run one service until SIGTERM/SIGINT; returns the exit code (raises if a part died)."""
     configure_logging(settings.log_level, settings.log_format, service=service,
                       libraries_level=settings.log_level_libraries)
-    settings.require_api_auth()
-    port = settings.port_or(port)
+    auth = api_auth(settings)
     started = time.monotonic()
     async with AwsClients(settings) as clients:
         parts = await build(settings, clients)
-        heartbeat = Heartbeat()
-        stop = asyncio.Event()
-
-        async def ready() -> dict[str, object]:
-            checks: dict[str, object] = {f"{w.name}": w.healthy
-                                         for w in parts.workers}
-            if parts.readiness is not None:
-                checks.update(await parts.readiness())
-            return checks
-
-        app = create_app(service=service, readiness=ready, heartbeat=heartbeat,
-                         routers=parts.routers, auth=api_auth(settings), pages=parts.pages,
-                         limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
-                                             max_clients=settings.api_max_clients),
-                         trusted_proxies=settings.trusted_proxies)
-        server = _Server(uvicorn.Config(app, host=settings.http_host,
-                                        port=port, log_config=None,
-                                        access_log=False, lifespan="off"))
-        tasks: list[asyncio.Task[None]] = []
-        stopping = asyncio.Event()
-        signals = 0
-
-        def on_signal(signum: int) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                log.info("service.stopping", signal=signal.Signals(signum).name,
-                         grace_s=settings.shutdown_grace_s)
-                app.state.flags["draining"] = True
-                stopping.set()
-                for worker in parts.workers:
-                    worker.shutdown()
-                asyncio.get_running_loop().call_later(settings.shutdown_grace_s, cancel_rest)
-            else:
-                cancel_rest()
-
-        def cancel_rest() -> None:
-            for task in tasks:
-                if not task.done():
-                    log.warning("service.cancelling", task=task.get_name())
-                    task.cancel()
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig)
-
-        async def guarded(worker: Worker) -> None:
-            await worker.run()
-            if not signals:
-                raise WorkerStopped(f"{worker.name} stopped unexpectedly")
-
-        log.info("service.started", port=port, prefix=settings.prefix,
-                 workers=[w.name for w in parts.workers])
-        async def run_server() -> None:
-            await server.serve()
-            if not signals:
-                raise WorkerStopped("HTTP server stopped (port in use?)")
-
-        async def finish() -> None:
-            await stopping.wait()
-            if tasks:
-                await asyncio.wait(tasks)
-            server.should_exit = True
-            stop.set()
-
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks.extend(group.create_task(guarded(w), name=w.name) for w in parts.workers)
-                group.create_task(heartbeat.run(stop))
-                group.create_task(run_server())
-                group.create_task(finish())
+            await _Process(service, settings, parts, auth, settings.port_or(port)).run()
         finally:
             for close in parts.closers:
                 await close()
     log.info("service.stopped", uptime_s=round(time.monotonic() - started, 1),
              **_counters())
     return 0
+
+
+class _Process:
+    """The lifetime of one service process, in the order things happen.
+
+    1. :meth:`run` starts every worker, the HTTP server and the loop heartbeat in
+       one ``TaskGroup``: any of them ending unasked ends the process.
+    2. The first signal (:meth:`on_signal`) makes readiness false, asks every worker
+       to stop and arms a timer of ``shutdown_grace_s``.
+    3. :meth:`finish` waits for the workers, then stops the server and heartbeat.
+    4. A second signal, or the timer, cancels what is still running.
+    """
+
+    def __init__(self, service: str, settings: Settings, parts: ServiceParts, auth: ApiAuth,
+                 port: int) -> None:
+        self.service, self.settings, self.parts, self.port = service, settings, parts, port
+        self.heartbeat = Heartbeat()
+        self.stopped = asyncio.Event()    # ends the heartbeat
+        self.stopping = asyncio.Event()   # the first signal came
+        self.signals = 0
+        self.tasks: list[asyncio.Task[None]] = []
+        self.app = create_app(
+            service=service, readiness=self.ready, heartbeat=self.heartbeat,
+            routers=parts.routers, auth=auth, pages=parts.pages,
+            limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
+                                max_clients=settings.api_max_clients),
+            trusted_proxies=settings.trusted_proxies)
+        self.server = _Server(uvicorn.Config(self.app, host=settings.http_host, port=port,
+                                             log_config=None, access_log=False,
+                                             lifespan="off"))
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.on_signal, sig)
+        log.info("service.started", port=self.port, prefix=self.settings.prefix,
+                 workers=[w.name for w in self.parts.workers])
+        async with asyncio.TaskGroup() as group:
+            self.tasks.extend(group.create_task(self.guarded(w), name=w.name)
+                              for w in self.parts.workers)
+            group.create_task(self.heartbeat.run(self.stopped))
+            group.create_task(self.run_server())
+            group.create_task(self.finish())
+
+    async def ready(self) -> dict[str, object]:
+        checks: dict[str, object] = {w.name: w.healthy for w in self.parts.workers}
+        if self.parts.readiness is not None:
+            checks.update(await self.parts.readiness())
+        return checks
+
+    def on_signal(self, signum: int) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            self.cancel_rest()
+            return
+        log.info("service.stopping", signal=signal.Signals(signum).name,
+                 grace_s=self.settings.shutdown_grace_s)
+        self.app.state.flags["draining"] = True
+        self.stopping.set()
+        for worker in self.parts.workers:
+            worker.shutdown()
+        asyncio.get_running_loop().call_later(self.settings.shutdown_grace_s, self.cancel_rest)
+
+    def cancel_rest(self) -> None:
+        for task in self.tasks:
+            if not task.done():
+                log.warning("service.cancelling", task=task.get_name())
+                task.cancel()
+
+    async def guarded(self, worker: Worker) -> None:
+        await worker.run()
+        if not self.signals:
+            raise WorkerStopped(f"{worker.name} stopped unexpectedly")
+
+    async def run_server(self) -> None:
+        await self.server.serve()
+        if not self.signals:
+            raise WorkerStopped("HTTP server stopped (port in use?)")
+
+    async def finish(self) -> None:
+        await self.stopping.wait()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        self.server.should_exit = True
+        self.stopped.set()
 
 
 def _counters() -> dict[str, float]:

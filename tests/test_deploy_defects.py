@@ -50,3 +50,13 @@ def test_dev_only_commands_explain_themselves_without_moto(tmp_path: Path,
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "pip install 'remitflow[dev]'" in proc.stderr
+
+
+def test_container_healthcheck_knows_the_service_ports() -> None:
+    """The image's stdlib-only healthcheck keeps a copy of the ports: the same ones."""
+    import runpy
+
+    from tools.stack import PORTS
+
+    here = Path(__file__).resolve().parents[1] / "deploy" / "docker" / "healthcheck.py"
+    assert runpy.run_path(str(here), run_name="healthcheck")["DEFAULT_PORTS"] == PORTS

@@ -37,6 +37,8 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from shared.retry import Backoff
+
 EVENT_TYPE: Final = "remittance.advice"
 SECRET_PREFIX: Final = "whsec_"
 USER_AGENT: Final = "remitflow-webhooks/1"
@@ -361,7 +363,8 @@ async def deliver(client: httpx.AsyncClient, *, url: str, secret: str, msg_id: s
         if result.outcome != "transient" or attempts > max_quick_retries:
             return result
         wait = (result.retry_after_s if result.retry_after_s is not None
-                else backoff_s * 2 ** (attempts - 1))
+                else Backoff(backoff_s, quick_retry_budget_s, jitter=False).delay(attempts))
         if loop.time() + wait > deadline:
             return result
-        await asyncio.sleep(wait)
+        await asyncio.sleep(wait)   # bounded by quick_retry_budget_s (seconds, not a loop
+                                    # to stop on SIGTERM: the task finishes, then we stop)
