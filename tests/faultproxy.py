@@ -4,8 +4,10 @@ Services under test run as real processes with ``AWS_ENDPOINT_URL`` pointing at 
 proxy; every request is forwarded to the emulator unchanged unless a :class:`Fault`
 matches it (by ``X-Amz-Target`` operation and a pattern on the body, e.g. one
 table's name), in which case the proxy answers the way AWS does when it throttles
-(400 ``ThrottlingException``), fails (500 ``InternalServerError``) or hangs. So a
-dependency outage is simulated from outside the process, never with client mocks.
+(400 ``ThrottlingException``), fails (500 ``InternalServerError``) or hangs; or it
+forwards the request and then answers 500 (``lost_response``: the write committed,
+its answer was lost, the client will retry it). So a dependency outage is simulated
+from outside the process, never with client mocks.
 
 Usage::
 
@@ -28,7 +30,7 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-Kind = Literal["throttle", "error", "hang"]
+Kind = Literal["throttle", "error", "hang", "lost_response"]
 # Host is kept: the emulator builds queue URLs from it, so SQS calls stay on the proxy too.
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 _FAULT_BODY = {
@@ -47,6 +49,7 @@ class Fault:
     body: str = ""
     kinds: tuple[Kind, ...] = ("throttle", "error")
     hang_s: float = 30.0
+    times: int | None = None    # answer only the first ``times`` matching calls
 
     def matches(self, target: str, body: str) -> bool:
         return target.startswith(self.target) and (not self.body or bool(re.search(self.body,
@@ -59,6 +62,7 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.faults: list[Fault] = []
+        self.hits: dict[Fault, int] = {}
         self.refused: list[tuple[str, str]] = []
         self.forwarded = 0
         self.responses: dict[str, list[str]] = {}
@@ -110,14 +114,23 @@ class FaultProxy:
         text = body.decode("utf-8", "replace")
         for fault in self.faults:
             if fault.matches(target, text):
+                if fault.times is not None and self.hits.get(fault, 0) >= fault.times:
+                    continue
+                self.hits[fault] = self.hits.get(fault, 0) + 1
                 self.refused.append((target, text))
                 kind = fault.kinds[next(self._turn) % len(fault.kinds)]
+                if kind == "lost_response":
+                    await self._forward(request, body, target)
+                    kind = "error"
                 if kind == "hang":
                     await asyncio.sleep(fault.hang_s)
                     kind = "error"
                 status, code, message = _FAULT_BODY[kind]
                 return web.Response(status=status, content_type="application/x-amz-json-1.0",
                                     text=json.dumps({"__type": code, "message": message}))
+        return await self._forward(request, body, target)
+
+    async def _forward(self, request: web.Request, body: bytes, target: str) -> web.Response:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         async with self._session.request(request.method, self.upstream + str(request.rel_url),

@@ -25,7 +25,8 @@ async def answers(http: httpx.AsyncClient, path: str, status: int) -> bool:
 
 
 async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
-    with service_process(env, "enrichment", REMITFLOW_API_TOKEN=TOKEN) as (url, proc):
+    with service_process(env, "enrichment", capture=True,
+                         REMITFLOW_API_TOKEN=TOKEN) as (url, proc):
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             await eventually(lambda: answers(http, "/readyz", 200), what="/readyz 200")
             assert (await http.get("/healthz")).json()["status"] == "ok"
@@ -84,7 +85,7 @@ async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
 
 @pytest.mark.parametrize("service", ["notification", "sweeper"])
 async def test_sigterm_drains_and_exits_zero(env: Env, service: str) -> None:
-    with service_process(env, service) as (url, proc):
+    with service_process(env, service, capture=True) as (url, proc):
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             await eventually(lambda: answers(http, "/readyz", 200), what=f"{service} ready")
         proc.send_signal(signal.SIGTERM)

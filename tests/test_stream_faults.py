@@ -4,13 +4,19 @@ response is lost. (The lease protocol itself: tests/test_stream.py.)"""
 from __future__ import annotations
 
 import asyncio
+import re
+
+import httpx
+import pytest
 
 from shared.metrics import STREAM_ITERATOR_AGE
 from shared.stream.consumer import StreamConsumer, StreamOptions
 from shared.stream.leases import ShardLeaseTable
 from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
-from tests.helpers import Env, eventually
+from tests.faultproxy import Fault, FaultProxy
+from tests.helpers import Env, eventually, service_process
+from tools.demo import generate_messages
 
 
 def lag(table: str, shard: str) -> float:
@@ -57,3 +63,44 @@ async def test_a_held_shard_that_stops_being_read_is_visible(env: Env) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+# --- ambiguous lease writes, from outside the process ----------------------------------
+
+@pytest.mark.parametrize("write", ["checkpoint", "renew"])
+async def test_a_lease_write_whose_answer_was_lost_is_recognised(env: Env, write: str) -> None:
+    """The write commits, the proxy answers 500, botocore retries, the retry fails its
+    condition: the consumer must see its own write, not a lost lease (else the shard,
+    and every record after it, waits for the sweeper's reconcile)."""
+    leases = env.names.leases
+    update = "SET #owner = :me, #cp = :pos" if write == "checkpoint" else \
+        "SET #owner = :me, #counter"
+    fault = Fault("DynamoDB_20120810.UpdateItem", kinds=("lost_response",), times=1,
+                  body=rf'(?s)(?=.*"TableName":\s*"{leases}")(?=.*{re.escape(update)})')
+    first, rest = generate_messages(2, prefix=f"REQ-AMB-{write}-A"), \
+        generate_messages(20, prefix=f"REQ-AMB-{write}-B")
+    async with FaultProxy(env.endpoint) as proxy:
+        with service_process(env, "enrichment", AWS_ENDPOINT_URL=proxy.endpoint,
+                             REMITFLOW_STREAM_FAILOVER_S="3") as (url, _proc):
+            await env.send(*first)
+            await all_started(env, first)
+            proxy.fail(fault)
+            await eventually(lambda: _true(proxy.hits.get(fault, 0) == 1), timeout_s=30,
+                             what=f"one {write} answered 500 after it committed")
+            await env.send(*rest)
+            await all_started(env, rest)
+            async with httpx.AsyncClient(base_url=url) as http:
+                metrics = (await http.get("/metrics")).text
+    recognised = re.findall(r"^remitflow_stream_lease_writes_recognised_total\{[^}]*\} (\S+)$",
+                            metrics, re.M)
+    assert sum(float(v) for v in recognised) >= 1, "recognised as our own write"
+
+
+async def all_started(env: Env, messages: list[dict[str, object]]) -> None:
+    ids = [str(m["request_id"]) for m in messages]
+
+    async def started() -> bool:
+        jobs = [await env.store().get(i) for i in ids]
+        return all(j is not None and j.status.value != "RECEIVED" for j in jobs)
+
+    await eventually(started, timeout_s=45, what=f"{len(ids)} jobs started from the stream")
