@@ -212,7 +212,7 @@ def test_settings(prefix: str, **overrides: object) -> Settings:
 
 @contextmanager
 def service_process(env: Env, service: str, *, capture: bool = False,
-                    **extra_env: str | bool) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                    **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``remitflow run SERVICE`` as its own process on a free port; killed on exit.
 
     ``capture`` pipes its output for a test that reads it after the process stopped
@@ -222,7 +222,7 @@ def service_process(env: Env, service: str, *, capture: bool = False,
     proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
                 "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
                 "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
-                **{k: str(v) for k, v in extra_env.items()}}
+                **extra_env}
     out = subprocess.PIPE if capture else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
                             env=proc_env, stdout=out, stderr=subprocess.STDOUT)
