@@ -381,7 +381,8 @@ async def test_park_record_parks_a_received_job(env: Env) -> None:
 
 
 async def test_two_processes_take_over_after_kill_9(env: Env) -> None:
-    fast: dict[str, Any] = {"REMITFLOW_STREAM_FAILOVER_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
+    fast: dict[str, Any] = {"REMITFLOW_STREAM_FAILOVER_S": "3",
+                            "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
                             "REMITFLOW_STREAM_IDLE_MAX_S": "0.5"}
     leases = ShardLeaseTable(env.clients.dynamodb, env.names.leases, env.names.remittances, "t")
     with service_process(env, "enrichment", **fast) as (url1, p1), \
