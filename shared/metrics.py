@@ -77,3 +77,14 @@ STREAM_TRIMMED = Counter(
     "Reads that hit trimmed stream data (continued from TRIM_HORIZON).", ["table"])
 STREAM_THROTTLED = Counter(
     "remitflow_stream_throttled_total", "Stream reads throttled (backed off).", ["table"])
+
+# File intake (S3 ObjectCreated -> SQS -> one job per record; docs/bankfiles.md).
+FILES = Counter(
+    "remitflow_files_total", "Dropped files handled, by outcome (processed, duplicate, "
+    "quarantined, gone, superseded).", ["queue", "outcome"])
+FILE_RECORDS = Counter(
+    "remitflow_file_records_total", "Records (transactions) read from dropped files, by outcome "
+    "(stored, duplicate, quarantined, rejected, not_final).", ["queue", "outcome"])
+FILE_DURATION = Histogram(
+    "remitflow_file_duration_seconds", "Time to handle one dropped file, download to last "
+    "record.", ["queue"], buckets=(*_LATENCY, 300, 600, 1800))

@@ -34,7 +34,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from shared.aws.clients import AwsClients
     from shared.logs import configure_logging
     from shared.pipeline.bootstrap import bootstrap, load_reference_data
-    from tools.stack import KINDS, TABLES
+    from tools.stack import KINDS, TABLES, file_drops
 
     settings = _settings()
     configure_logging(settings.log_level, "console")
@@ -42,7 +42,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn)
+            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn,
+                            drops=file_drops(settings))
             if data is not None:
                 count = await load_reference_data(clients, settings, data)
                 print(f"loaded {count} reference rows from {args.reference_data}")

@@ -26,7 +26,7 @@ from shared.logs import configure_logging
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
 from tools.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
-from tools.stack import KINDS, PORTS, TABLES
+from tools.stack import KINDS, PORTS, TABLES, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -203,7 +203,8 @@ class LocalStack:
 
         async def setup() -> None:
             async with AwsClients(self.settings) as clients:
-                await bootstrap(self.settings, clients, KINDS, TABLES)
+                await bootstrap(self.settings, clients, KINDS, TABLES,
+                                drops=file_drops(self.settings))
                 await load_reference_data(clients, self.settings, reference_data())
 
         asyncio.run(setup())
