@@ -92,7 +92,7 @@ async def file_dlq(env: Env) -> list[dict[str, str]]:
 
 
 def duplicates_seen(queue: str) -> float:
-    return FILES.labels(queue=queue, outcome="duplicate")._value.get()
+    return float(FILES.labels(queue=queue, outcome="duplicate")._value.get())
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ def recorder() -> Iterator[tuple[str, list[str]]]:
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
