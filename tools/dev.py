@@ -25,7 +25,14 @@ from shared.aws.emulator import Emulator
 from shared.logs import configure_logging
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
-from tools.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
+from tools.demo import (
+    DEMO_FAULTS,
+    demo_bodies,
+    demo_files,
+    reference_data,
+    send_messages,
+    upload_files,
+)
 from tools.stack import KINDS, PORTS, TABLES, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
@@ -144,6 +151,10 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             for label, _ in bodies:
                 print(f"  sending  {label}")
             await send_messages(settings, [b for _, b in bodies])
+            files = demo_files()
+            for label, _, _ in files:
+                print(f"  uploading {label}")
+            await upload_files(settings, [(key, data) for _, key, data in files])
         dlq_url = (await clients.sqs.get_queue_url(
             QueueName=Names.dlq(names.remittance_events)))["QueueUrl"]
         notes: list[str] = []
