@@ -235,13 +235,17 @@ async def test_kill_mid_file_resumes_and_processes_each_transaction_once(
     assert [e["resume_at"] for e in events] == [0, crashed_at.next_index]
 
 
+def cli(env: Env, *args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", *args],
+                          env={**os.environ, "REMITFLOW_PREFIX": env.settings.prefix},
+                          capture_output=True, timeout=60, check=True)
+    return proc.stdout.decode()
+
+
 async def test_cli_send_file_uploads_under_the_partner_prefix(env: Env) -> None:
-    path = Path(str(EXAMPLES.joinpath("camt.054.001.02-entries.xml")))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.cli", "send", "--file", str(path),
-         "--partner", "EUROCLEARING"], env={**os.environ, "REMITFLOW_PREFIX": env.settings.prefix},
-        capture_output=True, timeout=60, check=True)
-    key = "EUROCLEARING/camt.054.001.02-entries.xml"
-    assert f"s3://{bucket(env)}/{key}" in proc.stdout.decode()
+    name = "camt.054.001.02-entries.xml"
+    out = cli(env, "send", "--file", str(EXAMPLES.joinpath(name)), "--partner", "EUROCLEARING")
+    key = f"EUROCLEARING/{name}"
+    assert f"s3://{bucket(env)}/{key}" in out
     body = (await env.clients.s3.get_object(Bucket=bucket(env), Key=key))["Body"]
-    assert await body.read() == path.read_bytes()
+    assert await body.read() == EXAMPLES.joinpath(name).read_bytes()

@@ -67,19 +67,20 @@ async def _main(count: int, port: int) -> None:
         ref = ObjectRef(bucket, KEY, head["ETag"].strip('"'), size)
         progress = FileProgress(clients.dynamodb, Names(settings.prefix).leases)
         started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", "tests.bankfiles.bench_worker",
-                                  "--worker"], env=dict(os.environ), stdout=subprocess.DEVNULL)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.bankfiles.bench_worker", "--worker",
+            env=dict(os.environ), stdout=subprocess.DEVNULL)
         peak = 0.0
         try:
             while (await progress.get(ref)).state != "done":
-                if child.poll() is not None:
+                if child.returncode is not None:
                     raise SystemExit(f"worker exited with {child.returncode}")
                 peak = max(peak, _peak_rss_mb(child.pid))
                 await asyncio.sleep(1)
             peak = max(peak, _peak_rss_mb(child.pid))
         finally:
             child.kill()
-            child.wait()
+            await child.wait()
         print(f"transactions={count} file_mb={size / 1e6:.1f} "
               f"seconds={time.monotonic() - started:.0f} worker_peak_rss_mb={peak:.1f}")
 
