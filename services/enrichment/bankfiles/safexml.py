@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any, cast
 
 from lxml import etree
 
@@ -155,7 +155,8 @@ def events(source: IO[bytes], *, max_depth: int = MAX_DEPTH,
             # without raising: a document is complete only once its root has closed.
             raise FileRejected("not_xml", "the document ended before its root element closed")
     except etree.XMLSyntaxError as exc:
-        invalid = [e for e in exc.error_log if e.domain == etree.ErrorDomains.SCHEMASV]
-        if invalid and not [e for e in exc.error_log if e.domain == etree.ErrorDomains.PARSER]:
+        errors: list[Any] = list(cast(Any, exc.error_log))  # lxml-stubs: not iterable
+        invalid = [e for e in errors if e.domain == etree.ErrorDomains.SCHEMASV]
+        if invalid and not [e for e in errors if e.domain == etree.ErrorDomains.PARSER]:
             raise FileRejected("schema_invalid", invalid[0].message) from exc
         raise FileRejected("not_xml", f"not well-formed XML: {exc}") from exc
