@@ -249,3 +249,22 @@ async def test_cli_send_file_uploads_under_the_partner_prefix(env: Env) -> None:
     assert f"s3://{bucket(env)}/{key}" in out
     body = (await env.clients.s3.get_object(Bucket=bucket(env), Key=key))["Body"]
     assert await body.read() == EXAMPLES.joinpath(name).read_bytes()
+
+
+async def test_shutdown_mid_file_saves_progress_and_hands_the_file_back(env: Env) -> None:
+    count, key = 200, "FIRSTBANK/generated-200.xml"
+    fast = env.with_settings(partner_files_checkpoint_every=20)
+    await upload(env, key, document(count))
+    async with running(fast, build_enrichment):
+        async def started() -> bool:
+            return (await progress(env, key)).next_index > 0
+        await eventually(started, what="first checkpoint")
+    stopped = await progress(env, key)
+    assert stopped.state == "reading" and stopped.next_index < count
+    url = await env.queue_url(env.names.partner_files_queue)
+    attrs = await env.clients.sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    async with running(fast, build_enrichment):
+        await finished(env, key, timeout_s=120)
+    assert len(await jobs(env)) == count

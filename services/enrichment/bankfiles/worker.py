@@ -17,7 +17,9 @@ Flow and guarantees (``docs/bankfiles.md``, "The path"):
   DLQ; a bad transaction is reported on the DLQ alone (``not_final`` only
   counted) and the rest of the file goes on.
 - The SQS message stays invisible to others while the file is handled, and is
-  deleted only when the file is finished (or proven gone or superseded).
+  deleted only when the file is finished (or proven gone or superseded). On
+  shutdown a file stops at the next batch, saves its progress and hands the
+  message back, so another process resumes it at once.
 """
 
 from __future__ import annotations
@@ -74,6 +76,10 @@ class FileOptions:
     batch: int = 20
 
 
+class _Interrupted(Exception):
+    """Shutdown came mid-file: progress saved, the message goes back to the queue."""
+
+
 class _Skip(Exception):
     """The object is gone or was overwritten (its newer version has its own event)."""
 
@@ -125,6 +131,8 @@ class FileIntake(SqsWorker):
         done = False
         try:
             done = await self.handle_message(message)
+        except _Interrupted:
+            await self.receiver.set_visibility([message], 0)
         except Exception as exc:  # retried: the message comes back after its visibility
             WORKER_ERRORS.labels(worker="file_intake").inc()
             log.error("bankfile.failed", queue=self.queue, message_id=message.get("MessageId"),
@@ -217,6 +225,10 @@ class FileIntake(SqsWorker):
             if reported or next_index - saved >= self.options.checkpoint_every:
                 await self.progress.save(ref, next_index)
                 saved = next_index
+            if self._stop.is_set():
+                await self.progress.save(ref, next_index)
+                log.info("bankfile.interrupted", key=ref.key, next_index=next_index)
+                raise _Interrupted
         return next_index
 
     async def _record(self, ref: ObjectRef, item: Item) -> str:
