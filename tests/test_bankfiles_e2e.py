@@ -19,12 +19,18 @@ from typing import Any
 
 import pytest
 
+from services.enrichment.kind import ENRICHMENT
 from services.enrichment.service import build as build_enrichment
+from services.enrichment.service import file_intake
 from services.notification.service import build as build_notification
+from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item, to_item
 from shared.metrics import FILES
+from shared.pipeline.assemble import job_store
 from shared.pipeline.filedrop import ObjectRef
 from shared.pipeline.fileprogress import FileProgress, Progress
+from shared.runtime import ServiceParts
+from shared.settings import Settings
 from tests.bankfiles.gen import document
 from tests.conftest import free_port
 from tests.helpers import Env, eventually, job_in, running
@@ -251,11 +257,17 @@ async def test_cli_send_file_uploads_under_the_partner_prefix(env: Env) -> None:
     assert await body.read() == EXAMPLES.joinpath(name).read_bytes()
 
 
+async def only_file_intake(settings: Settings, clients: AwsClients) -> ServiceParts:
+    """The enrichment service's partner-files worker alone (no workflows competing)."""
+    return ServiceParts(workers=[await file_intake(settings, clients,
+                                                   job_store(settings, clients, ENRICHMENT))])
+
+
 async def test_shutdown_mid_file_saves_progress_and_hands_the_file_back(env: Env) -> None:
     count, key = 200, "FIRSTBANK/generated-200.xml"
     fast = env.with_settings(partner_files_checkpoint_every=20)
     await upload(env, key, document(count))
-    async with running(fast, build_enrichment):
+    async with running(fast, only_file_intake):
         async def started() -> bool:
             return (await progress(env, key)).next_index > 0
         await eventually(started, what="first checkpoint")
@@ -265,6 +277,6 @@ async def test_shutdown_mid_file_saves_progress_and_hands_the_file_back(env: Env
     attrs = await env.clients.sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
-    async with running(fast, build_enrichment):
+    async with running(fast, only_file_intake):
         await finished(env, key, timeout_s=120)
     assert len(await jobs(env)) == count

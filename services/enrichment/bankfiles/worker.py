@@ -25,9 +25,11 @@ Flow and guarantees (``docs/bankfiles.md``, "The path"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
@@ -51,7 +53,7 @@ from shared.pipeline.jobs import JobStore, content_hash
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_sqs import SQSClient
@@ -169,19 +171,27 @@ class FileIntake(SqsWorker):
                                           f"code matching {PARTNER.pattern} and a '/'")
         log.info("bankfile.started", key=ref.key, partner=partner, size=ref.size,
                  resume_at=progress.next_index)
-        with tempfile.TemporaryFile() as spool:
+        # One thread per file for every parser call: lxml's parser state is bound to
+        # the thread that made it (an iterparse resumed on another pool thread can abort).
+        with tempfile.TemporaryFile() as spool, ThreadPoolExecutor(1, "bankfile") as thread:
+            in_thread = functools.partial(asyncio.get_running_loop().run_in_executor, thread)
             try:
                 await self._download(ref, spool)
                 spool.seek(0)
-                items = await asyncio.to_thread(
+                items = await in_thread(functools.partial(
                     read_bank_file, spool, partner=partner, source_key=ref.key,
-                    start_index=progress.next_index, max_bytes=self.options.max_bytes)
+                    start_index=progress.next_index, max_bytes=self.options.max_bytes))
             except _Skip as skip:
                 log.warning("bankfile.skipped", key=ref.key, outcome=skip.outcome)
                 return skip.outcome
             except FileRejected as exc:
                 return await self._quarantine(ref, exc.reason, exc.detail)
-            total = await self._records(ref, items, progress.next_index)
+            try:
+                total = await self._records(
+                    ref, progress.next_index,
+                    lambda: in_thread(functools.partial(_take, items, self.options.batch)))
+            finally:  # a generator: close it (and its parser) on its own thread
+                await in_thread(getattr(items, "close", lambda: None))
         await self.progress.finish(ref, total, "done")
         log.info("bankfile.done", key=ref.key, transactions=total)
         return "processed"
@@ -211,10 +221,11 @@ class FileIntake(SqsWorker):
         finally:
             body.close()
 
-    async def _records(self, ref: ObjectRef, items: Iterator[Item], start: int) -> int:
+    async def _records(self, ref: ObjectRef, start: int,
+                       take: Callable[[], Awaitable[list[Item]]]) -> int:
         """Write every transaction from ``start`` on; returns the file's transaction count."""
         next_index, saved, handled = start, start, 0
-        while batch := await asyncio.to_thread(_take, items, self.options.batch):
+        while batch := await take():
             outcomes = await asyncio.gather(*(self._record(ref, item) for item in batch))
             for outcome in outcomes:
                 FILE_RECORDS.labels(queue=self.queue, outcome=outcome).inc()
