@@ -87,3 +87,13 @@ LEASE_AMBIGUOUS_WRITES = Counter(
     "remitflow_stream_lease_writes_recognised_total",
     "Shard lease writes whose response was lost (timeout, 5xx) and whose retry failed its "
     "condition, recognised by their write token as our own committed write.", ["table"])
+# File intake (S3 ObjectCreated -> SQS -> one job per record; docs/bankfiles.md).
+FILES = Counter(
+    "remitflow_files_total", "Dropped files handled, by outcome (processed, duplicate, "
+    "quarantined, gone, superseded).", ["queue", "outcome"])
+FILE_RECORDS = Counter(
+    "remitflow_file_records_total", "Records (transactions) read from dropped files, by outcome "
+    "(stored, duplicate, quarantined, rejected, not_final).", ["queue", "outcome"])
+FILE_DURATION = Histogram(
+    "remitflow_file_duration_seconds", "Time to handle one dropped file, download to last "
+    "record.", ["queue"], buckets=(*_LATENCY, 300, 600, 1800))

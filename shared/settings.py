@@ -129,6 +129,15 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_allow_private: bool = False
 
+    # Partner files (S3 ObjectCreated -> SQS -> file intake; docs/bankfiles.md).
+    partner_files_bucket: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket for partner files; default '<prefix>-partner-files' (lower case); "
+                    "on AWS give a globally unique name")
+    partner_files_max_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+    partner_files_checkpoint_every: int = Field(default=500, ge=1)
+    partner_files_max_in_flight: int = Field(default=2, ge=1, le=32)
+
     faults: str | None = Field(
         default=None,
         description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "

@@ -20,7 +20,7 @@ from shared.aws.emulator import wait_until_up
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from tests.helpers import Env, free_port, test_settings
 from tools.demo import reference_data
-from tools.stack import KINDS, TABLES
+from tools.stack import KINDS, TABLES, file_drops
 
 SESSION_API_TOKEN = "session-" + secrets.token_urlsafe(24)
 
@@ -51,6 +51,6 @@ async def env(emulator: str) -> AsyncIterator[Env]:
     prefix = "t" + uuid.uuid4().hex[:10]
     settings = test_settings(prefix)
     async with AwsClients(settings) as clients:
-        await bootstrap(settings, clients, KINDS, TABLES)
+        await bootstrap(settings, clients, KINDS, TABLES, drops=file_drops(settings))
         await load_reference_data(clients, settings, reference_data())
         yield Env(settings=settings, clients=clients, endpoint=emulator)

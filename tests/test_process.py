@@ -11,7 +11,7 @@ import pytest
 from shared.aws.clients import AwsClients
 from shared.pipeline.bootstrap import bootstrap
 from tests.helpers import Env, eventually, service_process
-from tools.stack import KINDS, TABLES
+from tools.stack import KINDS, TABLES, file_drops
 
 TOKEN = "s3cret-test-token"
 
@@ -72,11 +72,16 @@ async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
 
 async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
     async with AwsClients(env.settings) as clients:
-        first = await bootstrap(env.settings, clients, KINDS, TABLES)
+        drops = file_drops(env.settings)
+        first = await bootstrap(env.settings, clients, KINDS, TABLES, drops=drops)
         tables = await clients.dynamodb.describe_table(TableName=env.names.remittances)
-        second = await bootstrap(env.settings, clients, KINDS, TABLES)
+        second = await bootstrap(env.settings, clients, KINDS, TABLES, drops=drops)
         again = await clients.dynamodb.describe_table(TableName=env.names.remittances)
+        notify = await clients.s3.get_bucket_notification_configuration(
+            Bucket=drops[0].bucket_name(env.settings.prefix))
     assert first == second
+    assert env.names.partner_files_queue in first
+    assert len(notify["QueueConfigurations"]) == 1
     assert {g["IndexName"] for g in again["Table"]["GlobalSecondaryIndexes"]} == {
         "retry-index", "failed-index", "running-index"}
     assert tables["Table"]["LatestStreamArn"] == again["Table"]["LatestStreamArn"]

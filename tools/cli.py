@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from shared.aws.clients import AwsClients
     from shared.logs import configure_logging
     from shared.pipeline.bootstrap import bootstrap, load_reference_data
-    from tools.stack import KINDS, TABLES
+    from tools.stack import KINDS, TABLES, file_drops
 
     settings = _settings()
     configure_logging(settings.log_level, "console")
@@ -42,7 +43,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn)
+            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn,
+                            drops=file_drops(settings))
             if data is not None:
                 count = await load_reference_data(clients, settings, data)
                 print(f"loaded {count} reference rows from {args.reference_data}")
@@ -52,15 +54,26 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from tools.demo import generate_messages, send_messages
+    from tools.demo import generate_messages, send_messages, upload_files
 
     settings = _settings()
+    if args.bank_files:
+        if not re.fullmatch(r"[A-Z0-9_]{2,32}", args.partner):
+            print(f"--partner {args.partner!r}: use 2-32 of A-Z 0-9 _", file=sys.stderr)
+            return 2
+        files = [(f"{args.partner}/{Path(f).name}", Path(f).read_bytes())
+                 for f in args.bank_files]
+        for url in asyncio.run(upload_files(settings, files)):
+            print(f"uploaded {url}")
     bodies: list[str] = [Path(f).read_text() for f in args.files]
     if args.generate:
         bodies += [json.dumps(m) for m in generate_messages(args.generate, prefix=args.id_prefix)]
-    if not bodies:
-        print("nothing to send: give JSON files or --generate N", file=sys.stderr)
+    if not bodies and not args.bank_files:
+        print("nothing to send: give JSON files, --file FILE.xml or --generate N",
+              file=sys.stderr)
         return 2
+    if not bodies:
+        return 0
     sent = asyncio.run(send_messages(settings, bodies))
     print(f"sent {sent} message(s)")
     return 0
@@ -157,6 +170,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="*", help="JSON files, one message each")
     s.add_argument("--generate", type=int, default=0, metavar="N", help="N generated messages")
     s.add_argument("--id-prefix", default="REQ-GEN", help="request id prefix for --generate")
+    s.add_argument("--file", dest="bank_files", action="append", default=[], metavar="FILE.xml",
+                   help="upload an ISO 20022 bank file (pain.002, camt.054) to the "
+                        "partner-files bucket as PARTNER/FILE (repeatable)")
+    s.add_argument("--partner", default="FIRSTBANK",
+                   help="partner code for --file: the key prefix (default FIRSTBANK)")
     s.set_defaults(func=cmd_send)
 
     st = sub.add_parser("status", help="show a request's remittance and notification jobs")

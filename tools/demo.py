@@ -10,6 +10,7 @@ from typing import Any
 from shared.aws.clients import AwsClients
 from shared.settings import Settings
 from tools.stack import StackNames as Names
+from tools.stack import file_drops
 
 # Fault injection used by `remitflow dev` so the retry and FAILED paths are visible.
 DEMO_FAULTS = r"transient-once:REQ-DEMO-FLAKY-.*,transient-always:REQ-DEMO-BROKEN-.*"
@@ -94,3 +95,22 @@ async def send_messages(settings: Settings, bodies: list[str]) -> int:
             await clients.sqs.send_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)])
     return len(bodies)
+
+
+#: The bank file ``make run`` uploads (three jobs, one transaction not final yet).
+DEMO_BANK_FILE = "pain.002.001.10-accepted-and-rejected.xml"
+
+
+def demo_files() -> list[tuple[str, str, bytes]]:
+    """(label, key, bytes) of the ISO 20022 example(s) the demo uploads."""
+    data = examples_dir().joinpath("iso20022", DEMO_BANK_FILE).read_bytes()
+    return [(f"bank file {DEMO_BANK_FILE} → 3 jobs", f"FIRSTBANK/demo/{DEMO_BANK_FILE}", data)]
+
+
+async def upload_files(settings: Settings, files: list[tuple[str, bytes]]) -> list[str]:
+    """Put ``(key, bytes)`` objects into the partner-files bucket; returns ``s3://`` URLs."""
+    bucket = file_drops(settings)[0].bucket_name(settings.prefix)
+    async with AwsClients(settings) as clients:
+        for key, data in files:
+            await clients.s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return [f"s3://{bucket}/{key}" for key, _ in files]

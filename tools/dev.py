@@ -26,8 +26,15 @@ from shared.aws.emulator import Emulator
 from shared.logs import configure_logging
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
-from tools.demo import DEMO_FAULTS, demo_bodies, reference_data, send_messages
-from tools.stack import KINDS, PORTS, TABLES
+from tools.demo import (
+    DEMO_FAULTS,
+    demo_bodies,
+    demo_files,
+    reference_data,
+    send_messages,
+    upload_files,
+)
+from tools.stack import KINDS, PORTS, TABLES, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -146,6 +153,10 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             for label, _ in bodies:
                 print(f"  sending  {label}")
             await send_messages(settings, [b for _, b in bodies])
+            files = demo_files()
+            for label, _, _ in files:
+                print(f"  uploading {label}")
+            await upload_files(settings, [(key, data) for _, key, data in files])
         dlq_url = (await clients.sqs.get_queue_url(
             QueueName=Names.dlq(names.remittance_events)))["QueueUrl"]
         notes: list[str] = []
@@ -241,7 +252,8 @@ class LocalStack:
 
         async def setup() -> None:
             async with AwsClients(self.settings) as clients:
-                await bootstrap(self.settings, clients, KINDS, TABLES)
+                await bootstrap(self.settings, clients, KINDS, TABLES,
+                                drops=file_drops(self.settings))
                 await load_reference_data(clients, self.settings, reference_data())
 
         asyncio.run(setup())

@@ -19,10 +19,11 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from services.enrichment.kind import PARTNER_FILES
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.pipeline.kind import JobKind
@@ -30,10 +31,11 @@ from tools.stack import KINDS
 
 IAM_DIR = Path(__file__).resolve().parent.parent / "deploy" / "iam"
 PLACEHOLDER_PREFIX = "${REMITFLOW_PREFIX}"
+BUCKET_PLACEHOLDER = "${REMITFLOW_PARTNER_FILES_BUCKET}"
 
 # botocore service ids (the ``service`` label) to IAM action prefixes.
 IAM_PREFIX = {"sqs": "sqs", "dynamodb": "dynamodb", "dynamodb-streams": "dynamodb",
-              "sfn": "states", "sns": "sns", "ses": "ses", "iam": "iam"}
+              "sfn": "states", "sns": "sns", "ses": "ses", "iam": "iam", "s3": "s3"}
 # API operations whose IAM action has another name.
 IAM_ACTION = {"DeleteMessageBatch": "DeleteMessage", "SendMessageBatch": "SendMessage",
               "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
@@ -105,9 +107,19 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
     """The grants of one service (``enrichment``, ``notification``, ``sweeper``, ``workflows``)."""
     n = Names(prefix)
     if service == "enrichment":
+        drop = replace(PARTNER_FILES, bucket=BUCKET_PLACEHOLDER
+                       if prefix == PLACEHOLDER_PREFIX else None)
+        queue = drop.queue_name(prefix)
         return [*job_kind_grants(_kind("enrichment"), prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE,
-                      (*_table(n.name(PAYEES)), *_table(n.name(INVOICES))))]
+                      (*_table(n.name(PAYEES)), *_table(n.name(INVOICES)))),
+                # bank files (services/enrichment/bankfiles/worker.py; docs/bankfiles.md)
+                Grant("ConsumePartnerFiles", _CONSUME, (Res("queue", queue),)),
+                Grant("ReportBadFiles", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+                      (Res("queue", Names.dlq(queue)),)),
+                Grant("ReadAndTagPartnerFiles",
+                      ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"),
+                      (Res("objects", drop.bucket_name(prefix)),))]
     if service == "notification":
         return [*job_kind_grants(_kind("notification"), prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE, _table(n.name(PAYEES))),
@@ -183,6 +195,8 @@ def arn(res: Res, *, partition: str, region: str, account: str) -> str:
         return base("states") + f"execution:{res.name}:*"
     if res.kind == "identity":
         return base("ses") + "identity/*"
+    if res.kind == "objects":
+        return f"arn:{partition}:s3:::{res.name}/*"
     raise ValueError(f"unknown resource kind {res.kind!r}")
 
 

@@ -10,18 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.enrichment.kind import ENRICHMENT
+from services.enrichment.kind import ENRICHMENT, partner_files
 from services.notification.kind import NOTIFICATION
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
 from shared.pipeline.bootstrap import TableSpec
+from shared.pipeline.filedrop import FileDrop
 from shared.pipeline.kind import JobKind
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 
 KINDS: tuple[JobKind, ...] = (ENRICHMENT, NOTIFICATION)
 TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
+
+
+def file_drops(settings: Settings) -> tuple[FileDrop, ...]:
+    """Buckets whose new objects feed a service (bucket names may come from settings)."""
+    return (partner_files(settings),)
 
 
 @dataclass(frozen=True)
@@ -118,3 +124,7 @@ class StackNames(Names):
     @property
     def notification_sm(self) -> str:
         return NOTIFICATION.names(self.prefix).state_machine
+
+    @property
+    def partner_files_queue(self) -> str:
+        return partner_files(Settings(prefix=self.prefix)).queue_name(self.prefix)

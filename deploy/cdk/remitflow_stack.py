@@ -25,6 +25,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -33,11 +34,12 @@ from constructs import Construct
 
 from shared.aws.names import Names
 from shared.pipeline.bootstrap import JOB_INDEXES, load_definition
+from shared.pipeline.filedrop import FileDrop
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
 from tools import iam as grants
-from tools.stack import KINDS, TABLES, StackNames
+from tools.stack import KINDS, TABLES, StackNames, file_drops
 
 # Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
 MAX_RECEIVE = 5
@@ -132,6 +134,8 @@ class RemitflowStack(cdk.Stack):
         for kind in KINDS:
             self._state_machine(kind)
         self._status_events()
+        for drop in file_drops(settings):
+            self._file_drop(drop)
         self.identity = ses.EmailIdentity(
             self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
 
@@ -231,6 +235,44 @@ class RemitflowStack(cdk.Stack):
         self.state_machines[kn.state_machine] = machine
         # Ref is the ARN (and moto's CloudFormation knows no GetAtt Arn here).
         self._output(kn.state_machine, machine.ref, "state machine ARN")
+
+    def _file_drop(self, drop: FileDrop) -> None:
+        """Bucket whose new objects are announced on a queue (as bootstrap's file drops).
+
+        The notification is the bucket's own ``NotificationConfiguration`` (plain
+        CloudFormation), not CDK's ``add_event_notification``, which needs a Lambda
+        custom resource; the queue policy must exist first, hence the dependency.
+        """
+        prefix = self.options.prefix
+        queue_name, bucket_name = drop.queue_name(prefix), drop.bucket_name(prefix)
+        self._queue(queue_name, self.settings.visibility_timeout_s)
+        queue = self.queues[queue_name]
+        bucket_arn = f"arn:{self.partition}:s3:::{bucket_name}"
+        queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="bucket-to-queue", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
+            principals=[iam.ServicePrincipal("s3.amazonaws.com")],
+            conditions={"ArnEquals": {"aws:SourceArn": bucket_arn}}))
+        bucket = s3.CfnBucket(
+            self, _id(bucket_name) + "Bucket", bucket_name=bucket_name,
+            public_access_block_configuration=s3.CfnBucket.PublicAccessBlockConfigurationProperty(
+                block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
+                restrict_public_buckets=True),
+            bucket_encryption=s3.CfnBucket.BucketEncryptionProperty(
+                server_side_encryption_configuration=[
+                    s3.CfnBucket.ServerSideEncryptionRuleProperty(
+                        server_side_encryption_by_default=s3.CfnBucket
+                        .ServerSideEncryptionByDefaultProperty(sse_algorithm="AES256"))]),
+            versioning_configuration=s3.CfnBucket.VersioningConfigurationProperty(
+                status="Enabled"),
+            notification_configuration=s3.CfnBucket.NotificationConfigurationProperty(
+                queue_configurations=[s3.CfnBucket.QueueConfigurationProperty(
+                    event="s3:ObjectCreated:*", queue=queue.queue_arn)]))
+        policy = queue.node.try_find_child("Policy")
+        if policy is not None:
+            bucket.node.add_dependency(policy)
+        if self.options.retain:
+            bucket.apply_removal_policy(cdk.RemovalPolicy.RETAIN)
+        self._output(f"{bucket_name}-bucket", bucket_name, "partner files bucket")
 
     def _status_events(self) -> None:
         """Executions that ended badly → the execution-status queue (as bootstrap does)."""

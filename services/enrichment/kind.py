@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from shared.pipeline.filedrop import FileDrop
 from shared.pipeline.jobs import Status
 from shared.pipeline.kind import JobKind
+from shared.settings import Settings
 
 ENRICHMENT = JobKind(
     name="enrichment",
@@ -19,3 +21,12 @@ ENRICHMENT = JobKind(
     # and a half of tries, then FAILED for a human.
     retry_schedule="30s,2m,10m,30m,1h",
 )
+
+
+PARTNER_FILES = FileDrop(queue="partner-files")
+"""Where banks drop ISO 20022 files: bucket + ``<prefix>-partner-files`` queue."""
+
+
+def partner_files(settings: Settings) -> FileDrop:
+    """:data:`PARTNER_FILES` with the bucket name from settings (global names on AWS)."""
+    return FileDrop(queue=PARTNER_FILES.queue, bucket=settings.partner_files_bucket)

@@ -1,16 +1,39 @@
-"""The enrichment service: partner notifications in, enriched remittance advices out."""
+"""The enrichment service: partner notifications in, enriched remittance advices out.
+
+Two intakes feed one job table: JSON partner messages (SQS) and ISO 20022 bank
+files (S3 events; ``docs/bankfiles.md``).
+"""
 
 from __future__ import annotations
 
 import functools
 
+from services.enrichment.bankfiles.worker import FileIntake, FileOptions
 from services.enrichment.handler import handle_task, parse_partner_message
-from services.enrichment.kind import ENRICHMENT
-from shared.aws.clients import AwsClients
+from services.enrichment.kind import ENRICHMENT, partner_files
+from shared.aws.clients import AwsClients, QueueUrls
+from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
 from shared.pipeline.assemble import aws_readiness, pipeline, status_router
+from shared.pipeline.fileprogress import FileProgress
+from shared.pipeline.jobs import JobStore
 from shared.runtime import ServiceParts
 from shared.settings import Settings
+
+
+async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) -> FileIntake:
+    """The partner-files worker, writing into the same job store as the JSON intake."""
+    urls = QueueUrls(clients.sqs)
+    queue = partner_files(settings).queue_name(settings.prefix)
+    return FileIntake(
+        sqs=clients.sqs, s3=clients.s3, queue_name=queue, queue_url=await urls.url(queue),
+        dlq_url=await urls.url(Names.dlq(queue)), store=store,
+        progress=FileProgress(clients.dynamodb, Names(settings.prefix).leases),
+        options=FileOptions(max_bytes=settings.partner_files_max_bytes,
+                            checkpoint_every=settings.partner_files_checkpoint_every,
+                            max_in_flight=settings.partner_files_max_in_flight,
+                            wait_s=settings.receive_wait_s,
+                            visibility_s=settings.visibility_timeout_s))
 
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
@@ -20,5 +43,6 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
 
     parse = functools.partial(parse_partner_message, extra_fields=settings.advice_extras_allowed)
     workers, store = await pipeline(settings, clients, ENRICHMENT, parse=parse, handler=handler)
+    workers.append(await file_intake(settings, clients, store))
     return ServiceParts(workers=workers, routers=[status_router(ENRICHMENT.table, store)],
                         readiness=aws_readiness(clients, store.table))

@@ -23,6 +23,7 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodbstreams import DynamoDBStreamsClient
+    from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_ses import SESClient
     from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
@@ -53,6 +54,7 @@ class AwsClients:
     sfn: SFNClient = None  # type: ignore[assignment]
     sns: SNSClient = None  # type: ignore[assignment]
     ses: SESClient = None  # type: ignore[assignment]
+    s3: S3Client = None  # type: ignore[assignment]
     _stack: AsyncExitStack | None = None
 
     async def __aenter__(self) -> AwsClients:
@@ -87,6 +89,9 @@ class AwsClients:
         self.sfn = await make("stepfunctions")
         self.sns = await make("sns")
         self.ses = await make("ses", no_retry)
+        # Path-style addressing: emulators on 127.0.0.1/localhost have no bucket subdomains.
+        self.s3 = await make("s3", base.merge(AioConfig(s3={"addressing_style": "path"}))
+                             if self.settings.aws_endpoint_url else base)
         self._stack = stack
         return self
 

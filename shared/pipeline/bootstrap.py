@@ -20,6 +20,7 @@ from aiobotocore.session import get_session
 from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
 from shared.logs import get_logger
+from shared.pipeline.filedrop import FileDrop, ensure_file_drop
 from shared.pipeline.kind import JobKind
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
@@ -211,12 +212,14 @@ class TableSpec:
 
 async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
                     tables: Sequence[TableSpec] = (),
-                    sfn_role_arn: str | None = None) -> dict[str, str]:
+                    sfn_role_arn: str | None = None,
+                    drops: Sequence[FileDrop] = ()) -> dict[str, str]:
     """Create or update every resource the job kinds and tables need; returns ARNs/URLs.
 
     Per kind: the job table (stream, sparse indexes), the intake and task queues
     with their DLQs, the topic it publishes to, the subscription of its intake
-    queue to a topic, and its state machine. Plus the leases table and ``tables``.
+    queue to a topic, and its state machine. Plus the leases table, ``tables`` and
+    per file drop its bucket, queue (+DLQ) and ``ObjectCreated`` notification.
     """
     names = Names(settings.prefix)
     ddb = clients.dynamodb
@@ -235,6 +238,11 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
         out[kn.intake_queue], _ = await _ensure_queue(
             clients, kn.intake_queue, visibility_s=settings.visibility_timeout_s,
             max_receive=_EVENT_QUEUE_REDRIVE)
+    for drop in drops:
+        out.update(await ensure_file_drop(
+            clients, drop, settings.prefix,
+            lambda name: _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
+                                       max_receive=_EVENT_QUEUE_REDRIVE)))
     topics = {t for _, kn in resolved for t in (kn.topic, kn.subscribes) if t}
     for topic in sorted(topics):
         out[topic] = (await clients.sns.create_topic(Name=topic))["TopicArn"]

@@ -28,7 +28,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
@@ -72,6 +72,40 @@ class Parsed:
 
 
 Parser = Callable[[str], Parsed]
+
+#: What :func:`store_parsed` did with a message.
+StoreOutcome = Literal["stored", "duplicate", "conflict"]
+
+
+def conflict_detail(request_id: str) -> str:
+    return (f"request_id {request_id} already stored with different content; "
+            "stored item left untouched")
+
+
+async def store_parsed(store: JobStore, parsed: Parsed) -> StoreOutcome:
+    """Store one parsed message as a job: the intake rule every source shares.
+
+    A conditional ``PutItem`` creates the job (``stored``); when the id exists,
+    the same content hash is a redelivery (``duplicate``, nothing written) and a
+    different one is a ``conflict`` (nothing written; the caller quarantines).
+    Used by the SQS intake below and by file intakes, so both apply one rule.
+
+    Raises:
+        InvalidMessage: ``too_large`` when the job would not fit a stage downstream
+            (``shared/pipeline/budgets.py``: item, task output, workflow state, topic).
+    """
+    problem = budget_problem(parsed)
+    if problem:
+        raise InvalidMessage("too_large", problem)
+    created = await store.create(parsed.request_id, parsed.payload, parsed.content_hash,
+                                 parsed.extra)
+    fault_point("intake.after_put")
+    if created is not None:
+        return "stored"
+    existing = await store.get(parsed.request_id)
+    if existing is not None and existing.raw.get("payload_sha256") == parsed.content_hash:
+        return "duplicate"
+    return "conflict"
 
 
 def budget_problem(parsed: Parsed) -> str | None:
@@ -141,30 +175,20 @@ class Intake(SqsWorker):
             MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
         try:
             parsed = self._parse(body)
-            problem = budget_problem(parsed)
-            if problem:
-                raise InvalidMessage("too_large", problem)
+            outcome = await store_parsed(self.store, parsed)
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
             return True
-        created = await self.store.create(parsed.request_id, parsed.payload,
-                                          parsed.content_hash, parsed.extra)
-        fault_point("intake.after_put")
-        if created is not None:
-            INTAKE_MESSAGES.labels(queue=self.queue, outcome="stored").inc()
-            log.info("intake.stored", request_id=parsed.request_id, queue=self.queue)
-            return True
-        existing = await self.store.get(parsed.request_id)
-        if existing is not None and existing.raw.get("payload_sha256") == parsed.content_hash:
-            INTAKE_MESSAGES.labels(queue=self.queue, outcome="duplicate").inc()
-            log.info("intake.duplicate", request_id=parsed.request_id, queue=self.queue)
-            return True
-        await self._quarantine(message, "conflicting_duplicate",
-                               f"request_id {parsed.request_id} already stored with "
-                               "different content; stored item left untouched",
-                               request_id=parsed.request_id)
-        INTAKE_MESSAGES.labels(queue=self.queue, outcome="quarantined").inc()
+        label: str = outcome
+        if outcome == "conflict":
+            await self._quarantine(message, "conflicting_duplicate",
+                                   conflict_detail(parsed.request_id),
+                                   request_id=parsed.request_id)
+            label = "quarantined"
+        INTAKE_MESSAGES.labels(queue=self.queue, outcome=label).inc()
+        if label != "quarantined":
+            log.info(f"intake.{label}", request_id=parsed.request_id, queue=self.queue)
         return True
 
     def _parse(self, body: str) -> Parsed:

@@ -26,7 +26,7 @@ from shared.settings import Settings
 from tools.bench.procs import Emulator, Service, aws_calls, counter_sum, free_port
 from tools.demo import generate_messages, reference_data
 from tools.dev import DEV_ENV, dev_api_token
-from tools.stack import KINDS, TABLES
+from tools.stack import KINDS, TABLES, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -110,7 +110,8 @@ class Stack:
             if payee.get("webhook_url"):
                 payee["webhook_url"] = f"http://127.0.0.1:{self.receiver.port}/hooks/remittance"
         async with AwsClients(self.settings) as clients:
-            await bootstrap(self.settings, clients, KINDS, TABLES)
+            await bootstrap(self.settings, clients, KINDS, TABLES,
+                            drops=file_drops(self.settings))
             await load_reference_data(clients, self.settings, data)
         for service in SERVICES:
             self.services[service] = Service(service, free_port(), self.env, self.prefix)

@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 
 import xmlschema
+from lxml import etree
 
 from services.enrichment.bankfiles.types import MessageType
 
@@ -76,3 +77,24 @@ def unit_declaration(message_type: MessageType) -> xmlschema.XsdElement:
     if not isinstance(found, xmlschema.XsdElement):  # pragma: no cover - shipped XSDs have it
         raise LookupError(f"{layout.unit_path} not declared in {message_type.xsd}")
     return found
+
+
+_XS = "{http://www.w3.org/2001/XMLSchema}"
+
+
+@cache
+def libxml2_schema_for(message_type: MessageType) -> etree.XMLSchema:
+    """The same XSD compiled by libxml2, for streaming validation during the parse.
+
+    The XSD bytes come from the package and are parsed with entities, DTDs and
+    the network off; a schema that would pull in another document (include,
+    import, redefine) is refused, so compiling it cannot load anything else.
+    """
+    data = resources.files("services.enrichment.bankfiles").joinpath(
+        "xsd", message_type.xsd).read_bytes()
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    document = etree.fromstring(data, parser)
+    for tag in ("include", "import", "redefine", "override"):
+        if document.find(f"{_XS}{tag}") is not None:  # pragma: no cover - shipped XSDs
+            raise ValueError(f"{message_type.xsd} has xs:{tag}; only self-contained XSDs")
+    return etree.XMLSchema(etree.ElementTree(document))

@@ -70,7 +70,8 @@ def detect(stream: IO[bytes]) -> MessageType:
     return _detect(io.BytesIO(stream.read(_DETECT_BYTES)))
 
 
-def _walk(source: IO[bytes], message_type: MessageType) -> Iterator[tuple[str, Element]]:
+def _walk(source: IO[bytes], message_type: MessageType,
+          schema: etree.XMLSchema | None = None) -> Iterator[tuple[str, Element]]:
     """Yield ``("unit", element)`` per unit, ``("end", element)`` per other finished
     element, then ``("done", root)``. A unit is cleared and detached after the
     consumer has handled it; containers lose their units when they end."""
@@ -79,7 +80,7 @@ def _walk(source: IO[bytes], message_type: MessageType) -> Iterator[tuple[str, E
     unit_tag, container_tag = f"{{{ns}}}{layout.unit}", f"{{{ns}}}{layout.container}"
     root: Element | None = None
     in_unit, unit_elements, skeleton = False, 0, 0
-    for event, element in safexml.events(source):
+    for event, element in safexml.events(source, schema=schema):
         if event == "start":
             if root is None:
                 root = element
@@ -118,7 +119,24 @@ def _walk(source: IO[bytes], message_type: MessageType) -> Iterator[tuple[str, E
 
 
 def _validate(source: IO[bytes], message_type: MessageType) -> None:
-    """Pass 1: every unit against its XSD declaration, then the skeleton."""
+    """Pass 1: libxml2 validates the whole file while it streams (fast). A file it
+    refuses as malformed or invalid is read again by :func:`_locate`, with the
+    plain parser and xmlschema, for an exact reason and the unit number; only bad
+    files pay for that."""
+    try:
+        for _ in _walk(source, message_type, formats.libxml2_schema_for(message_type)):
+            pass
+    except FileRejected as exc:
+        if exc.reason not in ("schema_invalid", "not_xml"):
+            raise
+        _locate(source, message_type)
+        raise
+
+
+def _locate(source: IO[bytes], message_type: MessageType) -> None:
+    """Every unit against its XSD declaration with xmlschema, then the skeleton:
+    slow, but its error names the unit number and line. Returns when it finds
+    nothing (the caller then reports libxml2's message)."""
     layout = formats.LAYOUTS[message_type.family]
     declaration = formats.unit_declaration(message_type)
     count = 0

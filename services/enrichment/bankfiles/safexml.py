@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any, cast
 
 from lxml import etree
 
@@ -115,15 +115,19 @@ def _check_declared_encoding(declaration: bytes) -> None:
         raise FileRejected("not_xml", f"encoding {name!r} refused; ISO 20022 files are UTF-8")
 
 
-def events(source: IO[bytes], *, max_depth: int = MAX_DEPTH) -> Iterator[ElementEvent]:
+def events(source: IO[bytes], *, max_depth: int = MAX_DEPTH,
+           schema: etree.XMLSchema | None = None) -> Iterator[ElementEvent]:
     """Stream ``("start" | "end", element)`` events from a checked, seekable file.
 
-    The caller owns memory: it must clear elements it has finished with.
+    The caller owns memory: it must clear elements it has finished with. With
+    ``schema``, libxml2 validates while it parses (streaming, same parser flags);
+    its errors carry no reliable line or unit number.
 
     Raises:
         FileRejected: ``unsafe_xml``/``not_xml`` from :func:`check_prolog`,
             ``unsafe_xml`` if the parser reports a DOCTYPE or nesting exceeds
-            ``max_depth``, ``not_xml`` for any well-formedness error.
+            ``max_depth``, ``not_xml`` for any well-formedness error,
+            ``schema_invalid`` for the first error of ``schema``.
     """
     source.seek(0)
     check_prolog(source.read(PROLOG_LIMIT))
@@ -131,7 +135,7 @@ def events(source: IO[bytes], *, max_depth: int = MAX_DEPTH) -> Iterator[Element
     parser = etree.iterparse(
         source, events=("start", "end"), resolve_entities=False, no_network=True,
         load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=True,
-        remove_pis=True, recover=False)
+        remove_pis=True, recover=False, schema=schema)
     depth = 0
     try:
         for event, element in parser:
@@ -146,5 +150,13 @@ def events(source: IO[bytes], *, max_depth: int = MAX_DEPTH) -> Iterator[Element
             else:
                 depth -= 1
             yield event, element
+        if depth:
+            # With a schema attached, lxml may end the iteration at a syntax error
+            # without raising: a document is complete only once its root has closed.
+            raise FileRejected("not_xml", "the document ended before its root element closed")
     except etree.XMLSyntaxError as exc:
+        errors: list[Any] = list(cast(Any, exc.error_log))  # lxml-stubs: not iterable
+        invalid = [e for e in errors if e.domain == etree.ErrorDomains.SCHEMASV]
+        if invalid and not [e for e in errors if e.domain == etree.ErrorDomains.PARSER]:
+            raise FileRejected("schema_invalid", invalid[0].message) from exc
         raise FileRejected("not_xml", f"not well-formed XML: {exc}") from exc
