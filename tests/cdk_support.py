@@ -131,7 +131,9 @@ def _resolve(node: Any, deployed: Deployed) -> Any:
     if not isinstance(node, dict):
         return node
     if set(node) == {"Ref"}:
-        return deployed.physical[node["Ref"]]
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
+                  "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
+        return pseudo.get(node["Ref"]) or deployed.physical[node["Ref"]]
     if set(node) == {"Fn::GetAtt"}:
         logical, attr = node["Fn::GetAtt"]
         assert attr == "Arn", node

@@ -33,7 +33,12 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from shared.aws.names import Names
-from shared.pipeline.bootstrap import JOB_INDEXES, load_definition
+from shared.pipeline.bootstrap import (
+    EVENT_QUEUE_REDRIVE,
+    JOB_INDEXES,
+    TASK_QUEUE_REDRIVE,
+    load_definition,
+)
 from shared.pipeline.filedrop import FileDrop
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
@@ -42,7 +47,6 @@ from tools import iam as grants
 from tools.stack import KINDS, TABLES, StackNames, file_drops
 
 # Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
-MAX_RECEIVE = 5
 RETENTION = cdk.Duration.seconds(1_209_600)
 SERVICE_ROLES = ("enrichment", "notification", "sweeper")
 
@@ -115,7 +119,7 @@ class RemitflowStack(cdk.Stack):
         self.queues: dict[str, sqs.Queue] = {}
         for kind in KINDS:
             kn = kind.names(options.prefix)
-            self._queue(kn.task_queue, settings.task_visibility_s)
+            self._queue(kn.task_queue, settings.task_visibility_s, TASK_QUEUE_REDRIVE)
             self._queue(kn.intake_queue, settings.visibility_timeout_s)
 
         self.topics: dict[str, sns.Topic] = {}
@@ -175,7 +179,8 @@ class RemitflowStack(cdk.Stack):
 
     # -- queues and topic -----------------------------------------------------------------
 
-    def _queue(self, name: str, visibility_s: int) -> None:
+    def _queue(self, name: str, visibility_s: int, max_receive: int = EVENT_QUEUE_REDRIVE
+               ) -> None:
         dlq = sqs.Queue(self, _id(Names.dlq(name)), queue_name=Names.dlq(name),
                         retention_period=RETENTION, encryption=sqs.QueueEncryption.SQS_MANAGED,
                         enforce_ssl=True)
@@ -183,7 +188,7 @@ class RemitflowStack(cdk.Stack):
             self, _id(name), queue_name=name, retention_period=RETENTION,
             visibility_timeout=cdk.Duration.seconds(visibility_s),
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE))
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive))
         self.queues[name], self.queues[Names.dlq(name)] = queue, dlq
         self._output(name, queue.queue_url, "queue URL")
         self._output(Names.dlq(name), dlq.queue_url, "dead-letter queue URL")

@@ -36,12 +36,12 @@ JOB_INDEXES = (
     ("failed-index", "failed_job", "failed_at", "S"),
     ("running-index", "running_job", "running_since", "N"),
 )
-_TASK_QUEUE_REDRIVE = 5
+TASK_QUEUE_REDRIVE = 5
 # Intake queues: the DLQ is our decision (an invalid message, moved with its reason);
 # transient failures back off through visibility and never count. SQS's own redrive
 # stays only as a backstop for a message that crashes the process itself, at SQS's
 # maximum (with backoff capped at REMITFLOW_INTAKE_RETRY_CAP_S that is days of outage).
-_EVENT_QUEUE_REDRIVE = 1000
+EVENT_QUEUE_REDRIVE = 1000
 
 
 def load_definition(source: Traversable, substitutions: dict[str, Any]) -> str:
@@ -234,15 +234,15 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     for _, kn in resolved:
         out[kn.task_queue], _ = await _ensure_queue(
             clients, kn.task_queue, visibility_s=settings.task_visibility_s,
-            max_receive=_TASK_QUEUE_REDRIVE)
+            max_receive=TASK_QUEUE_REDRIVE)
         out[kn.intake_queue], _ = await _ensure_queue(
             clients, kn.intake_queue, visibility_s=settings.visibility_timeout_s,
-            max_receive=_EVENT_QUEUE_REDRIVE)
+            max_receive=EVENT_QUEUE_REDRIVE)
     for drop in drops:
         out.update(await ensure_file_drop(
             clients, drop, settings.prefix,
             lambda name: _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
-                                       max_receive=_EVENT_QUEUE_REDRIVE)))
+                                       max_receive=EVENT_QUEUE_REDRIVE)))
     topics = {t for _, kn in resolved for t in (kn.topic, kn.subscribes) if t}
     for topic in sorted(topics):
         out[topic] = (await clients.sns.create_topic(Name=topic))["TopicArn"]
@@ -279,7 +279,7 @@ async def _ensure_status_events(settings: Settings, clients: AwsClients, names: 
     queue = names.execution_status
     url, queue_arn = await _ensure_queue(clients, queue,
                                          visibility_s=settings.visibility_timeout_s,
-                                         max_receive=_EVENT_QUEUE_REDRIVE)
+                                         max_receive=EVENT_QUEUE_REDRIVE)
     pattern = {"source": ["aws.states"], "detail-type": [STATUS_DETAIL_TYPE],
                "detail": {"status": list(STATUS_SETTLING),
                           "stateMachineArn": sorted(machines)}}
