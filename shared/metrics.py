@@ -97,3 +97,7 @@ FILE_RECORDS = Counter(
 FILE_DURATION = Histogram(
     "remitflow_file_duration_seconds", "Time to handle one dropped file, download to last "
     "record.", ["queue"], buckets=(*_LATENCY, 300, 600, 1800))
+JOB_WRITES_RECOGNISED = Counter(
+    "remitflow_job_writes_recognised_total",
+    "Job version writes whose answer was lost (timeout, 5xx) and whose retry failed its "
+    "condition, recognised by their write token as our own committed write.", ["table"])

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -26,9 +27,17 @@ from botocore.exceptions import ClientError
 
 from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item, to_item, to_value
+from shared.logs import get_logger
+from shared.metrics import JOB_WRITES_RECOGNISED
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+log = get_logger(__name__)
+
+
+WRITE_TOKEN = "write_token"
+"""Set by every version write: recognises our own write when its answer was lost."""
 
 
 class Status(StrEnum):
@@ -125,7 +134,7 @@ class Job:
     def public(self) -> dict[str, Any]:
         """The JSON view of the status routes (no index bookkeeping, no payload internals)."""
         hidden = {"payload", "payload_sha256", *INDEX_ATTRIBUTE.values(), "running_since",
-                  "next_attempt_at", "failed_at"}
+                  "next_attempt_at", "failed_at", WRITE_TOKEN}
         out: dict[str, Any] = {k: _jsonable(v) for k, v in self.raw.items() if k not in hidden}
         out.setdefault("last_error", None)
         out.setdefault("execution_arn", None)
@@ -229,9 +238,11 @@ class JobStore:
 
     async def _update(self, job: Job, sets: dict[str, Any], removes: set[str],
                       history: str | None = None) -> Job:
-        names: dict[str, str] = {"#version": "version"}
-        values: dict[str, Any] = {":expected": {"N": str(job.version)}, ":one": {"N": "1"}}
-        parts = ["#version = #version + :one"]
+        token = uuid.uuid4().hex
+        names: dict[str, str] = {"#version": "version", "#token": WRITE_TOKEN}
+        values: dict[str, Any] = {":expected": {"N": str(job.version)}, ":one": {"N": "1"},
+                                  ":token": {"S": token}}
+        parts = ["#version = #version + :one", "#token = :token"]
         for i, (key, value) in enumerate(sets.items()):
             names[f"#s{i}"] = key
             values[f":s{i}"] = to_value(value)
@@ -251,12 +262,35 @@ class JobStore:
                 TableName=self.table, Key={"request_id": {"S": job.request_id}},
                 UpdateExpression=expression, ConditionExpression="#version = :expected",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW")
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            mine = await self._own_write(job.request_id, token, exc)
+            if mine is None:
                 raise VersionConflict(job.request_id) from exc
-            raise
+            JOB_WRITES_RECOGNISED.labels(table=self.table).inc()
+            log.info("jobs.write_recognised", request_id=job.request_id, version=mine.version)
+            return mine
         return Job.from_raw(from_item(resp["Attributes"]))
+
+    async def _own_write(self, request_id: str, token: str, exc: ClientError) -> Job | None:
+        """After a failed condition: was it our own write, committed by an earlier try?
+
+        A write can commit while its answer is lost (a timeout, a 500); botocore
+        retries it and the retry fails ``version = expected`` against our own new
+        version. Each write stores a fresh ``write_token``: the item returned with
+        the failure (``ALL_OLD``), else a consistent read, says whose write it was.
+        """
+        response: dict[str, Any] = dict(exc.response)
+        item: dict[str, Any] | None = response.get("Item")
+        if item is None:
+            item = (await self.dynamodb.get_item(
+                TableName=self.table, Key={"request_id": {"S": request_id}},
+                ConsistentRead=True)).get("Item")
+        if not item or item.get(WRITE_TOKEN, {}).get("S") != token:
+            return None
+        return Job.from_raw(from_item(item))
 
     async def query_index(self, state: str, *, due_before: Any = None, limit: int = 100,
                           cursor: dict[str, Any] | None = None,
