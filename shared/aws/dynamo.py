@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -21,3 +24,24 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def to_value(value: Any) -> Any:
     return _ser.serialize(value)
+
+
+async def own_write(dynamodb: DynamoDBClient, table: str, key: dict[str, Any], token: str,
+                    exc: Exception, *, token_attribute: str = "write_token"
+                    ) -> dict[str, Any] | None:
+    """After a failed condition: the item, when it carries our ``token`` (else None).
+
+    A conditional write can commit while its answer is lost (a timeout, a 500);
+    botocore retries it and the retry fails its condition against our own write.
+    Writers that store a fresh token with every write ask here whose write the
+    item shows: the item returned with the failure (``ReturnValuesOnCondition
+    CheckFailure=ALL_OLD``), else a consistent read.
+    """
+    response: dict[str, Any] = dict(getattr(exc, "response", {}) or {})
+    item: dict[str, Any] | None = response.get("Item")
+    if item is None:
+        item = (await dynamodb.get_item(TableName=table, Key=key,
+                                        ConsistentRead=True)).get("Item")
+    if not item or item.get(token_attribute, {}).get("S") != token:
+        return None
+    return item

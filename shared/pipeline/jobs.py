@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from shared.aws.clients import error_code
-from shared.aws.dynamo import from_item, to_item, to_value
+from shared.aws.dynamo import from_item, own_write, to_item, to_value
 from shared.logs import get_logger
 from shared.metrics import JOB_WRITES_RECOGNISED
 
@@ -266,31 +266,18 @@ class JobStore:
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            mine = await self._own_write(job.request_id, token, exc)
-            if mine is None:
+            # A write committed while its answer was lost (timeout, 500), then retried
+            # by botocore against our own new version: recognise it by its token.
+            item = await own_write(self.dynamodb, self.table,
+                                   {"request_id": {"S": job.request_id}}, token, exc,
+                                   token_attribute=WRITE_TOKEN)
+            if item is None:
                 raise VersionConflict(job.request_id) from exc
+            mine = Job.from_raw(from_item(item))
             JOB_WRITES_RECOGNISED.labels(table=self.table).inc()
             log.info("jobs.write_recognised", request_id=job.request_id, version=mine.version)
             return mine
         return Job.from_raw(from_item(resp["Attributes"]))
-
-    async def _own_write(self, request_id: str, token: str, exc: ClientError) -> Job | None:
-        """After a failed condition: was it our own write, committed by an earlier try?
-
-        A write can commit while its answer is lost (a timeout, a 500); botocore
-        retries it and the retry fails ``version = expected`` against our own new
-        version. Each write stores a fresh ``write_token``: the item returned with
-        the failure (``ALL_OLD``), else a consistent read, says whose write it was.
-        """
-        response: dict[str, Any] = dict(exc.response)
-        item: dict[str, Any] | None = response.get("Item")
-        if item is None:
-            item = (await self.dynamodb.get_item(
-                TableName=self.table, Key={"request_id": {"S": request_id}},
-                ConsistentRead=True)).get("Item")
-        if not item or item.get(WRITE_TOKEN, {}).get("S") != token:
-            return None
-        return Job.from_raw(from_item(item))
 
     async def query_index(self, state: str, *, due_before: Any = None, limit: int = 100,
                           cursor: dict[str, Any] | None = None,

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.aws.clients import error_code
+from shared.aws.dynamo import own_write
 from shared.logs import get_logger
 from shared.metrics import LEASE_AMBIGUOUS_WRITES, STREAM_CHECKPOINT_CONFLICTS
 
@@ -276,31 +277,18 @@ class ShardLeaseTable:
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            mine = await self._own_write(lease.key, token, exc)
-            if mine is None:
+            # A write committed while its answer was lost, then retried by botocore
+            # against our own new counter: recognise it by its token.
+            item = await own_write(self.dynamodb, self.table, {"lease_key": {"S": lease.key}},
+                                   token, exc)
+            if item is None:
                 raise LeaseLost(lease.key) from exc
+            mine = ShardLease.from_item(item)
             LEASE_AMBIGUOUS_WRITES.labels(table=self.stream_table).inc()
             log.info("stream.lease_write_recognised", shard=lease.shard_id,
                      counter=mine.counter)
             return mine
         return ShardLease.from_item(resp["Attributes"])
-
-    async def _own_write(self, key: str, token: str, exc: Exception) -> ShardLease | None:
-        """After a failed condition: was it our own write, committed by an earlier try?
-
-        A write can commit while its response is lost (a timeout, a 500); botocore
-        retries it, and the retry fails its condition against our own new counter.
-        Every write stores a fresh ``write_token``, so the item says whose it is: the
-        item returned with the failure (``ALL_OLD``), else a consistent read.
-        """
-        item = getattr(exc, "response", {}).get("Item")
-        if item is None:
-            item = (await self.dynamodb.get_item(TableName=self.table,
-                                                 Key={"lease_key": {"S": key}},
-                                                 ConsistentRead=True)).get("Item")
-        if not item or item.get("write_token", {}).get("S") != token:
-            return None
-        return ShardLease.from_item(item)
 
 
 class ExpiryObserver:
