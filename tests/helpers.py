@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,6 +22,7 @@ from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
+from tools import procs
 from tools.demo import generate_messages
 from tools.stack import StackNames as Names
 from tools.stack import builder
@@ -192,10 +190,7 @@ async def console(env: Env, token: str | None = CONSOLE_TOKEN
 
 # --- ports and settings ------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = procs.free_port
 
 
 def test_settings(prefix: str, **overrides: object) -> Settings:
@@ -213,25 +208,12 @@ def test_settings(prefix: str, **overrides: object) -> Settings:
 @contextmanager
 def service_process(env: Env, service: str, *, capture: bool = False,
                     **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``remitflow run SERVICE`` as its own process on a free port; killed on exit.
-
-    ``capture`` pipes its output for a test that reads it after the process stopped
-    (short runs only: an unread pipe fills and blocks a chatty process).
-    """
-    port = free_port()
-    proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
-                "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
-                "REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
-                **extra_env}
-    out = subprocess.PIPE if capture else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
-                            env=proc_env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    """``remitflow run SERVICE`` for this test's prefix (``tools/procs.py``); killed on exit."""
+    overrides = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+                 **extra_env}
+    with procs.service_process(service, env.settings.prefix, overrides,
+                               capture=capture) as p:
+        yield p.url, p.proc
 
 
 # --- the demo webhook payee (notification and delivery tests) ------------------------

@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx
 
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually
+from tools.procs import service_process
+from tools.stack import PORTS
 
-SERVICES = ("enrichment", "notification", "sweeper")
+SERVICES = tuple(PORTS)
 _AWS_LABEL = re.compile(
     r'^remitflow_aws_requests_total\{operation="([^"]+)",service="([^"]+)"\}\s+(\S+)', re.M)
 
@@ -32,32 +31,17 @@ def remittance(request_id: str) -> dict[str, Any]:
 def services(prefix: str, **extra_env: str) -> Iterator[dict[str, str]]:
     """Start ``remitflow run SERVICE`` for each service; yields service → base URL."""
     urls: dict[str, str] = {}
+    overrides = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "5",
+                 "REMITFLOW_API_TOKEN": "iam-test-token-0123456789",
+                 "REMITFLOW_SWEEPER_INTERVAL_S": "1", "REMITFLOW_STREAM_IDLE_MAX_S": "0.5",
+                 "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2", "REMITFLOW_LEASE_TTL_S": "5",
+                 **extra_env}
     with ExitStack() as stack:
         for service in SERVICES:
-            port = free_port()
-            env = {**os.environ, "REMITFLOW_PREFIX": prefix, "REMITFLOW_HTTP_PORT": str(port),
-                   "REMITFLOW_HTTP_HOST": "127.0.0.1", "REMITFLOW_RECEIVE_WAIT_S": "1",
-                   "REMITFLOW_SHUTDOWN_GRACE_S": "5",
-                   "REMITFLOW_API_TOKEN": "iam-test-token-0123456789",
-                   "REMITFLOW_SWEEPER_INTERVAL_S": "1", "REMITFLOW_STREAM_IDLE_MAX_S": "0.5",
-                   "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2", "REMITFLOW_LEASE_TTL_S": "5",
-                   **extra_env}
-            proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
-                                    env=env, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            stack.callback(_stop, proc)
-            urls[service] = f"http://127.0.0.1:{port}"
+            p = stack.enter_context(service_process(service, prefix, overrides, graceful=True))
+            urls[service] = p.url
         yield urls
 
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 async def all_ready(urls: dict[str, str], timeout_s: float = 60.0) -> None:

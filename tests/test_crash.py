@@ -8,17 +8,16 @@ started and the deliveries made.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from shared.pipeline.jobs import Job
-from tests.helpers import Env, eventually, free_port, job_in, sent_emails
+from tests.helpers import Env, eventually, job_in, sent_emails
 from tools.demo import generate_messages
+from tools.procs import service_process
 
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
         "REMITFLOW_LEASE_TTL_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
@@ -30,17 +29,9 @@ FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
 
 @contextmanager
 def process(env: Env, service: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc_env = {**os.environ, **FAST, "REMITFLOW_PREFIX": env.settings.prefix,
-                "REMITFLOW_HTTP_PORT": str(free_port()), "REMITFLOW_HTTP_HOST": "127.0.0.1",
-                **extra}
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", service],
-                            env=proc_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
+    """A service process that a test may kill; killed (never drained) at the end."""
+    with service_process(service, env.settings.prefix, {**FAST, **extra}) as p:
+        yield p.proc
 
 
 async def died(proc: subprocess.Popen[bytes]) -> bool:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +19,7 @@ from services.notification.service import build as build_notification
 from shared.aws.dynamo import to_item
 from tests.helpers import Env, eventually, free_port, job_in, running
 from tools.demo import generate_messages
+from tools.procs import service_process
 
 
 class Outage:
@@ -67,17 +66,10 @@ class Outage:
 
 @contextmanager
 def enrichment_via(env: Env, endpoint: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    proc_env = {**os.environ, "AWS_ENDPOINT_URL": endpoint,
-                "REMITFLOW_PREFIX": env.settings.prefix, "REMITFLOW_HTTP_PORT": str(port),
-                "REMITFLOW_HTTP_HOST": "127.0.0.1", "REMITFLOW_RECEIVE_WAIT_S": "1",
-                "REMITFLOW_STREAM_FAILOVER_S": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "enrichment"],
-                            env=proc_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with service_process("enrichment", env.settings.prefix, {
+            "AWS_ENDPOINT_URL": endpoint, "REMITFLOW_RECEIVE_WAIT_S": "1",
+            "REMITFLOW_STREAM_FAILOVER_S": "3"}, port=port) as p:
+        yield p.proc
 
 
 async def test_aws_unreachable_then_back_nothing_lost(env: Env) -> None:

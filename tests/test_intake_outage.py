@@ -10,33 +10,25 @@ go to the DLQ at once, with their reason.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tests.faultproxy import Fault, FaultProxy
-from tests.helpers import Env, eventually, free_port
+from tests.helpers import Env, eventually
 from tools.demo import generate_messages
+from tools.procs import service_process
 
 RECEIVES = 7  # beyond the old maxReceiveCount of 5
 
 
 @contextmanager
 def enrichment(env: Env, endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc_env = {**os.environ, "AWS_ENDPOINT_URL": endpoint,
-                "REMITFLOW_PREFIX": env.settings.prefix, "REMITFLOW_HTTP_PORT": str(free_port()),
-                "REMITFLOW_HTTP_HOST": "127.0.0.1", "REMITFLOW_RECEIVE_WAIT_S": "1",
-                "REMITFLOW_VISIBILITY_TIMEOUT_S": "5", "REMITFLOW_AWS_MAX_ATTEMPTS": "1",
-                "REMITFLOW_INTAKE_RETRY_BASE_S": "1", "REMITFLOW_INTAKE_RETRY_CAP_S": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "enrichment"],
-                            env=proc_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with service_process("enrichment", env.settings.prefix, {
+            "AWS_ENDPOINT_URL": endpoint, "REMITFLOW_RECEIVE_WAIT_S": "1",
+            "REMITFLOW_VISIBILITY_TIMEOUT_S": "5", "REMITFLOW_AWS_MAX_ATTEMPTS": "1",
+            "REMITFLOW_INTAKE_RETRY_BASE_S": "1", "REMITFLOW_INTAKE_RETRY_CAP_S": "2"}) as p:
+        yield p.proc
 
 
 async def test_dynamodb_outage_backs_off_and_loses_nothing(env: Env) -> None:

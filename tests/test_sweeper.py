@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +24,6 @@ from shared.pipeline.reconcile import settle
 from tests.helpers import (
     Env,
     eventually,
-    free_port,
     history,
     job_in,
     message,
@@ -34,6 +31,7 @@ from tests.helpers import (
     retrying,
     running,
 )
+from tools.procs import service_process
 from tools.stack import KINDS, builder
 
 sweeper_service = builder("sweeper")
@@ -257,23 +255,10 @@ async def test_one_leader_at_a_time(env: Env) -> None:
 @contextmanager
 def sweeper_process(env: Env, log: Path, **extra: str) -> Iterator[tuple[str,
                                                                       subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc_env = {**os.environ, "REMITFLOW_PREFIX": env.settings.prefix,
-                "REMITFLOW_HTTP_PORT": str(port), "REMITFLOW_HTTP_HOST": "127.0.0.1",
-                "REMITFLOW_SHUTDOWN_GRACE_S": "5", **extra}
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "run", "sweeper"],
-                                env=proc_env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield f"http://127.0.0.1:{port}", proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+    with service_process("sweeper", env.settings.prefix,
+                         {"REMITFLOW_SHUTDOWN_GRACE_S": "5", **extra}, log=log,
+                         graceful=True) as p:
+        yield p.url, p.proc
 
 
 async def test_two_active_sweeper_processes_redrive_each_job_once(env: Env,

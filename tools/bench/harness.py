@@ -23,9 +23,10 @@ from shared.aws.dynamo import from_item
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.bootstrap import bootstrap, load_reference_data
 from shared.settings import Settings
-from tools.bench.procs import Emulator, Service, aws_calls, counter_sum, free_port
+from tools.bench.procs import Emulator, Service, aws_calls, counter_sum
 from tools.demo import generate_messages, reference_data
 from tools.dev import DEV_ENV, dev_api_token
+from tools.procs import free_port
 from tools.stack import KINDS, TABLES, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
