@@ -36,6 +36,15 @@ from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ER
 from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
 from shared.pipeline.jobs import JobStore
 from shared.retry import Backoff
+from shared.tracing import (
+    TRACEPARENT,
+    SpanKind,
+    exemplar,
+    message_traceparent,
+    set_attributes,
+    span,
+    traceparent,
+)
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -134,11 +143,25 @@ class Intake(SqsWorker):
         await self.receiver.delay(message, delay)
 
     async def _handle(self, message: MessageTypeDef) -> bool:
-        """Returns True when the message may be deleted from the source queue."""
+        """Returns True when the message may be deleted from the source queue.
+
+        One ``intake`` span per message (receive → stored), continuing the message's
+        ``traceparent`` attribute when it has one; the job item stores the span's
+        context (``traceparent``) for the hops after this one.
+        """
+        given = message_traceparent(message)
+        with span("intake", parent=given, kind=SpanKind.CONSUMER, messaging__system="aws_sqs",
+                  messaging__destination__name=self.queue,
+                  messaging__message__id=message.get("MessageId"),
+                  attempt=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))):
+            return await self._take(message, given)
+
+    async def _take(self, message: MessageTypeDef, given: str | None) -> bool:
         body = message.get("Body", "")
         sent = message.get("Attributes", {}).get("SentTimestamp")
         if sent:
-            MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
+            MESSAGE_AGE.labels(queue=self.queue).observe(
+                max(0.0, time.time() - int(sent) / 1000), exemplar=exemplar())
         try:
             parsed = self._parse(body)
             problem = budget_problem(parsed)
@@ -147,16 +170,21 @@ class Intake(SqsWorker):
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
+            set_attributes(outcome="invalid", error__type=exc.reason)
             return True
-        created = await self.store.create(parsed.request_id, parsed.payload,
-                                          parsed.content_hash, parsed.extra)
+        set_attributes(request_id=parsed.request_id)
+        created = await self.store.create(
+            parsed.request_id, parsed.payload, parsed.content_hash,
+            {**parsed.extra, TRACEPARENT: traceparent(fallback=given)})
         fault_point("intake.after_put")
         if created is not None:
+            set_attributes(outcome="stored")
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="stored").inc()
             log.info("intake.stored", request_id=parsed.request_id, queue=self.queue)
             return True
         existing = await self.store.get(parsed.request_id)
         if existing is not None and existing.raw.get("payload_sha256") == parsed.content_hash:
+            set_attributes(outcome="duplicate")
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="duplicate").inc()
             log.info("intake.duplicate", request_id=parsed.request_id, queue=self.queue)
             return True
@@ -165,6 +193,7 @@ class Intake(SqsWorker):
                                "different content; stored item left untouched",
                                request_id=parsed.request_id)
         INTAKE_MESSAGES.labels(queue=self.queue, outcome="quarantined").inc()
+        set_attributes(outcome="quarantined", error__type="conflicting_duplicate")
         return True
 
     def _parse(self, body: str) -> Parsed:
