@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from shared import tracing
@@ -61,9 +62,16 @@ async def test_one_remittance_is_one_trace_across_processes(
 
         async def complete() -> list[ReceivedSpan] | None:
             spans = [s for s in otlp.snapshot() if s.trace_id == trace_id]
-            return spans if EXPECTED <= {(s.service, s.name) for s in spans} else None
+            return spans if {(s.service, s.name) for s in spans} >= EXPECTED else None
 
         spans = await eventually(complete, timeout_s=20, what="every stage's span exported")
+        async with httpx.AsyncClient(timeout=5) as http:
+            om = (await http.get(f"{urls['notification']}/metrics",
+                                 headers={"accept": "application/openmetrics-text"})).text
+            plain = (await http.get(f"{urls['notification']}/metrics")).text
+    # Latency histograms carry the trace as an exemplar (OpenMetrics only).
+    assert 'remitflow_handler_duration_seconds_bucket' in om and f'trace_id="{trace_id}"' in om
+    assert "trace_id" not in plain
 
     assert {s.trace_id for s in otlp.snapshot() if s.name in {"intake", "start", "task"}} \
         == {trace_id}, "one remittance, one trace"
