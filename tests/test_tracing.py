@@ -12,7 +12,16 @@ import httpx
 import pytest
 
 from shared import tracing
-from tests.helpers import WEBHOOK_SECRET, Env, eventually, example, job_in, point_webhook_payee_at
+from tests.helpers import (
+    WEBHOOK_SECRET,
+    Env,
+    eventually,
+    example,
+    job_in,
+    point_webhook_payee_at,
+    retrying,
+    service_process,
+)
 from tests.pipeline_procs import all_ready, services
 from tools.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tools.webhook_receiver import Receiver
@@ -108,6 +117,35 @@ async def test_one_remittance_is_one_trace_across_processes(
     assert job.raw["traceparent"] == n_intake.traceparent
     (got,) = payee.received
     assert got["traceparent"] == deliver.traceparent
+
+
+async def test_sweeper_redrive_starts_a_new_trace_linked_to_the_original(
+        env: Env, otlp: OtlpReceiver) -> None:
+    store = env.store()
+    job = await retrying(store, "REQ-TRACE-REDRIVE", payload=example("settled-usd-ach.json"))
+    original = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    await store.update(job, {"traceparent": original})
+    with service_process(env, "sweeper", OTEL_TRACES_EXPORTER="otlp",
+                         OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
+                         OTEL_BSP_SCHEDULE_DELAY="100", REMITFLOW_SWEEPER_INTERVAL_S="1"):
+        async def redriven() -> list[ReceivedSpan] | None:
+            spans = otlp.snapshot()
+            return spans if any(s.name == "start" for s in spans) else None
+
+        spans = await eventually(redriven, timeout_s=30, what="the re-drive's spans")
+    redrive = _one(spans, "remitflow-sweeper", "redrive")
+    start = _one(spans, "remitflow-sweeper", "start")
+    _, trace_id, span_id, _ = original.split("-")
+    assert redrive.trace_id != trace_id and redrive.parent_id == ""  # a new trace ...
+    assert redrive.links == ((trace_id, span_id),)                   # ... linked to the first
+    assert start.parent_id == redrive.span_id and start.attributes["attempt"] == 2
+    # the execution input carries the new trace, so the re-drive's work joins it
+    (execution,) = await env.executions(env.names.enrichment_sm)
+    desc = await env.clients.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(desc["input"])["traceparent"] == start.traceparent
+    running = await store.get("REQ-TRACE-REDRIVE")
+    assert running is not None and running.attempt == 2
+    assert running.raw["traceparent"] == original  # the job keeps its first context
 
 
 async def test_tracing_is_off_without_otel_variables() -> None:
