@@ -47,6 +47,11 @@ def payee() -> Iterator[Receiver]:
     r.stop()
 
 
+def _ids(traceparent: str) -> tuple[str, str]:
+    _, trace_id, span_id, _ = traceparent.split("-")
+    return trace_id, span_id
+
+
 def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
     found = [s for s in spans if s.service == service and s.name == name]
     assert len(found) == 1, f"{service} {name}: {found}"
@@ -113,10 +118,10 @@ async def test_one_remittance_is_one_trace_across_processes(
     # The job items carry the context; the payee got the delivery span's traceparent.
     enriched = await env.store().get("REQ-2026-000003")
     assert enriched is not None
-    assert enriched.raw["traceparent"] == intake.traceparent
-    assert job.raw["traceparent"] == n_intake.traceparent
+    assert _ids(enriched.raw["traceparent"]) == intake.ids
+    assert _ids(job.raw["traceparent"]) == n_intake.ids
     (got,) = payee.received
-    assert got["traceparent"] == deliver.traceparent
+    assert _ids(got["traceparent"]) == deliver.ids
 
 
 async def test_sweeper_redrive_starts_a_new_trace_linked_to_the_original(
@@ -142,7 +147,7 @@ async def test_sweeper_redrive_starts_a_new_trace_linked_to_the_original(
     # the execution input carries the new trace, so the re-drive's work joins it
     (execution,) = await env.executions(env.names.enrichment_sm)
     desc = await env.clients.sfn.describe_execution(executionArn=execution["executionArn"])
-    assert json.loads(desc["input"])["traceparent"] == start.traceparent
+    assert _ids(json.loads(desc["input"])["traceparent"]) == start.ids
     running = await store.get("REQ-TRACE-REDRIVE")
     assert running is not None and running.attempt == 2
     assert running.raw["traceparent"] == original  # the job keeps its first context

@@ -28,8 +28,10 @@ class ReceivedSpan:
     links: tuple[tuple[str, str], ...] = ()
 
     @property
-    def traceparent(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-01"
+    def ids(self) -> tuple[str, str]:
+        """(trace id, span id): what a ``traceparent`` naming this span carries (its flags
+        are not in the OTLP span)."""
+        return self.trace_id, self.span_id
 
 
 def _value(v: Any) -> Any:
