@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -181,3 +183,25 @@ async def test_redrive_starts_a_new_trace_linked_to_the_original() -> None:
         # off: no recording span, so the job's own context is what travels
         assert tracing.traceparent(fallback=original) == original
     assert json.loads(json.dumps({"traceparent": original}))["traceparent"] == original
+
+
+LOG_SCRIPT = """
+import logging, structlog
+from shared.logs import configure_logging
+from shared.tracing import span
+configure_logging("INFO", "json", service="t")
+with span("intake", parent="00-" + "e" * 32 + "-" + "f" * 16 + "-01"):
+    structlog.get_logger("ours").info("inside")
+    logging.getLogger("uvicorn.error").warning("stdlib inside")
+structlog.get_logger("ours").info("outside")
+"""
+
+
+def test_logs_carry_trace_and_span_ids() -> None:
+    proc = subprocess.run([sys.executable, "-c", LOG_SCRIPT], capture_output=True, timeout=60)
+    lines = [json.loads(line) for line in proc.stderr.decode().splitlines()]
+    by_event = {line["event"]: line for line in lines}
+    for event in ("inside", "log.uvicorn.error"):
+        assert by_event[event]["trace_id"] == "e" * 32
+        assert by_event[event]["span_id"] == "f" * 16
+    assert "trace_id" not in by_event["outside"]
