@@ -26,7 +26,8 @@ HELM_ALL_FLAGS := --set keda.enabled=true --set serviceMonitor.enabled=true \
   --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
   --set networkPolicy.enabled=true --set bootstrap.enabled=true \
   --set apiToken.create=true --set apiToken.value=lint-token-0123456789 \
-  --set podDisruptionBudget.enabled=true
+  --set podDisruptionBudget.enabled=true \
+  --set tracing.otlpEndpoint=http://otel-collector.observability:4318
 HELM_API_VERSIONS := --api-versions monitoring.coreos.com/v1 --api-versions keda.sh/v1alpha1
 # Oldest supported (Chart.yaml kubeVersion) and newest schema kubernetes-validate ships.
 KUBE_VERSIONS := 1.27 1.37
@@ -106,9 +107,10 @@ check-dockerfile: $(HADOLINT)
 	@$(HADOLINT) Dockerfile && echo "   ok"
 
 check-compose: tool-docker-compose
-	@echo "== docker-compose config (default, --profile moto)"
+	@echo "== docker-compose config (default, --profile moto, --profile tracing)"
 	@REMITFLOW_API_TOKEN=check-deploy-token-0123456789 $(DOCKER_COMPOSE) config -q
 	@REMITFLOW_API_TOKEN=check-deploy-token-0123456789 AWS_ENDPOINT_URL=http://moto:5000 $(DOCKER_COMPOSE) --profile moto config -q
+	@REMITFLOW_API_TOKEN=check-deploy-token-0123456789 OTEL_TRACES_EXPORTER=otlp $(DOCKER_COMPOSE) --profile tracing config -q
 	@grep -q 'REMITFLOW_API_TOKEN: $${REMITFLOW_API_TOKEN:?' docker-compose.yml || { echo "compose must require REMITFLOW_API_TOKEN" >&2; exit 1; }
 	@test -x deploy/localstack/ready.d/10-remitflow.sh || { echo "ready.d hook not executable" >&2; exit 1; }
 	@echo "   ok"

@@ -22,7 +22,9 @@ from cachetools import TTLCache
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -194,7 +196,12 @@ def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
                             status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Exemplars (trace ids on latency histograms) exist only in OpenMetrics, which
+        # Prometheus asks for when its exemplar storage is on.
+        if "application/openmetrics-text" in request.headers.get("accept", ""):
+            return Response(openmetrics_latest(REGISTRY),  # type: ignore[no-untyped-call]
+                            media_type=OPENMETRICS_CONTENT_TYPE)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     guards = [Depends(guard(auth, limiter, trusted_proxies))]

@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from shared.tracing import log_processor as trace_ids
+
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key)", re.I)
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
@@ -33,7 +35,7 @@ _DIGITS = re.compile(r"\b\d{8,}\b")
 # Identifiers we log on purpose; digit runs in them are not account numbers.
 _IDENTIFIERS = frozenset({"request_id", "execution", "execution_name", "execution_arn", "shard",
                           "sequence", "checkpoint", "message_id", "timestamp", "owner",
-                          "queue", "table", "event"})
+                          "queue", "table", "event", "trace_id", "span_id"})
 _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
 
 
@@ -104,7 +106,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
                      else structlog.dev.ConsoleRenderer(colors=False))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.contextvars.merge_contextvars,
+        foreign_pre_chain=[structlog.contextvars.merge_contextvars, trace_ids,
                            structlog.processors.add_log_level,
                            structlog.processors.TimeStamper(fmt="iso", utc=True), _foreign],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -115,6 +117,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", service: str | Non
     sys.excepthook = _excepthook
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        trace_ids,  # trace_id, span_id of the current span (shared/tracing.py)
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -25,6 +26,7 @@ from shared.api import ApiAuth, Heartbeat, RateLimiter, Readiness, create_app
 from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
+from shared.tracing import configure_tracing, instrument_app, shutdown_tracing
 from shared.worker import Worker
 
 log = get_logger(__name__)
@@ -78,13 +80,18 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
                       libraries_level=settings.log_level_libraries)
     auth = api_auth(settings)
     started = time.monotonic()
-    async with AwsClients(settings) as clients:
-        parts = await build(settings, clients)
-        try:
-            await _Process(service, settings, parts, auth, settings.port_or(port)).run()
-        finally:
-            for close in parts.closers:
-                await close()
+    if configure_tracing(service):  # OTEL_TRACES_EXPORTER etc.; off by default
+        log.info("tracing.enabled", exporter=os.environ.get("OTEL_TRACES_EXPORTER"))
+    try:
+        async with AwsClients(settings) as clients:
+            parts = await build(settings, clients)
+            try:
+                await _Process(service, settings, parts, auth, settings.port_or(port)).run()
+            finally:
+                for close in parts.closers:
+                    await close()
+    finally:
+        shutdown_tracing()  # flush buffered spans
     log.info("service.stopped", uptime_s=round(time.monotonic() - started, 1),
              **_counters())
     return 0
@@ -115,6 +122,7 @@ class _Process:
             limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
                                 max_clients=settings.api_max_clients),
             trusted_proxies=settings.trusted_proxies)
+        instrument_app(self.app)  # server spans for /v1 and /console, when tracing is on
         self.server = _Server(uvicorn.Config(self.app, host=settings.http_host, port=port,
                                              log_config=None, access_log=False,
                                              lifespan="off"))

@@ -48,6 +48,8 @@ async def test_message_in_completed_and_advice_published(env: Env) -> None:
     body = json.loads(published[0]["Body"])
     assert body["request_id"] == "REQ-2026-000001" and body["purpose"] == "royalty"
     attrs = {k: v["StringValue"] for k, v in published[0]["MessageAttributes"].items()}
+    # tracing is off here, yet the message carries the job's trace (shared/tracing.py)
+    assert attrs.pop("traceparent").split("-")[1] == job.raw["traceparent"].split("-")[1]
     assert attrs == {"payee_type": "author", "purpose": "royalty", "country": "US",
                      "channel": "email", "partner_status": "SETTLED"}
 

@@ -68,7 +68,8 @@ class Receiver:
                         return
                     webhook_id = headers.get("webhook-id", "")
                     receiver.by_id[webhook_id] += 1
-                    receiver.received.append({"id": webhook_id, "payload": payload})
+                    receiver.received.append({"id": webhook_id, "payload": payload,
+                                              "traceparent": headers.get("traceparent")})
                 if receiver.echo:
                     data = payload.get("data", {}) if isinstance(payload, dict) else {}
                     print(f"  webhook ✓ {webhook_id} {data.get('request_id')} "

@@ -39,6 +39,7 @@ from shared.metrics import DELIVERIES
 from shared.pipeline.intake import InvalidMessage, Parsed
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, now_iso
 from shared.pipeline.tasks import BusinessError, Superseded, Task, TransientError
+from shared.tracing import SpanKind, set_attributes, span
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -129,19 +130,26 @@ class Notifier:
                                           history="e-mail outcome still unknown after "
                                           f"{age:.0f}s: resending (at-least-once)")
         advice = RemittanceAdvice.model_validate_json(job.raw["payload"])
-        choice = self.rules.choose(advice)
+        with span("rule", request_id=job.request_id) as rule_span:
+            choice = self.rules.choose(advice)
+            rule_span.set_attribute("rule", choice.rule_name)
         channel = choice.channel
-        try:
-            rendered = self.renderer.render(advice, template_id=choice.template_id,
-                                            locale=advice.payee.locale)
-        except RenderError as exc:
-            raise BusinessError("RenderFailed", str(exc)) from exc
+        with span("render", request_id=job.request_id, template_id=choice.template_id):
+            try:
+                rendered = self.renderer.render(advice, template_id=choice.template_id,
+                                                locale=advice.payee.locale)
+            except RenderError as exc:
+                raise BusinessError("RenderFailed", str(exc)) from exc
         details = {"channel": channel, "template_id": rendered.template_id,
                    "locale": rendered.locale_used, "rule": choice.rule_name}
-        if channel == "email":
-            delivery_id = await self._email(job, advice, rendered, details)
-        else:
-            delivery_id = await self._webhook(job, advice, details)
+        # the payee's webhook request carries this span's traceparent
+        with span("deliver", kind=SpanKind.CLIENT, request_id=job.request_id,
+                  attempt=task.attempt, channel=channel):
+            if channel == "email":
+                delivery_id = await self._email(job, advice, rendered, details)
+            else:
+                delivery_id = await self._webhook(job, advice, details)
+            set_attributes(outcome="delivered")
         return {"delivery_id": delivery_id}
 
     async def _email(self, job: Job, advice: RemittanceAdvice, rendered: Any,
@@ -190,6 +198,8 @@ class Notifier:
                                timeout_s=self.webhook_timeout_s,
                                allow_private=self.allow_private)
         DELIVERIES.labels(channel="webhook", outcome=result.outcome).inc()
+        set_attributes(outcome=result.outcome, http__response__status_code=result.status_code,
+                       delivery_attempts=result.attempts)
         if result.outcome == "delivered":
             fault_point("notify.after_send")
             await self.store.update(job, {"delivery_id": msg_id, "delivered_at": now_iso(),

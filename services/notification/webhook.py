@@ -15,6 +15,8 @@ What is guaranteed:
 * The outcome tells the caller what to do next: ``delivered``; ``gone`` (410: stop,
   the receiver asked us to); ``transient`` (try again later; ``retry_after_s`` when
   the receiver said when); ``business`` (a human has to look: 4xx, 3xx, refused target).
+* Each request carries the W3C ``traceparent`` of the delivery's span (outside the
+  signature), so a payee can join its logs to ours.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from shared.retry import Backoff
+from shared.tracing import headers as trace_headers
 
 EVENT_TYPE: Final = "remittance.advice"
 SECRET_PREFIX: Final = "whsec_"
@@ -356,7 +359,8 @@ async def deliver(client: httpx.AsyncClient, *, url: str, secret: str, msg_id: s
     attempts = 0
     while True:
         attempts += 1
-        headers = build_headers(secret, msg_id, int(time.time()), body)
+        # the signature covers the body only: the trace context rides beside it
+        headers = {**build_headers(secret, msg_id, int(time.time()), body), **trace_headers()}
         result = await _attempt(client, target, body, headers, timeout_s)
         result = DeliveryResult(result.outcome, result.status_code, attempts, result.detail,
                                 result.retry_after_s)

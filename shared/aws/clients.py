@@ -2,7 +2,8 @@
 
 Every request this process sends is counted by a botocore event hook into
 ``remitflow_aws_requests_total{service,operation}`` (retries included: that is
-what AWS bills). SES gets its own client with SDK retries off
+what AWS bills); with tracing on, every call inside a span is a child span
+(``shared/tracing.py``). SES gets its own client with SDK retries off
 (``docs/architecture.md``, "Delivery").
 """
 
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from shared.metrics import AWS_REQUESTS
 from shared.settings import Settings
+from shared.tracing import instrument_client
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -81,6 +83,7 @@ class AwsClients:
                 session.create_client(name, config=config, **kwargs)  # type: ignore[call-overload]
             )
             client.meta.events.register("before-send.*.*", _count_request)
+            instrument_client(client)  # child spans, only when tracing is on
             return client
 
         self.sqs = await make("sqs")

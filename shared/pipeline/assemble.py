@@ -141,7 +141,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                        queue_url=await urls.url(task_queue), store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=settings.task_visibility_s, retry=policy)
+                       visibility_s=settings.task_visibility_s, retry=policy,
+                       publishes=kn.topic)
     return [intake, stream, tasks], store
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.aws.sqs import SqsWorker
@@ -36,6 +36,15 @@ from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ER
 from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
 from shared.pipeline.jobs import JobStore
 from shared.retry import Backoff
+from shared.tracing import (
+    TRACEPARENT,
+    SpanKind,
+    exemplar,
+    message_traceparent,
+    set_attributes,
+    span,
+    traceparent,
+)
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -168,17 +177,35 @@ class Intake(SqsWorker):
         await self.receiver.delay(message, delay)
 
     async def _handle(self, message: MessageTypeDef) -> bool:
-        """Returns True when the message may be deleted from the source queue."""
+        """Returns True when the message may be deleted from the source queue.
+
+        One ``intake`` span per message (receive → stored), continuing the message's
+        ``traceparent`` attribute when it has one; the job item stores the span's
+        context (``traceparent``) for the hops after this one.
+        """
+        given = message_traceparent(message)
+        with span("intake", parent=given, kind=SpanKind.CONSUMER, messaging__system="aws_sqs",
+                  messaging__destination__name=self.queue,
+                  messaging__message__id=message.get("MessageId"),
+                  attempt=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))):
+            return await self._take(message, given)
+
+    async def _take(self, message: MessageTypeDef, given: str | None) -> bool:
         body = message.get("Body", "")
         sent = message.get("Attributes", {}).get("SentTimestamp")
         if sent:
-            MESSAGE_AGE.labels(queue=self.queue).observe(max(0.0, time.time() - int(sent) / 1000))
+            MESSAGE_AGE.labels(queue=self.queue).observe(
+                max(0.0, time.time() - int(sent) / 1000), exemplar=exemplar())
         try:
             parsed = self._parse(body)
+            set_attributes(request_id=parsed.request_id)
+            parsed = replace(parsed, extra={**parsed.extra,
+                                            TRACEPARENT: traceparent(fallback=given)})
             outcome = await store_parsed(self.store, parsed)
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)
             INTAKE_MESSAGES.labels(queue=self.queue, outcome="invalid").inc()
+            set_attributes(outcome="invalid", error__type=exc.reason)
             return True
         label: str = outcome
         if outcome == "conflict":
@@ -186,6 +213,8 @@ class Intake(SqsWorker):
                                    conflict_detail(parsed.request_id),
                                    request_id=parsed.request_id)
             label = "quarantined"
+            set_attributes(error__type="conflicting_duplicate")
+        set_attributes(outcome=label)
         INTAKE_MESSAGES.labels(queue=self.queue, outcome=label).inc()
         if label != "quarantined":
             log.info(f"intake.{label}", request_id=parsed.request_id, queue=self.queue)

@@ -12,6 +12,7 @@ the execution name, so a superseded attempt can never overwrite a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.retry import Backoff
+from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -124,6 +126,14 @@ class RetryPolicy:
         return math.ceil((time.time() if now is None else now) + self.delay_s(attempt, job))
 
 
+def redrive_span(job: Job) -> contextlib.AbstractContextManager[object]:
+    """A re-drive starts a new trace, linked to the job's original one (its stored
+    ``traceparent``): a retry hours later is its own story, found from the first."""
+    return span("redrive", new_trace=True, links=[job.raw.get(TRACEPARENT)],
+                request_id=job.request_id, attempt=job.attempt + 1,
+                remitflow__status=job.status.value)
+
+
 class WorkflowStarter:
     """Starts attempts of one table's state machine."""
 
@@ -146,17 +156,25 @@ class WorkflowStarter:
         """
         attempt = job.attempt + 1
         name = execution_name(job.request_id, attempt)
-        try:
-            running = await self.store.transition(
-                job, Status.RUNNING, history=history or f"attempt {attempt} started",
-                set_={"attempt": attempt, "execution_name": name,
-                      "execution_arn": self.execution_arn(name)},
-                remove=(RETRY_DUE,), sort_value=int(time.time()))
-        except VersionConflict:
-            return None
-        fault_point("starter.after_running")
-        await self.start(running)
-        return running
+        with self._span(job, attempt):
+            try:
+                running = await self.store.transition(
+                    job, Status.RUNNING, history=history or f"attempt {attempt} started",
+                    set_={"attempt": attempt, "execution_name": name,
+                          "execution_arn": self.execution_arn(name)},
+                    remove=(RETRY_DUE,), sort_value=int(time.time()))
+            except VersionConflict:
+                set_attributes(outcome="conflict")
+                return None
+            fault_point("starter.after_running")
+            await self.start(running)
+            return running
+
+    def _span(self, job: Job, attempt: int) -> contextlib.AbstractContextManager[object]:
+        """``start`` (stream record or re-drive → execution started), in the job's trace
+        unless a span is current (a sweeper re-drive's own)."""
+        return span("start", parent=job.raw.get(TRACEPARENT), request_id=job.request_id,
+                    attempt=attempt, remitflow__table=self.store.table)
 
     async def start(self, job: Job) -> None:
         """``StartExecution`` for the job's current attempt; already-started is success.
@@ -172,7 +190,10 @@ class WorkflowStarter:
         retry_at = self.retry.next_attempt_at(job.attempt, job=job)
         body = json.dumps({"request_id": job.request_id, "attempt": job.attempt,
                            "retry_at": str(retry_at),
-                           "retry_shard": index_shard(job.request_id, self.store.shards)})
+                           "retry_shard": index_shard(job.request_id, self.store.shards),
+                           # the workflow passes it to its task and its published message
+                           TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))})
+        set_attributes(execution=name)
         table = self.store.table
         for n in range(1, self.start_attempts + 1):
             try:
@@ -181,6 +202,7 @@ class WorkflowStarter:
             except Exception as exc:
                 if error_code(exc) == "ExecutionAlreadyExists":
                     WORKFLOW_STARTS.labels(table=table, outcome="already_started").inc()
+                    set_attributes(outcome="already_started")
                     log.info("workflow.already_started", request_id=job.request_id,
                              execution=name)
                     return
@@ -190,11 +212,13 @@ class WorkflowStarter:
                     await asyncio.sleep(_START_BACKOFF.delay(n))
                     continue
                 WORKFLOW_STARTS.labels(table=table, outcome="failed").inc()
+                set_attributes(outcome="failed", error__type=error_code(exc) or "error")
                 await self._park(job, f"StartExecution failed: {exc}",
                                  int(time.time() + max(1.0, self.retry.delay_s(1, job))),
                                  give_back=True)
                 return
             WORKFLOW_STARTS.labels(table=table, outcome="started").inc()
+            set_attributes(outcome="started")
             log.info("workflow.started", request_id=job.request_id, execution=name,
                      attempt=job.attempt)
             fault_point("starter.after_start")
@@ -232,7 +256,8 @@ class WorkflowStarter:
                 continue
             current = await self.store.get(job.request_id)
             if current is not None and current.status is Status.RUNNING and current.attempt == 1:
-                await self.start(current)
+                with self._span(current, current.attempt):
+                    await self.start(current)
 
     async def park_record(self, record: Record) -> None:
         """Stream poison handler: a record that kept failing parks its job ``RETRY_PENDING``.

@@ -46,7 +46,7 @@ from shared.pipeline.jobs import (
 from shared.pipeline.leader import Leases
 from shared.pipeline.operator import Outcome, Resolvable, in_doubt, resolve
 from shared.pipeline.reconcile import reconcile
-from shared.pipeline.starter import RetryPolicy, WorkflowStarter
+from shared.pipeline.starter import RetryPolicy, WorkflowStarter, redrive_span
 from shared.worker import Lifecycle, ticker
 
 if TYPE_CHECKING:
@@ -293,8 +293,9 @@ class Sweeper(Lifecycle):
                 log.warning("sweeper.failed", request_id=job.request_id, table=target.table,
                             attempts=job.attempt, last_error=str(job.raw.get("last_error"))[:300])
                 return
-            running = await target.starter.begin(
-                job, history=f"re-driven by sweeper as attempt {job.attempt + 1}")
+            with redrive_span(job):
+                running = await target.starter.begin(
+                    job, history=f"re-driven by sweeper as attempt {job.attempt + 1}")
             if running is None:
                 raise VersionConflict(job.request_id)
             table.redriven += 1
@@ -360,7 +361,8 @@ class Sweeper(Lifecycle):
         if in_doubt(job, target.in_doubt_field):
             raise NotRedrivable(f"{request_id}: a send's outcome is unknown; settle it with "
                                 "resolve (sent or not_sent) instead")
-        running = await target.starter.begin(job, history=history)
+        with redrive_span(job):
+            running = await target.starter.begin(job, history=history)
         if running is None:
             raise VersionConflict(request_id)
         log.info("sweeper.manual_redrive", request_id=request_id, table=target.table,

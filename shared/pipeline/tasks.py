@@ -29,6 +29,7 @@ from shared.logs import get_logger
 from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict
 from shared.pipeline.starter import RETRY_DUE, RetryPolicy
+from shared.tracing import TRACEPARENT, SpanKind, exemplar, set_attributes, span
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class TaskWorker(SqsWorker):
     def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
                  store: JobStore, handler: Handler, max_in_flight: int = 32,
                  wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, publishes: str | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="tasks",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
         self.sfn = sfn
@@ -86,6 +87,8 @@ class TaskWorker(SqsWorker):
         self.handler = handler
         self.heartbeat_s = heartbeat_s
         self.retry = retry
+        self.publishes = publishes
+        """Topic the workflow publishes to after a success (names the answer's span)."""
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """Each task answered on its own (heartbeats while its handler runs)."""
@@ -103,7 +106,16 @@ class TaskWorker(SqsWorker):
             self.receiver.slots.release()
 
     async def _answer(self, message: MessageTypeDef) -> None:
+        """One ``task`` span per message (received → answered) in the trace the
+        workflow's input carried; the handler and the answer are its children."""
         body = json.loads(message.get("Body", "{}"))
+        with span("task", parent=body.get(TRACEPARENT), kind=SpanKind.CONSUMER,
+                  request_id=body.get("request_id"), attempt=body.get("attempt"),
+                  execution=body.get("execution_name"), messaging__system="aws_sqs",
+                  messaging__destination__name=self.queue):
+            await self._answer_traced(message, body)
+
+    async def _answer_traced(self, message: MessageTypeDef, body: dict[str, Any]) -> None:
         token = body["task_token"]
         request_id = body["request_id"]
         job = await self.store.get(request_id)
@@ -112,6 +124,7 @@ class TaskWorker(SqsWorker):
             await self._send_failure(token, "remitflow.Superseded",
                                      "task belongs to an attempt that is no longer current",
                                      request_id)
+            set_attributes(outcome="superseded")
             await self._delete(message)
             return
         task = Task(token=token, request_id=request_id, attempt=int(body.get("attempt", 1)),
@@ -123,28 +136,34 @@ class TaskWorker(SqsWorker):
             [message], every_s=self.heartbeat_s, beat=heartbeat))
         started = time.perf_counter()
         try:
-            output = await self.handler(task)
+            with span("handle", request_id=request_id, attempt=task.attempt):
+                output = await self.handler(task)
         except Superseded as exc:
             await self._send_failure(token, "remitflow.Superseded", str(exc), request_id)
             TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
+            set_attributes(outcome="superseded")
         except BusinessError as exc:
             await self._record_failure(task, f"rejected ({exc.reason}): {exc.detail}",
                                        transient=False)
             await self._send_failure(token, exc.error_name, exc.detail, request_id)
             TASKS.labels(queue=self.queue, outcome="business_error", error=exc.reason).inc()
+            set_attributes(outcome="business_error", error__type=exc.reason)
         except Exception as exc:
             cause = str(exc) or type(exc).__name__
             await self._record_failure(task, cause, transient=True)
             await self._send_failure(token, TRANSIENT, cause, request_id)
             TASKS.labels(queue=self.queue, outcome="transient_error",
                          error=type(exc).__name__).inc()
+            set_attributes(outcome="transient_error", error__type=type(exc).__name__)
         else:
             fault_point("tasks.before_answer")
-            await self._send_success(token, output, request_id)
+            await self._succeed(token, output, request_id, task.attempt)
             TASKS.labels(queue=self.queue, outcome="success", error="").inc()
+            set_attributes(outcome="success")
         finally:
             beat.cancel()
-            HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started)
+            HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started,
+                                                              exemplar=exemplar())
         await self._delete(message)
 
     async def _record_failure(self, task: Task, cause: str, *, transient: bool) -> None:
@@ -173,6 +192,21 @@ class TaskWorker(SqsWorker):
             log.info("task.failure_note_conflict", request_id=task.request_id)
         except Exception as exc:
             log.warning("task.failure_note_failed", request_id=task.request_id, error=repr(exc))
+
+    async def _succeed(self, token: str, output: dict[str, Any], request_id: str,
+                       attempt: int) -> None:
+        """``SendTaskSuccess`` in a ``publish`` span when the workflow publishes next.
+
+        Step Functions reports no spans: its ``sns:publish`` happens after this answer
+        is accepted, carrying the execution input's ``traceparent`` as a message
+        attribute. This span stands for that hand-over (``answer`` when nothing is
+        published).
+        """
+        name = "publish" if self.publishes else "answer"
+        with span(name, kind=SpanKind.PRODUCER if self.publishes else SpanKind.INTERNAL,
+                  request_id=request_id, attempt=attempt,
+                  messaging__destination__name=self.publishes):
+            await self._send_success(token, output, request_id)
 
     async def _send_success(self, token: str, output: dict[str, Any], request_id: str) -> None:
         try:
