@@ -25,9 +25,9 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import ValidationError
 
+from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
 from services.notification.webhook import deliver, webhook_id_for
@@ -104,7 +104,7 @@ class Notifier:
     rules: RuleSet
     renderer: Renderer
     ses: SESClient
-    http: httpx.AsyncClient
+    http: HostPools
     directory: PayeeDirectory
     sender: str
     webhook_timeout_s: float = 10.0

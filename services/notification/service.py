@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
 from services.notification.handler import Notifier, parse_advice
 from services.notification.kind import NOTIFICATION
+from services.notification.pools import HostPools
 from services.notification.render import Renderer
 from services.notification.rules import RuleSet
 from shared.aws.clients import AwsClients
@@ -26,7 +25,7 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     # service before it takes work, never at the first payee.
     rules = RuleSet.load(RULES)
     renderer = Renderer.load(TEMPLATES, rules)
-    http = httpx.AsyncClient(follow_redirects=False, timeout=settings.webhook_timeout_s)
+    http = HostPools(timeout_s=settings.webhook_timeout_s)
     notifier = Notifier(
         store=job_store(settings, clients, NOTIFICATION), rules=rules, renderer=renderer,
         ses=clients.ses, http=http,
