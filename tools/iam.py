@@ -109,8 +109,13 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                 Grant("ReadReferenceData", _READ_REFERENCE,
                       (*_table(n.name(PAYEES)), *_table(n.name(INVOICES))))]
     if service == "notification":
-        return [*job_kind_grants(_kind("notification"), prefix),
+        kind = _kind("notification")
+        return [*job_kind_grants(kind, prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE, _table(n.name(PAYEES))),
+                # webhook endpoint health (services/notification/endpoints.py)
+                Grant("EndpointHealth", ("dynamodb:GetItem", "dynamodb:UpdateItem",
+                                         "dynamodb:Scan"),
+                      tuple(Res("table", n.name(t.short)) for t in kind.extra_tables)),
                 Grant("SendEmail", ("ses:SendEmail", "ses:SendRawEmail"), (Res("identity"),))]
     if service == "sweeper":
         names = [k.names(prefix) for k in KINDS]

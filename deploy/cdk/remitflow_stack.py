@@ -106,7 +106,7 @@ class RemitflowStack(cdk.Stack):
         self.tables: dict[str, ddb.Table] = {}
         for kind in KINDS:
             self._table(kind.names(options.prefix).table, "request_id", job=True)
-        for spec in TABLES:
+        for spec in (*TABLES, *(t for kind in KINDS for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False)
         self._table(self.names.leases, "lease_key", job=False)
 

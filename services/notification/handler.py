@@ -15,7 +15,10 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
   resent after ``email_resend_after_s`` (at-least-once, a possible duplicate);
 - webhook: the ``webhook-id`` is a function of the request id, the same on every
   retry, so a receiver deduplicates the one case we cannot close (a crash after
-  the receiver said 2xx and before the delivery was recorded).
+  the receiver said 2xx and before the delivery was recorded). Every attempt is
+  recorded in the endpoint's health (``services/notification/endpoints.py``); a
+  notification for a disabled endpoint is not sent: it waits ``FAILED`` with
+  ``waiting_endpoint`` until an operator enables the endpoint.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 from pydantic import ValidationError
 
+from services.notification.endpoints import EndpointHealth, EndpointState, endpoint_id
+from services.notification.endpoints_api import REASON as ENDPOINT_DISABLED
+from services.notification.endpoints_api import WAITING
 from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
@@ -83,6 +90,13 @@ def _intent_age_s(intent: object) -> float:
     return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
+def _endpoint_id(url: str) -> str | None:
+    try:
+        return endpoint_id(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None     # deliver() refuses it with the reason
+
+
 def parse_advice(body: str) -> Parsed:
     """Intake parser for advices arriving from the topic (raw delivery)."""
     try:
@@ -111,6 +125,7 @@ class Notifier:
     allow_private: bool = False
     unknown_outcome: Literal["fail", "resend"] = "fail"
     resend_after_s: float = 900.0
+    endpoints: EndpointHealth | None = None
 
     async def handle(self, task: Task) -> dict[str, Any]:
         job = task.job
@@ -184,16 +199,26 @@ class Notifier:
         if payee is None or not payee.webhook_url or not payee.webhook_secret:
             raise BusinessError("NoWebhook", "payee has no webhook_url/webhook_secret")
         msg_id = webhook_id_for(job.request_id)
+        eid = _endpoint_id(payee.webhook_url)
+        if self.endpoints is not None and eid is not None:
+            known = await self.endpoints.get(eid)
+            if known is not None and known.disabled:
+                await self._wait_for_endpoint(job, eid, "endpoint disabled since "
+                                              f"{known.raw.get('disabled_at')}; not sent")
         job = await self.store.update(job, {**details, "webhook_id": msg_id})
         result = await deliver(self.http, url=payee.webhook_url, secret=payee.webhook_secret,
                                msg_id=msg_id, payload=json.loads(advice.model_dump_json()),
                                timeout_s=self.webhook_timeout_s,
                                allow_private=self.allow_private)
         DELIVERIES.labels(channel="webhook", outcome=result.outcome).inc()
+        health = None
+        if result.outcome != "delivered" and result.attempts:
+            health = await self._record(payee.webhook_url, ok=False, reason=result.detail)
         if result.outcome == "delivered":
             fault_point("notify.after_send")
             await self.store.update(job, {"delivery_id": msg_id, "delivered_at": now_iso(),
                                           "http_status": result.status_code})
+            await self._record(payee.webhook_url, ok=True)
             log.info("notify.webhook_delivered", request_id=job.request_id, webhook_id=msg_id,
                      status=result.status_code)
             return msg_id
@@ -201,7 +226,33 @@ class Notifier:
             raise BusinessError("WebhookGone", f"receiver answered 410 Gone: {result.detail}")
         if result.outcome == "business":
             raise BusinessError("WebhookRejected", result.detail)
+        if health is not None and health.disabled and eid is not None:
+            await self._wait_for_endpoint(job, eid, f"endpoint disabled after failing for "
+                                          f"{health.failing_s:.0f}s: {result.detail}")
         raise TransientError(f"webhook: {result.detail}")
+
+    async def _record(self, url: str, *, ok: bool,
+                      reason: str | None = None) -> EndpointState | None:
+        """Endpoint health is advice: a failed write is logged, never fails the delivery."""
+        if self.endpoints is None:
+            return None
+        try:
+            return await self.endpoints.record(url, ok=ok, reason=reason)
+        except Exception as exc:
+            log.warning("notify.endpoint_health_failed", error=repr(exc))
+            return None
+
+    async def _wait_for_endpoint(self, job: Job, eid: str, reason: str) -> None:
+        """Park the job (``FAILED``, ``waiting_endpoint``) until the endpoint is enabled."""
+        current = await self.store.require(job.request_id)
+        if current.status is Status.RUNNING:
+            await self.store.transition(
+                current, Status.FAILED,
+                set_={"last_error": reason, "failure_reason": ENDPOINT_DISABLED, WAITING: eid},
+                history=f"attempt {current.attempt}: {reason}; waiting for endpoint {eid} "
+                        "to be enabled")
+        log.warning("notify.waiting_endpoint", request_id=job.request_id, endpoint=eid)
+        raise Superseded(reason)
 
     async def _unknown_outcome(self, job: Job, reason: str) -> None:
         current = await self.store.require(job.request_id)

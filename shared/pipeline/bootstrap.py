@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from aiobotocore.session import get_session
 from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
 from shared.logs import get_logger
-from shared.pipeline.kind import JobKind
+from shared.pipeline.kind import JobKind, TableSpec
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
@@ -201,14 +200,6 @@ async def _ensure_state_machine(clients: AwsClients, name: str, definition: str,
     return created["stateMachineArn"]
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """A plain (non-job) table: short name and partition key, e.g. reference data."""
-
-    short: str
-    key: str
-
-
 async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
                     tables: Sequence[TableSpec] = (),
                     sfn_role_arn: str | None = None) -> dict[str, str]:
@@ -223,7 +214,7 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     resolved = [(kind, kind.names(settings.prefix)) for kind in kinds]
     for _, kn in resolved:
         await _ensure_table(ddb, kn.table, "request_id", job=True)
-    for spec in tables:
+    for spec in (*tables, *(t for kind in kinds for t in kind.extra_tables)):
         await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
     await _ensure_table(ddb, names.leases, "lease_key", job=False)
 
