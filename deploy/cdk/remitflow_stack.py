@@ -41,6 +41,9 @@ from tools.stack import KINDS, TABLES, StackNames
 
 # Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
 MAX_RECEIVE = 5
+# Intake and event queues: the DLQ is the service's decision; SQS's redrive only a
+# backstop at its maximum, as bootstrap sets it (shared/pipeline/bootstrap.py).
+EVENT_MAX_RECEIVE = 1000
 RETENTION = cdk.Duration.seconds(1_209_600)
 SERVICE_ROLES = ("enrichment", "notification", "sweeper")
 
@@ -114,7 +117,7 @@ class RemitflowStack(cdk.Stack):
         for kind in KINDS:
             kn = kind.names(options.prefix)
             self._queue(kn.task_queue, settings.task_visibility_s)
-            self._queue(kn.intake_queue, settings.visibility_timeout_s)
+            self._queue(kn.intake_queue, settings.visibility_timeout_s, EVENT_MAX_RECEIVE)
 
         self.topics: dict[str, sns.Topic] = {}
         for topic in sorted({t for k in KINDS for t in (k.names(options.prefix).topic,
@@ -171,7 +174,7 @@ class RemitflowStack(cdk.Stack):
 
     # -- queues and topic -----------------------------------------------------------------
 
-    def _queue(self, name: str, visibility_s: int) -> None:
+    def _queue(self, name: str, visibility_s: int, max_receive: int = MAX_RECEIVE) -> None:
         dlq = sqs.Queue(self, _id(Names.dlq(name)), queue_name=Names.dlq(name),
                         retention_period=RETENTION, encryption=sqs.QueueEncryption.SQS_MANAGED,
                         enforce_ssl=True)
@@ -179,7 +182,7 @@ class RemitflowStack(cdk.Stack):
             self, _id(name), queue_name=name, retention_period=RETENTION,
             visibility_timeout=cdk.Duration.seconds(visibility_s),
             encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE))
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive))
         self.queues[name], self.queues[Names.dlq(name)] = queue, dlq
         self._output(name, queue.queue_url, "queue URL")
         self._output(Names.dlq(name), dlq.queue_url, "dead-letter queue URL")
@@ -235,7 +238,7 @@ class RemitflowStack(cdk.Stack):
     def _status_events(self) -> None:
         """Executions that ended badly → the execution-status queue (as bootstrap does)."""
         name = self.names.execution_status
-        self._queue(name, self.settings.visibility_timeout_s)
+        self._queue(name, self.settings.visibility_timeout_s, EVENT_MAX_RECEIVE)
         queue = self.queues[name]
         rule = events.CfnRule(
             self, _id(name) + "Rule", name=name, state="ENABLED",
