@@ -37,6 +37,7 @@ from services.notification.endpoints_api import WAITING
 from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
+from services.notification.ses_events import AWAITING, message_tags
 from services.notification.webhook import deliver, webhook_id_for
 from shared.aws.clients import error_code
 from shared.domain.advice import RemittanceAdvice
@@ -126,6 +127,8 @@ class Notifier:
     unknown_outcome: Literal["fail", "resend"] = "fail"
     resend_after_s: float = 900.0
     endpoints: EndpointHealth | None = None
+    configuration_set: str | None = None
+    ses_event_window_s: float = 0.0
 
     async def handle(self, task: Task) -> dict[str, Any]:
         job = task.job
@@ -137,9 +140,11 @@ class Notifier:
                 await self._unknown_outcome(job, "an e-mail send was started earlier and its "
                                             "outcome is unknown; not resent automatically")
             age = _intent_age_s(job.raw[INTENT])
-            if age < self.resend_after_s:
+            wait_s = max(self.resend_after_s, self._event_window_s(job))
+            if age < wait_s:
                 raise TransientError(f"e-mail outcome unknown; resend allowed in "
-                                     f"{self.resend_after_s - age:.0f}s (at-least-once)")
+                                     f"{wait_s - age:.0f}s unless an SES event settles it "
+                                     "(at-least-once)")
             job = await self.store.update(job, {}, remove=(INTENT,),
                                           history="e-mail outcome still unknown after "
                                           f"{age:.0f}s: resending (at-least-once)")
@@ -165,12 +170,17 @@ class Notifier:
             raise BusinessError("NoAddress", "payee has no e-mail address")
         job = await self.store.update(job, {**details, INTENT: f"email@{now_iso()}"})
         fault_point("notify.before_send")
+        extra: dict[str, Any] = {}
+        if self.configuration_set:     # SES events settle an unknown outcome (ses_events.py)
+            extra = {"ConfigurationSetName": self.configuration_set,
+                     "Tags": message_tags(job.request_id, job.attempt)}
         try:
             resp = await self.ses.send_email(
                 Source=self.sender, Destination={"ToAddresses": [advice.payee.email]},
                 Message={"Subject": {"Data": rendered.subject, "Charset": "UTF-8"},
                          "Body": {"Text": {"Data": rendered.text, "Charset": "UTF-8"},
-                                  "Html": {"Data": rendered.html, "Charset": "UTF-8"}}})
+                                  "Html": {"Data": rendered.html, "Charset": "UTF-8"}}},
+                **extra)
         except Exception as exc:
             outcome = ses_outcome(exc)
             code = error_code(exc)
@@ -254,13 +264,26 @@ class Notifier:
         log.warning("notify.waiting_endpoint", request_id=job.request_id, endpoint=eid)
         raise Superseded(reason)
 
+    def _event_window_s(self, job: Job) -> float:
+        """How long an in-doubt send waits for its SES event (0 when none can come)."""
+        if not self.configuration_set or not message_tags(job.request_id, job.attempt):
+            return 0.0
+        return self.ses_event_window_s
+
     async def _unknown_outcome(self, job: Job, reason: str) -> None:
         current = await self.store.require(job.request_id)
         if current.status is Status.RUNNING:
+            window = self._event_window_s(current)
+            marker: dict[str, Any] = {}
+            waits = "waiting for an operator (resolve sent / not_sent)"
+            if window > 0:
+                until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=window)
+                marker = {AWAITING: until.isoformat(timespec="seconds").replace("+00:00", "Z")}
+                waits = (f"waiting for its SES event until {marker[AWAITING]}, then for an "
+                         "operator (resolve sent / not_sent)")
             await self.store.transition(
                 current, Status.FAILED,
-                set_={"last_error": reason, "failure_reason": "outcome_unknown"},
-                history=f"attempt {current.attempt}: {reason}; waiting for an operator "
-                        "(resolve sent / not_sent)")
+                set_={"last_error": reason, "failure_reason": "outcome_unknown", **marker},
+                history=f"attempt {current.attempt}: {reason}; {waits}")
         log.error("notify.outcome_unknown", request_id=job.request_id, reason=reason)
         raise Superseded(reason)

@@ -12,7 +12,8 @@ from services.notification.kind import NOTIFICATION
 from services.notification.pools import HostPools
 from services.notification.render import Renderer
 from services.notification.rules import RuleSet
-from shared.aws.clients import AwsClients
+from services.notification.ses_events import SesEvents
+from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
 from shared.pipeline.assemble import (
@@ -39,6 +40,7 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     rules = RuleSet.load(RULES)
     renderer = Renderer.load(TEMPLATES, rules)
     http = HostPools(timeout_s=settings.webhook_timeout_s)
+    ses_events_name = Names(settings.prefix).name(NOTIFICATION.ses_events or "ses-events")
     endpoints = EndpointHealth(clients.dynamodb, Names(settings.prefix).name(ENDPOINTS.short),
                                disable_after_s=settings.endpoint_disable_after_s)
     notifier = Notifier(
@@ -48,7 +50,8 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sender=settings.sender_email, webhook_timeout_s=settings.webhook_timeout_s,
         allow_private=settings.webhook_allow_private,
         unknown_outcome=settings.email_unknown_outcome,
-        resend_after_s=settings.email_resend_after_s, endpoints=endpoints)
+        resend_after_s=settings.email_resend_after_s, endpoints=endpoints,
+        configuration_set=ses_events_name, ses_event_window_s=settings.ses_event_window_s)
 
     workers, store = await pipeline(settings, clients, NOTIFICATION, parse=parse_advice,
                                     handler=notifier.handle)
@@ -56,6 +59,13 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         clients, NOTIFICATION.names(settings.prefix).state_machine),
         retry_policy(settings, NOTIFICATION), start_attempts=settings.start_attempts)
     token = settings.api_token.get_secret_value() if settings.api_token else None
+    urls = QueueUrls(clients.sqs)
+    workers.append(SesEvents(sqs=clients.sqs, queue_name=ses_events_name,
+                             queue_url=await urls.url(ses_events_name),
+                             dlq_url=await urls.url(Names.dlq(ses_events_name)), store=store,
+                             starter=starter, max_in_flight=settings.max_in_flight,
+                             wait_s=settings.receive_wait_s,
+                             visibility_s=settings.visibility_timeout_s))
     workers.append(EndpointGauges(endpoints, interval_s=settings.endpoint_metrics_interval_s,
                                   alert_after_s=settings.endpoint_alert_after_s))
     routers = [status_router(NOTIFICATION.table, store),

@@ -232,6 +232,10 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     for _, kn in resolved:
         if kn.subscribes:
             await _ensure_subscription(clients, out[kn.subscribes], out[kn.intake_queue])
+    for kind, _ in resolved:
+        if kind.ses_events:
+            name = names.name(kind.ses_events)
+            out[name] = await _ensure_ses_events(settings, clients, name)
 
     role_arn = sfn_role_arn or await _ensure_sfn_role(settings, names)
     common = {"HeartbeatSeconds": settings.task_heartbeat_timeout_s,
@@ -280,6 +284,46 @@ async def _ensure_status_events(settings: Settings, clients: AwsClients, names: 
         "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
         "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
     await clients.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    return url
+
+
+SES_EVENT_TYPES = ("send", "reject", "renderingFailure", "delivery", "bounce", "complaint",
+                   "deliveryDelay")
+
+
+async def _ensure_ses_events(settings: Settings, clients: AwsClients, name: str) -> str:
+    """SES configuration set ``name`` → topic ``name`` → queue ``name`` (with its DLQ).
+
+    The kind's e-mails name the set, so SES publishes their sending events
+    (``docs/architecture.md``, "SES events"). Returns the queue URL.
+    """
+    url, _ = await _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
+                                 max_receive=_EVENT_QUEUE_REDRIVE)
+    topic_arn = (await clients.sns.create_topic(Name=name))["TopicArn"]
+    account = topic_arn.split(":")[4]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "ses-events", "Effect": "Allow", "Principal": {"Service": "ses.amazonaws.com"},
+        "Action": "sns:Publish", "Resource": topic_arn,
+        "Condition": {"StringEquals": {"AWS:SourceAccount": account}}}]}
+    await clients.sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy",
+                                           AttributeValue=json.dumps(policy))
+    await _ensure_subscription(clients, topic_arn, url)
+    ses = clients.ses
+    try:
+        await ses.create_configuration_set(ConfigurationSet={"Name": name})
+        log.info("bootstrap.created", kind="configuration_set", name=name)
+    except Exception as exc:
+        if "AlreadyExists" not in error_code(exc):
+            raise
+    current = await ses.describe_configuration_set(
+        ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"])
+    if not [d for d in current.get("EventDestinations") or [] if d]:
+        destination: Any = {"Name": f"{name}-sns", "Enabled": True,
+                             "MatchingEventTypes": list(SES_EVENT_TYPES),
+                             "SNSDestination": {"TopicARN": topic_arn}}
+        await ses.create_configuration_set_event_destination(
+            ConfigurationSetName=name, EventDestination=destination)
+        log.info("bootstrap.created", kind="event_destination", name=f"{name}-sns")
     return url
 
 
