@@ -30,7 +30,9 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "deploy" / "cdk" / "app.py"
 NOT_SUPPORTED = frozenset({"AWS::SNS::Subscription", "AWS::SQS::QueuePolicy",
-                           "AWS::SES::EmailIdentity"})
+                           "AWS::SES::EmailIdentity", "AWS::SNS::TopicPolicy",
+                           "AWS::SES::ConfigurationSet",
+                           "AWS::SES::ConfigurationSetEventDestination"})
 COPIED = frozenset({"AWS::StepFunctions::StateMachine"})
 
 
@@ -100,6 +102,21 @@ def deploy(endpoint: str, name: str, prefix: str, template: dict[str, Any]) -> D
                     QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
         elif res["Type"] == "AWS::SES::EmailIdentity":
             client("ses", endpoint).verify_email_identity(EmailAddress=props["EmailIdentity"])
+        elif res["Type"] == "AWS::SNS::TopicPolicy":
+            for arn in props["Topics"]:
+                client("sns", endpoint).set_topic_attributes(
+                    TopicArn=arn, AttributeName="Policy",
+                    AttributeValue=json.dumps(props["PolicyDocument"]))
+        elif res["Type"] == "AWS::SES::ConfigurationSet":
+            client("ses", endpoint).create_configuration_set(ConfigurationSet={
+                "Name": props["Name"]})
+        elif res["Type"] == "AWS::SES::ConfigurationSetEventDestination":
+            dest = props["EventDestination"]
+            client("ses", endpoint).create_configuration_set_event_destination(
+                ConfigurationSetName=props["ConfigurationSetName"], EventDestination={
+                    "Name": dest["Name"], "Enabled": dest["Enabled"],
+                    "MatchingEventTypes": dest["MatchingEventTypes"],
+                    "SNSDestination": {"TopicARN": dest["SnsDestination"]["TopicARN"]}})
         else:
             raise AssertionError(f"moto's CloudFormation skipped {res['Type']} ({logical})")
     _copy_state_machines(endpoint, deployed)

@@ -118,12 +118,13 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
     tables = {}
     for kind in KINDS:
         tables[kind.table] = _table(ddb, kind.names(prefix).table)
-    for spec in TABLES:
+    for spec in (*TABLES, *(t for k in KINDS for t in k.extra_tables)):
         tables[spec.short] = _table(ddb, names.name(spec.short))
     tables["leases"] = _table(ddb, names.leases)
     assert {g["name"] for g in tables[KINDS[0].table]["gsis"]} == {i[0] for i in JOB_INDEXES}
     queues = {}
-    for base in names.queues:
+    ses_queues = tuple(names.name(k.ses_events) for k in KINDS if k.ses_events)
+    for base in (*names.queues, *ses_queues):
         for q in (base, names.dlq(base)):
             url = sqs.get_queue_url(QueueName=q)["QueueUrl"]
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

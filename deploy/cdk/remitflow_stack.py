@@ -32,7 +32,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from shared.aws.names import Names
-from shared.pipeline.bootstrap import JOB_INDEXES, load_definition
+from shared.pipeline.bootstrap import JOB_INDEXES, SES_EVENT_TYPES, load_definition
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
@@ -135,6 +135,9 @@ class RemitflowStack(cdk.Stack):
         for kind in KINDS:
             self._state_machine(kind)
         self._status_events()
+        for kind in KINDS:
+            if kind.ses_events:
+                self._ses_events(self.names.name(kind.ses_events))
         self.identity = ses.EmailIdentity(
             self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
 
@@ -252,6 +255,26 @@ class RemitflowStack(cdk.Stack):
             sid="rule-to-queue", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}}))
+
+    def _ses_events(self, name: str) -> None:
+        """Configuration set → SNS topic → queue (with DLQ), as bootstrap does."""
+        self._queue(name, self.settings.visibility_timeout_s, EVENT_MAX_RECEIVE)
+        topic = sns.Topic(self, _id(name) + "Topic", topic_name=name, master_key=self.key)
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="ses-events", actions=["sns:Publish"], resources=[topic.topic_arn],
+            principals=[iam.ServicePrincipal("ses.amazonaws.com")],
+            conditions={"StringEquals": {"AWS:SourceAccount": self.account}}))
+        self.topics[name] = topic
+        self._output(name + "-topic", topic.topic_arn, "topic ARN")
+        self._subscribe(topic, self.queues[name])
+        config = ses.CfnConfigurationSet(self, _id(name) + "Set", name=name)
+        destination = ses.CfnConfigurationSetEventDestination(
+            self, _id(name) + "Destination", configuration_set_name=name,
+            event_destination=ses.CfnConfigurationSetEventDestination.EventDestinationProperty(
+                name=f"{name}-sns", enabled=True, matching_event_types=list(SES_EVENT_TYPES),
+                sns_destination=ses.CfnConfigurationSetEventDestination
+                .SnsDestinationProperty(topic_arn=topic.topic_arn)))
+        destination.add_dependency(config)
 
     # -- roles ----------------------------------------------------------------------------
 
