@@ -34,6 +34,7 @@ NOT_SUPPORTED = frozenset({"AWS::SNS::Subscription", "AWS::SQS::QueuePolicy",
                            "AWS::SES::ConfigurationSet",
                            "AWS::SES::ConfigurationSetEventDestination"})
 COPIED = frozenset({"AWS::StepFunctions::StateMachine"})
+PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
 
 
 def synth(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,10 @@ def deploy(endpoint: str, name: str, prefix: str, template: dict[str, Any]) -> D
     deployed = Deployed(name, prefix, template, outputs, physical, {})
     resources = template["Resources"]
     missing = {k: v for k, v in resources.items() if k not in physical}
-    for logical, res in sorted(missing.items()):
+    # a configuration set before its event destination (CloudFormation's DependsOn)
+    order = sorted(missing.items(),
+                   key=lambda kv: (kv[1]["Type"] != "AWS::SES::ConfigurationSet", kv[0]))
+    for logical, res in order:
         deployed.by_hand.setdefault(res["Type"], []).append(logical)
         props = _resolve(res.get("Properties", {}), deployed)
         if res["Type"] == "AWS::SNS::Subscription":
@@ -148,6 +152,8 @@ def _resolve(node: Any, deployed: Deployed) -> Any:
     if not isinstance(node, dict):
         return node
     if set(node) == {"Ref"}:
+        if node["Ref"] in PSEUDO:
+            return PSEUDO[node["Ref"]]
         return deployed.physical[node["Ref"]]
     if set(node) == {"Fn::GetAtt"}:
         logical, attr = node["Fn::GetAtt"]
