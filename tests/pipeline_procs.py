@@ -37,7 +37,8 @@ def services(prefix: str, **extra_env: str) -> Iterator[dict[str, str]]:
             port = free_port()
             env = {**os.environ, "REMITFLOW_PREFIX": prefix, "REMITFLOW_HTTP_PORT": str(port),
                    "REMITFLOW_HTTP_HOST": "127.0.0.1", "REMITFLOW_RECEIVE_WAIT_S": "1",
-                   "REMITFLOW_SHUTDOWN_GRACE_S": "5", "REMITFLOW_API_TOKEN": "iam-test-token-0123456789",
+                   "REMITFLOW_SHUTDOWN_GRACE_S": "5",
+                   "REMITFLOW_API_TOKEN": "iam-test-token-0123456789",
                    "REMITFLOW_SWEEPER_INTERVAL_S": "1", "REMITFLOW_STREAM_IDLE_MAX_S": "0.5",
                    "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2", "REMITFLOW_LEASE_TTL_S": "5",
                    **extra_env}
