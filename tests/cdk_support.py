@@ -30,8 +30,11 @@ import boto3
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "deploy" / "cdk" / "app.py"
 NOT_SUPPORTED = frozenset({"AWS::SNS::Subscription", "AWS::SQS::QueuePolicy",
-                           "AWS::SES::EmailIdentity"})
+                           "AWS::SES::EmailIdentity", "AWS::SNS::TopicPolicy",
+                           "AWS::SES::ConfigurationSet",
+                           "AWS::SES::ConfigurationSetEventDestination"})
 COPIED = frozenset({"AWS::StepFunctions::StateMachine"})
+PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
 
 
 def synth(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +89,10 @@ def deploy(endpoint: str, name: str, prefix: str, template: dict[str, Any]) -> D
     deployed = Deployed(name, prefix, template, outputs, physical, {})
     resources = template["Resources"]
     missing = {k: v for k, v in resources.items() if k not in physical}
-    for logical, res in sorted(missing.items()):
+    # a configuration set before its event destination (CloudFormation's DependsOn)
+    order = sorted(missing.items(),
+                   key=lambda kv: (kv[1]["Type"] != "AWS::SES::ConfigurationSet", kv[0]))
+    for logical, res in order:
         deployed.by_hand.setdefault(res["Type"], []).append(logical)
         props = _resolve(res.get("Properties", {}), deployed)
         if res["Type"] == "AWS::SNS::Subscription":
@@ -100,6 +106,21 @@ def deploy(endpoint: str, name: str, prefix: str, template: dict[str, Any]) -> D
                     QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
         elif res["Type"] == "AWS::SES::EmailIdentity":
             client("ses", endpoint).verify_email_identity(EmailAddress=props["EmailIdentity"])
+        elif res["Type"] == "AWS::SNS::TopicPolicy":
+            for arn in props["Topics"]:
+                client("sns", endpoint).set_topic_attributes(
+                    TopicArn=arn, AttributeName="Policy",
+                    AttributeValue=json.dumps(props["PolicyDocument"]))
+        elif res["Type"] == "AWS::SES::ConfigurationSet":
+            client("ses", endpoint).create_configuration_set(ConfigurationSet={
+                "Name": props["Name"]})
+        elif res["Type"] == "AWS::SES::ConfigurationSetEventDestination":
+            dest = props["EventDestination"]
+            client("ses", endpoint).create_configuration_set_event_destination(
+                ConfigurationSetName=props["ConfigurationSetName"], EventDestination={
+                    "Name": dest["Name"], "Enabled": dest["Enabled"],
+                    "MatchingEventTypes": dest["MatchingEventTypes"],
+                    "SNSDestination": {"TopicARN": dest["SnsDestination"]["TopicARN"]}})
         else:
             raise AssertionError(f"moto's CloudFormation skipped {res['Type']} ({logical})")
     _copy_state_machines(endpoint, deployed)
@@ -131,9 +152,9 @@ def _resolve(node: Any, deployed: Deployed) -> Any:
     if not isinstance(node, dict):
         return node
     if set(node) == {"Ref"}:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": "us-east-1",
-                  "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"}
-        return pseudo.get(node["Ref"]) or deployed.physical[node["Ref"]]
+        if node["Ref"] in PSEUDO:
+            return PSEUDO[node["Ref"]]
+        return deployed.physical[node["Ref"]]
     if set(node) == {"Fn::GetAtt"}:
         logical, attr = node["Fn::GetAtt"]
         assert attr == "Arn", node

@@ -40,14 +40,15 @@ def test_moto_gaps_are_exactly_the_listed_ones(stack: Deployed) -> None:
     assert skipped == set(NOT_SUPPORTED), stack.by_hand
     types = {r["Type"] for r in stack.template["Resources"].values()}
     assert types >= COPIED
-    assert len(stack.by_hand["AWS::SNS::Subscription"]) == 1
+    assert len(stack.by_hand["AWS::SNS::Subscription"]) == 1 + sum(1 for k in KINDS if k.ses_events)
     assert len(stack.by_hand["AWS::StepFunctions::StateMachine (copied)"]) == len(KINDS)
 
 
 def test_template_hardening(stack: Deployed) -> None:
     res = stack.template["Resources"]
     tables = [r["Properties"] for r in res.values() if r["Type"] == "AWS::DynamoDB::Table"]
-    assert len(tables) == len(KINDS) + len(TABLES) + 1
+    extra = sum(len(k.extra_tables) for k in KINDS)
+    assert len(tables) == len(KINDS) + len(TABLES) + extra + 1
     for t in tables:
         assert t["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert t["SSESpecification"]["SSEEnabled"] is True
@@ -117,12 +118,13 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
     tables = {}
     for kind in KINDS:
         tables[kind.table] = _table(ddb, kind.names(prefix).table)
-    for spec in TABLES:
+    for spec in (*TABLES, *(t for k in KINDS for t in k.extra_tables)):
         tables[spec.short] = _table(ddb, names.name(spec.short))
     tables["leases"] = _table(ddb, names.leases)
     assert {g["name"] for g in tables[KINDS[0].table]["gsis"]} == {i[0] for i in JOB_INDEXES}
     queues = {}
-    for base in names.queues:
+    ses_queues = tuple(names.name(k.ses_events) for k in KINDS if k.ses_events)
+    for base in (*names.queues, *ses_queues):
         for q in (base, names.dlq(base)):
             url = sqs.get_queue_url(QueueName=q)["QueueUrl"]
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

@@ -138,8 +138,9 @@ async def test_resolve_not_sent_sends_exactly_one_email(env: Env,
 
 async def test_resend_policy_is_at_least_once(env: Env, proxy: SesFaultProxy) -> None:
     """``email_unknown_outcome=resend``: retried once the grace period is over."""
+    # No SES event window either (resend otherwise waits at least that long for one).
     env = env.with_settings(email_unknown_outcome="resend", email_resend_after_s=0,
-                            retry_schedules={"email": "0,0"})
+                            ses_event_window_s=0, retry_schedules={"email": "0,0"})
     before = len(mails_to(env, ADDRESS))
     proxy.mode = "before"
     async with running(env, build_enrichment), notification_via(env, proxy):

@@ -99,6 +99,11 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
     ]
 
 
+def _ses_sets(kind: JobKind, n: Names) -> tuple[Res, ...]:
+    """Sending through a configuration set needs ses:SendEmail on the set too."""
+    return (Res("configuration_set", n.name(kind.ses_events)),) if kind.ses_events else ()
+
+
 def _kind(name: str) -> JobKind:
     return next(k for k in KINDS if k.name == name)
 
@@ -121,9 +126,21 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                       ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"),
                       (Res("objects", drop.bucket_name(prefix)),))]
     if service == "notification":
-        return [*job_kind_grants(_kind("notification"), prefix),
+        kind = _kind("notification")
+        return [*job_kind_grants(kind, prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE, _table(n.name(PAYEES))),
-                Grant("SendEmail", ("ses:SendEmail", "ses:SendRawEmail"), (Res("identity"),))]
+                # webhook endpoint health (services/notification/endpoints.py)
+                Grant("EndpointHealth", ("dynamodb:GetItem", "dynamodb:UpdateItem",
+                                         "dynamodb:Scan"),
+                      tuple(Res("table", n.name(t.short)) for t in kind.extra_tables)),
+                Grant("SendEmail", ("ses:SendEmail", "ses:SendRawEmail"),
+                      (Res("identity"), *_ses_sets(kind, n))),
+                # SES sending events (services/notification/ses_events.py)
+                *([Grant("ConsumeSesEvents", _CONSUME,
+                         (Res("queue", n.name(kind.ses_events)),)),
+                   Grant("DeadLetterSesEvents", ("sqs:SendMessage",),
+                         (Res("queue", Names.dlq(n.name(kind.ses_events))),))]
+                  if kind.ses_events else [])]
     if service == "sweeper":
         names = [k.names(prefix) for k in KINDS]
         queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
@@ -197,6 +214,8 @@ def arn(res: Res, *, partition: str, region: str, account: str) -> str:
         return base("ses") + "identity/*"
     if res.kind == "objects":
         return f"arn:{partition}:s3:::{res.name}/*"
+    if res.kind == "configuration_set":
+        return base("ses") + f"configuration-set/{res.name}"
     raise ValueError(f"unknown resource kind {res.kind!r}")
 
 

@@ -36,6 +36,7 @@ from shared.aws.names import Names
 from shared.pipeline.bootstrap import (
     EVENT_QUEUE_REDRIVE,
     JOB_INDEXES,
+    SES_EVENT_TYPES,
     TASK_QUEUE_REDRIVE,
     load_definition,
 )
@@ -112,7 +113,7 @@ class RemitflowStack(cdk.Stack):
         self.tables: dict[str, ddb.Table] = {}
         for kind in KINDS:
             self._table(kind.names(options.prefix).table, "request_id", job=True)
-        for spec in TABLES:
+        for spec in (*TABLES, *(t for kind in KINDS for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False)
         self._table(self.names.leases, "lease_key", job=False)
 
@@ -140,6 +141,9 @@ class RemitflowStack(cdk.Stack):
         self._status_events()
         for drop in file_drops(settings):
             self._file_drop(drop)
+        for kind in KINDS:
+            if kind.ses_events:
+                self._ses_events(self.names.name(kind.ses_events))
         self.identity = ses.EmailIdentity(
             self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
 
@@ -282,7 +286,7 @@ class RemitflowStack(cdk.Stack):
     def _status_events(self) -> None:
         """Executions that ended badly → the execution-status queue (as bootstrap does)."""
         name = self.names.execution_status
-        self._queue(name, self.settings.visibility_timeout_s)
+        self._queue(name, self.settings.visibility_timeout_s, EVENT_QUEUE_REDRIVE)
         queue = self.queues[name]
         rule = events.CfnRule(
             self, _id(name) + "Rule", name=name, state="ENABLED",
@@ -296,6 +300,26 @@ class RemitflowStack(cdk.Stack):
             sid="rule-to-queue", actions=["sqs:SendMessage"], resources=[queue.queue_arn],
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}}))
+
+    def _ses_events(self, name: str) -> None:
+        """Configuration set → SNS topic → queue (with DLQ), as bootstrap does."""
+        self._queue(name, self.settings.visibility_timeout_s, EVENT_QUEUE_REDRIVE)
+        topic = sns.Topic(self, _id(name) + "Topic", topic_name=name, master_key=self.key)
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="ses-events", actions=["sns:Publish"], resources=[topic.topic_arn],
+            principals=[iam.ServicePrincipal("ses.amazonaws.com")],
+            conditions={"StringEquals": {"AWS:SourceAccount": self.account}}))
+        self.topics[name] = topic
+        self._output(name + "-topic", topic.topic_arn, "topic ARN")
+        self._subscribe(topic, self.queues[name])
+        config = ses.CfnConfigurationSet(self, _id(name) + "Set", name=name)
+        destination = ses.CfnConfigurationSetEventDestination(
+            self, _id(name) + "Destination", configuration_set_name=name,
+            event_destination=ses.CfnConfigurationSetEventDestination.EventDestinationProperty(
+                name=f"{name}-sns", enabled=True, matching_event_types=list(SES_EVENT_TYPES),
+                sns_destination=ses.CfnConfigurationSetEventDestination
+                .SnsDestinationProperty(topic_arn=topic.topic_arn)))
+        destination.add_dependency(config)
 
     # -- roles ----------------------------------------------------------------------------
 

@@ -15,7 +15,10 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
   resent after ``email_resend_after_s`` (at-least-once, a possible duplicate);
 - webhook: the ``webhook-id`` is a function of the request id, the same on every
   retry, so a receiver deduplicates the one case we cannot close (a crash after
-  the receiver said 2xx and before the delivery was recorded).
+  the receiver said 2xx and before the delivery was recorded). Every attempt is
+  recorded in the endpoint's health (``services/notification/endpoints.py``); a
+  notification for a disabled endpoint is not sent: it waits ``FAILED`` with
+  ``waiting_endpoint`` until an operator enables the endpoint.
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 from pydantic import ValidationError
 
+from services.notification.endpoints import EndpointHealth, EndpointState, endpoint_id
+from services.notification.endpoints_api import REASON as ENDPOINT_DISABLED
+from services.notification.endpoints_api import WAITING
+from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
+from services.notification.ses_events import AWAITING, message_tags
 from services.notification.webhook import deliver, webhook_id_for
 from shared.aws.clients import error_code
 from shared.domain.advice import RemittanceAdvice
@@ -84,6 +92,13 @@ def _intent_age_s(intent: object) -> float:
     return (dt.datetime.now(dt.UTC) - when).total_seconds()
 
 
+def _endpoint_id(url: str) -> str | None:
+    try:
+        return endpoint_id(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None     # deliver() refuses it with the reason
+
+
 def parse_advice(body: str) -> Parsed:
     """Intake parser for advices arriving from the topic (raw delivery)."""
     try:
@@ -105,13 +120,16 @@ class Notifier:
     rules: RuleSet
     renderer: Renderer
     ses: SESClient
-    http: httpx.AsyncClient
+    http: HostPools
     directory: PayeeDirectory
     sender: str
     webhook_timeout_s: float = 10.0
     allow_private: bool = False
     unknown_outcome: Literal["fail", "resend"] = "fail"
     resend_after_s: float = 900.0
+    endpoints: EndpointHealth | None = None
+    configuration_set: str | None = None
+    ses_event_window_s: float = 0.0
 
     async def handle(self, task: Task) -> dict[str, Any]:
         job = task.job
@@ -123,9 +141,11 @@ class Notifier:
                 await self._unknown_outcome(job, "an e-mail send was started earlier and its "
                                             "outcome is unknown; not resent automatically")
             age = _intent_age_s(job.raw[INTENT])
-            if age < self.resend_after_s:
+            wait_s = max(self.resend_after_s, self._event_window_s(job))
+            if age < wait_s:
                 raise TransientError(f"e-mail outcome unknown; resend allowed in "
-                                     f"{self.resend_after_s - age:.0f}s (at-least-once)")
+                                     f"{wait_s - age:.0f}s unless an SES event settles it "
+                                     "(at-least-once)")
             job = await self.store.update(job, {}, remove=(INTENT,),
                                           history="e-mail outcome still unknown after "
                                           f"{age:.0f}s: resending (at-least-once)")
@@ -158,12 +178,17 @@ class Notifier:
             raise BusinessError("NoAddress", "payee has no e-mail address")
         job = await self.store.update(job, {**details, INTENT: f"email@{now_iso()}"})
         fault_point("notify.before_send")
+        extra: dict[str, Any] = {}
+        if self.configuration_set:     # SES events settle an unknown outcome (ses_events.py)
+            extra = {"ConfigurationSetName": self.configuration_set,
+                     "Tags": message_tags(job.request_id, job.attempt)}
         try:
             resp = await self.ses.send_email(
                 Source=self.sender, Destination={"ToAddresses": [advice.payee.email]},
                 Message={"Subject": {"Data": rendered.subject, "Charset": "UTF-8"},
                          "Body": {"Text": {"Data": rendered.text, "Charset": "UTF-8"},
-                                  "Html": {"Data": rendered.html, "Charset": "UTF-8"}}})
+                                  "Html": {"Data": rendered.html, "Charset": "UTF-8"}}},
+                **extra)
         except Exception as exc:
             outcome = ses_outcome(exc)
             code = error_code(exc)
@@ -192,6 +217,12 @@ class Notifier:
         if payee is None or not payee.webhook_url or not payee.webhook_secret:
             raise BusinessError("NoWebhook", "payee has no webhook_url/webhook_secret")
         msg_id = webhook_id_for(job.request_id)
+        eid = _endpoint_id(payee.webhook_url)
+        if self.endpoints is not None and eid is not None:
+            known = await self.endpoints.get(eid)
+            if known is not None and known.disabled:
+                await self._wait_for_endpoint(job, eid, "endpoint disabled since "
+                                              f"{known.raw.get('disabled_at')}; not sent")
         job = await self.store.update(job, {**details, "webhook_id": msg_id})
         result = await deliver(self.http, url=payee.webhook_url, secret=payee.webhook_secret,
                                msg_id=msg_id, payload=json.loads(advice.model_dump_json()),
@@ -200,10 +231,14 @@ class Notifier:
         DELIVERIES.labels(channel="webhook", outcome=result.outcome).inc()
         set_attributes(outcome=result.outcome, http__response__status_code=result.status_code,
                        delivery_attempts=result.attempts)
+        health = None
+        if result.outcome != "delivered" and result.attempts:
+            health = await self._record(payee.webhook_url, ok=False, reason=result.detail)
         if result.outcome == "delivered":
             fault_point("notify.after_send")
             await self.store.update(job, {"delivery_id": msg_id, "delivered_at": now_iso(),
                                           "http_status": result.status_code})
+            await self._record(payee.webhook_url, ok=True)
             log.info("notify.webhook_delivered", request_id=job.request_id, webhook_id=msg_id,
                      status=result.status_code)
             return msg_id
@@ -211,15 +246,54 @@ class Notifier:
             raise BusinessError("WebhookGone", f"receiver answered 410 Gone: {result.detail}")
         if result.outcome == "business":
             raise BusinessError("WebhookRejected", result.detail)
+        if health is not None and health.disabled and eid is not None:
+            await self._wait_for_endpoint(job, eid, f"endpoint disabled after failing for "
+                                          f"{health.failing_s:.0f}s: {result.detail}")
         raise TransientError(f"webhook: {result.detail}")
 
-    async def _unknown_outcome(self, job: Job, reason: str) -> None:
+    async def _record(self, url: str, *, ok: bool,
+                      reason: str | None = None) -> EndpointState | None:
+        """Endpoint health is advice: a failed write is logged, never fails the delivery."""
+        if self.endpoints is None:
+            return None
+        try:
+            return await self.endpoints.record(url, ok=ok, reason=reason)
+        except Exception as exc:
+            log.warning("notify.endpoint_health_failed", error=repr(exc))
+            return None
+
+    async def _wait_for_endpoint(self, job: Job, eid: str, reason: str) -> None:
+        """Park the job (``FAILED``, ``waiting_endpoint``) until the endpoint is enabled."""
         current = await self.store.require(job.request_id)
         if current.status is Status.RUNNING:
             await self.store.transition(
                 current, Status.FAILED,
-                set_={"last_error": reason, "failure_reason": "outcome_unknown"},
-                history=f"attempt {current.attempt}: {reason}; waiting for an operator "
-                        "(resolve sent / not_sent)")
+                set_={"last_error": reason, "failure_reason": ENDPOINT_DISABLED, WAITING: eid},
+                history=f"attempt {current.attempt}: {reason}; waiting for endpoint {eid} "
+                        "to be enabled")
+        log.warning("notify.waiting_endpoint", request_id=job.request_id, endpoint=eid)
+        raise Superseded(reason)
+
+    def _event_window_s(self, job: Job) -> float:
+        """How long an in-doubt send waits for its SES event (0 when none can come)."""
+        if not self.configuration_set or not message_tags(job.request_id, job.attempt):
+            return 0.0
+        return self.ses_event_window_s
+
+    async def _unknown_outcome(self, job: Job, reason: str) -> None:
+        current = await self.store.require(job.request_id)
+        if current.status is Status.RUNNING:
+            window = self._event_window_s(current)
+            marker: dict[str, Any] = {}
+            waits = "waiting for an operator (resolve sent / not_sent)"
+            if window > 0:
+                until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=window)
+                marker = {AWAITING: until.isoformat(timespec="seconds").replace("+00:00", "Z")}
+                waits = (f"waiting for its SES event until {marker[AWAITING]}, then for an "
+                         "operator (resolve sent / not_sent)")
+            await self.store.transition(
+                current, Status.FAILED,
+                set_={"last_error": reason, "failure_reason": "outcome_unknown", **marker},
+                history=f"attempt {current.attempt}: {reason}; {waits}")
         log.error("notify.outcome_unknown", request_id=job.request_id, reason=reason)
         raise Superseded(reason)

@@ -12,6 +12,9 @@ What is guaranteed:
   private ranges only with ``allow_private``); the request then goes to the checked
   address (Host header and TLS SNI keep the original name), so a DNS answer that
   changes between check and connect cannot redirect it.
+* Connections are pooled per receiver host name (:class:`~services.notification.pools.
+  HostPools`), never per address: a connection verified for one payee's host is never
+  reused for another host on the same address.
 * The outcome tells the caller what to do next: ``delivered``; ``gone`` (410: stop,
   the receiver asked us to); ``transient`` (try again later; ``retry_after_s`` when
   the receiver said when); ``business`` (a human has to look: 4xx, 3xx, refused target).
@@ -39,6 +42,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from services.notification.pools import HostPools, PoolKey
 from shared.retry import Backoff
 from shared.tracing import headers as trace_headers
 
@@ -46,6 +50,7 @@ EVENT_TYPE: Final = "remittance.advice"
 SECRET_PREFIX: Final = "whsec_"
 USER_AGENT: Final = "remitflow-webhooks/1"
 MAX_DETAIL_BODY: Final = 200
+MAX_DRAIN_BODY: Final = 16 * 1024
 
 Outcome = Literal["delivered", "gone", "transient", "business"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -191,6 +196,7 @@ class _Target:
     urls: tuple[httpx.URL, ...]  # one per checked address, in resolver order
     host_header: str
     sni_hostname: str | None
+    pool_key: PoolKey  # the original (scheme, host, port): which pool may serve it
 
 
 async def check_target(url: str, *, allow_private: bool = False,
@@ -235,7 +241,8 @@ async def check_target(url: str, *, allow_private: bool = False,
             raise TargetRefused(f"target {host!r} resolves to {address}: {reason} refused")
     pinned = tuple(parsed.copy_with(host=str(a)) for a in dict.fromkeys(addresses))
     return _Target(urls=pinned, host_header=parsed.netloc.decode("ascii"),
-                   sni_hostname=host if parsed.scheme == "https" and literal is None else None)
+                   sni_hostname=host if parsed.scheme == "https" and literal is None else None,
+                   pool_key=(parsed.scheme, host.lower(), port))
 
 
 # --- delivery -----------------------------------------------------------------------------
@@ -267,18 +274,21 @@ def _classify(status: int) -> Outcome:
 
 
 async def _snippet(response: httpx.Response) -> str:
+    """The start of the body, for the error detail; a small body is read to its end so
+    the connection goes back to its pool (an unread body closes it)."""
     data = b""
     async for chunk in response.aiter_bytes():
         data += chunk
-        if len(data) >= MAX_DETAIL_BODY:
+        if len(data) >= MAX_DRAIN_BODY:
             break
     text = data[:MAX_DETAIL_BODY].decode("utf-8", "replace")
     return " ".join(text.split())
 
 
-async def _send(client: httpx.AsyncClient, target: _Target, body: bytes,
+async def _send(pools: HostPools, target: _Target, body: bytes,
                 headers: dict[str, str], timeout_s: float) -> httpx.Response:
     """Send to the first address that accepts a connection (nothing is sent before that)."""
+    client = pools.client(target.pool_key)
     extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
     for index, url in enumerate(target.urls):
         request = client.build_request("POST", url, content=body,
@@ -292,11 +302,11 @@ async def _send(client: httpx.AsyncClient, target: _Target, body: bytes,
     raise httpx.ConnectError("no address to connect to")
 
 
-async def _attempt(client: httpx.AsyncClient, target: _Target, body: bytes,
+async def _attempt(pools: HostPools, target: _Target, body: bytes,
                    headers: dict[str, str], timeout_s: float) -> DeliveryResult:
     try:
         async with asyncio.timeout(timeout_s):
-            response = await _send(client, target, body, headers, timeout_s)
+            response = await _send(pools, target, body, headers, timeout_s)
             try:
                 status = response.status_code
                 outcome = _classify(status)
@@ -305,9 +315,9 @@ async def _attempt(client: httpx.AsyncClient, target: _Target, body: bytes,
                     location = response.headers.get("location", "")
                     detail = f"HTTP {status} redirect to {location!r} not followed"
                 else:
-                    snippet = "" if outcome == "delivered" else await _snippet(response)
+                    snippet = await _snippet(response)
                     detail = f"HTTP {status} {response.reason_phrase}".rstrip()
-                    if snippet:
+                    if snippet and outcome != "delivered":
                         detail += f": {snippet}"
             finally:
                 await response.aclose()
@@ -322,7 +332,7 @@ async def _attempt(client: httpx.AsyncClient, target: _Target, body: bytes,
                           retry_after if outcome == "transient" else None)
 
 
-async def deliver(client: httpx.AsyncClient, *, url: str, secret: str, msg_id: str,
+async def deliver(pools: HostPools, *, url: str, secret: str, msg_id: str,
                   payload: Mapping[str, Any], timeout_s: float, max_quick_retries: int = 2,
                   allow_private: bool = False, event_type: str = EVENT_TYPE,
                   event_time: str | None = None, quick_retry_budget_s: float = 5.0,
@@ -331,7 +341,7 @@ async def deliver(client: httpx.AsyncClient, *, url: str, secret: str, msg_id: s
     """POST one signed webhook, with a few quick retries for transient failures.
 
     Args:
-        client: Shared client; redirects are disabled per request whatever its settings.
+        pools: Connection pools per receiver host; redirects are never followed.
         url: Receiver URL (http/https; checked by the SSRF guard).
         secret: ``whsec_<base64>``; never logged or returned.
         msg_id: ``webhook-id``; use :func:`webhook_id_for` so retries share it.
@@ -361,7 +371,7 @@ async def deliver(client: httpx.AsyncClient, *, url: str, secret: str, msg_id: s
         attempts += 1
         # the signature covers the body only: the trace context rides beside it
         headers = {**build_headers(secret, msg_id, int(time.time()), body), **trace_headers()}
-        result = await _attempt(client, target, body, headers, timeout_s)
+        result = await _attempt(pools, target, body, headers, timeout_s)
         result = DeliveryResult(result.outcome, result.status_code, attempts, result.detail,
                                 result.retry_after_s)
         if result.outcome != "transient" or attempts > max_quick_retries:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
 from shared.logs import get_logger
 from shared.pipeline.filedrop import FileDrop, ensure_file_drop
-from shared.pipeline.kind import JobKind
+from shared.pipeline.kind import JobKind, TableSpec
 from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
@@ -202,14 +201,6 @@ async def _ensure_state_machine(clients: AwsClients, name: str, definition: str,
     return created["stateMachineArn"]
 
 
-@dataclass(frozen=True)
-class TableSpec:
-    """A plain (non-job) table: short name and partition key, e.g. reference data."""
-
-    short: str
-    key: str
-
-
 async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
                     tables: Sequence[TableSpec] = (),
                     sfn_role_arn: str | None = None,
@@ -226,7 +217,7 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     resolved = [(kind, kind.names(settings.prefix)) for kind in kinds]
     for _, kn in resolved:
         await _ensure_table(ddb, kn.table, "request_id", job=True)
-    for spec in tables:
+    for spec in (*tables, *(t for kind in kinds for t in kind.extra_tables)):
         await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
     await _ensure_table(ddb, names.leases, "lease_key", job=False)
 
@@ -249,6 +240,10 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     for _, kn in resolved:
         if kn.subscribes:
             await _ensure_subscription(clients, out[kn.subscribes], out[kn.intake_queue])
+    for kind, _ in resolved:
+        if kind.ses_events:
+            name = names.name(kind.ses_events)
+            out[name] = await _ensure_ses_events(settings, clients, name)
 
     role_arn = sfn_role_arn or await _ensure_sfn_role(settings, names)
     common = {"HeartbeatSeconds": settings.task_heartbeat_timeout_s,
@@ -297,6 +292,46 @@ async def _ensure_status_events(settings: Settings, clients: AwsClients, names: 
         "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
         "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
     await clients.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    return url
+
+
+SES_EVENT_TYPES = ("send", "reject", "renderingFailure", "delivery", "bounce", "complaint",
+                   "deliveryDelay")
+
+
+async def _ensure_ses_events(settings: Settings, clients: AwsClients, name: str) -> str:
+    """SES configuration set ``name`` → topic ``name`` → queue ``name`` (with its DLQ).
+
+    The kind's e-mails name the set, so SES publishes their sending events
+    (``docs/architecture.md``, "SES events"). Returns the queue URL.
+    """
+    url, _ = await _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
+                                 max_receive=EVENT_QUEUE_REDRIVE)
+    topic_arn = (await clients.sns.create_topic(Name=name))["TopicArn"]
+    account = topic_arn.split(":")[4]
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "ses-events", "Effect": "Allow", "Principal": {"Service": "ses.amazonaws.com"},
+        "Action": "sns:Publish", "Resource": topic_arn,
+        "Condition": {"StringEquals": {"AWS:SourceAccount": account}}}]}
+    await clients.sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy",
+                                           AttributeValue=json.dumps(policy))
+    await _ensure_subscription(clients, topic_arn, url)
+    ses = clients.ses
+    try:
+        await ses.create_configuration_set(ConfigurationSet={"Name": name})
+        log.info("bootstrap.created", kind="configuration_set", name=name)
+    except Exception as exc:
+        if "AlreadyExists" not in error_code(exc):
+            raise
+    current = await ses.describe_configuration_set(
+        ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"])
+    if not [d for d in current.get("EventDestinations") or [] if d]:
+        destination: Any = {"Name": f"{name}-sns", "Enabled": True,
+                             "MatchingEventTypes": list(SES_EVENT_TYPES),
+                             "SNSDestination": {"TopicARN": topic_arn}}
+        await ses.create_configuration_set_event_destination(
+            ConfigurationSetName=name, EventDestination=destination)
+        log.info("bootstrap.created", kind="event_destination", name=f"{name}-sns")
     return url
 
 

@@ -18,6 +18,15 @@ from shared.pipeline.jobs import Status
 
 
 @dataclass(frozen=True)
+class TableSpec:
+    """A plain (non-job) table: short name and partition key (reference data, a
+    kind's own bookkeeping such as webhook endpoint health)."""
+
+    short: str
+    key: str
+
+
+@dataclass(frozen=True)
 class KindNames:
     """The resolved AWS names of one job kind under one prefix."""
 
@@ -58,6 +67,11 @@ class JobKind:
             such a job (:func:`~shared.pipeline.sweep.resolve`).
         operator_output: attributes written when an operator declares the side
             effect done (``{"delivery_id": "operator"}``).
+        extra_tables: plain tables the kind's service keeps besides its job table
+            (created by bootstrap and the CDK stack like the reference tables).
+        ses_events: the kind sends e-mail through an SES configuration set whose
+            sending events reach ``<prefix>-<ses_events>`` (a queue with a DLQ, via
+            a topic of the same name); ``None`` when it sends no e-mail.
     """
 
     name: str
@@ -73,6 +87,8 @@ class JobKind:
     schedules: Mapping[str, str] = field(default_factory=dict)
     in_doubt_field: str | None = None
     operator_output: Mapping[str, str] = field(default_factory=dict)
+    extra_tables: tuple[TableSpec, ...] = ()
+    ses_events: str | None = None
 
     def names(self, prefix: str) -> KindNames:
         n = Names(prefix)

@@ -8,10 +8,10 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from services.notification.pools import HostPools
 from services.notification.webhook import (
     DeliveryResult,
     TargetRefused,
@@ -37,16 +37,19 @@ def server() -> Iterator[ScriptedServer]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as c:
-        yield c
+async def client() -> AsyncIterator[HostPools]:
+    pools = HostPools()
+    try:
+        yield pools
+    finally:
+        await pools.aclose()
 
 
 PAYLOAD = make_advice().model_dump(mode="json")
 MSG_ID = webhook_id_for("REQ-2026-000002")
 
 
-async def post(client: httpx.AsyncClient, url: str, **kw: Any) -> DeliveryResult:
+async def post(client: HostPools, url: str, **kw: Any) -> DeliveryResult:
     params: dict[str, Any] = {"url": url, "secret": SECRET, "msg_id": MSG_ID,
                                  "payload": PAYLOAD, "timeout_s": 2.0, "allow_private": True,
                                  "backoff_s": 0.01}
@@ -84,7 +87,7 @@ def test_body_envelope_is_deterministic() -> None:
     assert doc["data"]["payee"]["name"] == "Brandt Software GmbH"
 
 
-async def test_delivered_and_verified(server: ScriptedServer, client: httpx.AsyncClient) -> None:
+async def test_delivered_and_verified(server: ScriptedServer, client: HostPools) -> None:
     url = server.on("/hook", Reply(204, body=b""))
     result = await post(client, url)
     assert result.outcome == "delivered" and result.status_code == 204
@@ -99,7 +102,7 @@ async def test_delivered_and_verified(server: ScriptedServer, client: httpx.Asyn
 
 
 async def test_tampered_body_fails_verification(server: ScriptedServer,
-                                                client: httpx.AsyncClient) -> None:
+                                                client: HostPools) -> None:
     await post(client, server.on("/hook"))
     [hit] = server.hits("/hook")
     with pytest.raises(WebhookVerificationError):
@@ -107,7 +110,7 @@ async def test_tampered_body_fails_verification(server: ScriptedServer,
 
 
 async def test_503_then_200_retries_quickly(server: ScriptedServer,
-                                            client: httpx.AsyncClient) -> None:
+                                            client: HostPools) -> None:
     url = server.on("/hook", Reply(503, {"Retry-After": "0"}, b"busy"), Reply(200))
     result = await post(client, url)
     assert (result.outcome, result.status_code, result.attempts) == (
@@ -120,7 +123,7 @@ async def test_503_then_200_retries_quickly(server: ScriptedServer,
 
 
 async def test_persistent_5xx_is_transient(server: ScriptedServer,
-                                           client: httpx.AsyncClient) -> None:
+                                           client: HostPools) -> None:
     url = server.on("/hook", *[Reply(500, body=b"boom")] * 5)
     result = await post(client, url, max_quick_retries=2)
     assert result.outcome == "transient" and result.attempts == 3
@@ -128,26 +131,26 @@ async def test_persistent_5xx_is_transient(server: ScriptedServer,
 
 
 async def test_long_retry_after_ends_quick_retries(server: ScriptedServer,
-                                                   client: httpx.AsyncClient) -> None:
+                                                   client: HostPools) -> None:
     url = server.on("/hook", Reply(429, {"Retry-After": "3600"}))
     result = await post(client, url)
     assert result.outcome == "transient" and result.attempts == 1
     assert result.retry_after_s == 3600
 
 
-async def test_410_is_gone(server: ScriptedServer, client: httpx.AsyncClient) -> None:
+async def test_410_is_gone(server: ScriptedServer, client: HostPools) -> None:
     result = await post(client, server.on("/hook", Reply(410)))
     assert (result.outcome, result.attempts) == ("gone", 1)
 
 
-async def test_404_is_business(server: ScriptedServer, client: httpx.AsyncClient) -> None:
+async def test_404_is_business(server: ScriptedServer, client: HostPools) -> None:
     result = await post(client, server.on("/hook", Reply(404, body=b"no such hook")))
     assert (result.outcome, result.status_code) == ("business", 404)
     assert len(server.hits("/hook")) == 1
 
 
 async def test_redirect_is_business_and_not_followed(server: ScriptedServer,
-                                                     client: httpx.AsyncClient) -> None:
+                                                     client: HostPools) -> None:
     target = server.on("/elsewhere")
     url = server.on("/hook", Reply(302, {"Location": target}))
     result = await post(client, url)
@@ -156,13 +159,13 @@ async def test_redirect_is_business_and_not_followed(server: ScriptedServer,
     assert server.hits("/elsewhere") == []
 
 
-async def test_timeout_is_transient(server: ScriptedServer, client: httpx.AsyncClient) -> None:
+async def test_timeout_is_transient(server: ScriptedServer, client: HostPools) -> None:
     url = server.on("/slow", Reply(200, delay_s=2.0))
     result = await post(client, url, timeout_s=0.3, max_quick_retries=0)
     assert result.outcome == "transient" and "timed out" in result.detail
 
 
-async def test_connection_refused_is_transient(client: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_transient(client: HostPools) -> None:
     srv = ScriptedServer()  # bound, then closed without serving: nothing listens
     url = srv.base_url + "/hook"
     srv._server.server_close()
@@ -171,7 +174,7 @@ async def test_connection_refused_is_transient(client: httpx.AsyncClient) -> Non
 
 
 async def test_same_webhook_id_across_calls(server: ScriptedServer,
-                                            client: httpx.AsyncClient) -> None:
+                                            client: HostPools) -> None:
     url = server.on("/hook", Reply(500), Reply(200))
     for _ in range(2):
         await deliver(client, url=url, secret=SECRET, payload=PAYLOAD, timeout_s=2,
@@ -193,16 +196,15 @@ async def test_same_webhook_id_across_calls(server: ScriptedServer,
     ("ftp://example.com/hook", "scheme"),
     ("file:///etc/passwd", "scheme"),
 ])
-async def test_refused_targets(url: str, reason: str) -> None:
-    async with httpx.AsyncClient() as client:
-        result = await deliver(client, url=url, secret=SECRET, msg_id=MSG_ID, payload=PAYLOAD,
-                               timeout_s=1, allow_private=True)
+async def test_refused_targets(url: str, reason: str, client: HostPools) -> None:
+    result = await deliver(client, url=url, secret=SECRET, msg_id=MSG_ID, payload=PAYLOAD,
+                           timeout_s=1, allow_private=True)
     assert (result.outcome, result.attempts) == ("business", 0)
     assert "refused" in result.detail and reason in result.detail
 
 
 async def test_private_targets_need_allow_private(server: ScriptedServer,
-                                                  client: httpx.AsyncClient) -> None:
+                                                  client: HostPools) -> None:
     url = server.on("/hook")
     result = await post(client, url, allow_private=False)
     assert result.outcome == "business" and "loopback" in result.detail
@@ -226,20 +228,18 @@ async def test_resolved_names_are_checked_and_pinned() -> None:
     assert len(allowed.urls) == 2
 
 
-async def test_unresolvable_host_is_business() -> None:
+async def test_unresolvable_host_is_business(client: HostPools) -> None:
     async def nxdomain(host: str, port: int) -> list[str]:
         raise OSError("Name or service not known")
 
-    async with httpx.AsyncClient() as client:
-        result = await deliver(client, url="https://nope.invalid/", secret=SECRET, msg_id=MSG_ID,
-                               payload=PAYLOAD, timeout_s=1, resolver=nxdomain)
+    result = await deliver(client, url="https://nope.invalid/", secret=SECRET, msg_id=MSG_ID,
+                           payload=PAYLOAD, timeout_s=1, resolver=nxdomain)
     assert result.outcome == "business" and "cannot resolve" in result.detail
 
 
-async def test_invalid_secret_is_business(server: ScriptedServer) -> None:
-    async with httpx.AsyncClient() as client:
-        result = await deliver(client, url=server.on("/hook"), secret="whsec_%%%", msg_id=MSG_ID,
-                               payload=PAYLOAD, timeout_s=1, allow_private=True)
+async def test_invalid_secret_is_business(server: ScriptedServer, client: HostPools) -> None:
+    result = await deliver(client, url=server.on("/hook"), secret="whsec_%%%", msg_id=MSG_ID,
+                           payload=PAYLOAD, timeout_s=1, allow_private=True)
     assert result.outcome == "business" and "secret" in result.detail
     assert server.hits("/hook") == []
 

@@ -1,0 +1,179 @@
+"""SES sending events settle e-mails whose send outcome is unknown.
+
+Every e-mail goes through the configuration set ``<prefix>-ses-events`` and carries
+the message tags ``request_id`` and ``attempt``; the set's event destination
+publishes SES's sending events to the topic of the same name, whose queue this
+worker consumes. What each event proves, for the attempt its tags name:
+
+* ``Send`` (SES accepted the message; also ``Delivery``, ``Bounce``, ``Complaint``,
+  ``DeliveryDelay``, which follow acceptance): the e-mail was sent. The job gets
+  ``delivery_id`` = SES's message id and its in-doubt marker goes; a ``FAILED`` job
+  (outcome unknown) becomes ``SENT``; a ``RUNNING`` one finishes as ``SENT`` when its
+  task is answered (the handler sees the recorded delivery and sends nothing).
+* ``Reject`` or ``RenderingFailure``: SES did not send it. The in-doubt marker goes;
+  a ``FAILED`` job is re-driven as a fresh attempt, which sends once more.
+
+Guarantees: an event is applied only to the attempt it names, only while that
+attempt's send is still in doubt (``delivery_intent`` set), with a version-
+conditioned write; anything else (a stale attempt, a settled job, a duplicate) is
+acknowledged and counted. A message that is not an SES event goes to the DLQ with a
+reason. A DynamoDB failure leaves the message to come back. Only when no event
+arrives within ``REMITFLOW_SES_EVENT_WINDOW_S`` does an e-mail fall back to the
+unknown-outcome policy (``services/notification/handler.py``).
+
+Request ids outside SES's tag alphabet (letters, digits, ``_ - . @``) cannot be
+tagged; their e-mails carry no tags and keep the unknown-outcome policy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter
+
+from shared.aws.sqs import SqsWorker
+from shared.logs import get_logger
+from shared.metrics import WORKER_ERRORS
+from shared.pipeline.jobs import JobStore, Status, VersionConflict, now_iso
+from shared.pipeline.starter import WorkflowStarter
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+log = get_logger(__name__)
+INTENT = "delivery_intent"
+AWAITING = "awaiting_ses_event_until"
+SENT_EVENTS = frozenset({"Send", "Delivery", "Bounce", "Complaint", "DeliveryDelay"})
+NOT_SENT_EVENTS = frozenset({"Reject", "RenderingFailure"})
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9_.@-]{1,256}$")
+
+SES_EVENTS = Counter("remitflow_ses_events_total",
+                     "SES sending events read, by event type and what they did.",
+                     ["event", "outcome"])
+
+
+class NotAnSesEvent(ValueError):
+    """The message is not an SES sending event we can read."""
+
+
+def message_tags(request_id: str, attempt: int) -> list[dict[str, str]]:
+    """SES message tags naming one attempt (empty when the id cannot be a tag value)."""
+    if not _TAG_VALUE.match(request_id):
+        return []
+    return [{"Name": "request_id", "Value": request_id}, {"Name": "attempt", "Value": str(attempt)}]
+
+
+@dataclass(frozen=True)
+class SesEvent:
+    event_type: str
+    message_id: str
+    request_id: str | None
+    attempt: int | None
+
+    @classmethod
+    def parse(cls, body: str) -> SesEvent:
+        """SES's event JSON (raw delivery), or an SNS envelope around it."""
+        try:
+            event = json.loads(body)
+            if "Message" in event and "Type" in event:      # SNS envelope, not raw
+                event = json.loads(event["Message"])
+            kind = event.get("eventType") or event.get("notificationType")
+            mail = event["mail"]
+            if not kind:
+                raise NotAnSesEvent("no eventType")
+            tags: dict[str, list[str]] = mail.get("tags") or {}
+            rid = next(iter(tags.get("request_id") or []), None)
+            attempt = next(iter(tags.get("attempt") or []), None)
+            return cls(event_type=str(kind), message_id=str(mail["messageId"]),
+                       request_id=str(rid) if rid else None,
+                       attempt=int(attempt) if attempt is not None else None)
+        except NotAnSesEvent:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+            raise NotAnSesEvent(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+
+class SesEvents(SqsWorker):
+    """Consumes ``<prefix>-ses-events`` for the notification job table."""
+
+    def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
+                 store: JobStore, starter: WorkflowStarter, max_in_flight: int = 10,
+                 wait_s: int = 10, visibility_s: int = 60) -> None:
+        super().__init__(sqs, queue_name, queue_url, worker="ses_events",
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+        self.dlq_url, self.store, self.starter = dlq_url, store, starter
+
+    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
+        for message in messages:
+            await self.receiver.slots.acquire()
+            self.spawn(self._one(message))
+
+    async def _one(self, message: MessageTypeDef) -> None:
+        try:
+            try:
+                await self.handle(message.get("Body") or "")
+            except NotAnSesEvent as exc:
+                await self._dead_letter(message, str(exc))
+        except Exception as exc:
+            WORKER_ERRORS.labels(worker="ses_events").inc()
+            log.warning("ses_events.failed", error=repr(exc), message_id=message.get("MessageId"))
+            return   # not acknowledged: it comes back after its visibility timeout
+        finally:
+            self.receiver.slots.release()
+        await self.deleter.delete(message)
+
+    async def handle(self, body: str) -> str:
+        """Apply one event; returns what it did (sent, not_sent, stale, unknown, ignored)."""
+        event = SesEvent.parse(body)
+        outcome = await self._apply(event)
+        SES_EVENTS.labels(event=event.event_type, outcome=outcome).inc()
+        log.info("ses_events.event", request_id=event.request_id, event=event.event_type,
+                 ses_message_id=event.message_id, attempt=event.attempt, outcome=outcome)
+        return outcome
+
+    async def _apply(self, event: SesEvent) -> str:
+        if event.event_type not in SENT_EVENTS | NOT_SENT_EVENTS:
+            return "ignored"     # Open, Click, Subscription: nothing to settle
+        if event.request_id is None or event.attempt is None:
+            return "unknown"
+        job = await self.store.get(event.request_id)
+        if job is None:
+            return "unknown"
+        if job.attempt != event.attempt or not job.raw.get(INTENT) \
+                or job.status not in (Status.RUNNING, Status.FAILED):
+            return "stale"
+        note = f"SES {event.event_type} event for attempt {event.attempt}"
+        try:
+            if event.event_type in SENT_EVENTS:
+                done = {"delivery_id": event.message_id, "delivered_at": now_iso()}
+                if job.status is Status.FAILED:
+                    await self.store.transition(job, self.store.success, set_=done,
+                                                remove=(INTENT, AWAITING, "failure_reason"),
+                                                history=f"{note}: sent ({event.message_id})")
+                else:
+                    await self.store.update(job, done, remove=(INTENT, AWAITING),
+                                            history=f"{note}: sent ({event.message_id})")
+                return "sent"
+            cleared = await self.store.update(job, {}, remove=(INTENT, AWAITING,
+                                                               "failure_reason"),
+                                              history=f"{note}: not sent")
+            if cleared.status is Status.FAILED:
+                await self.starter.begin(cleared, history="re-driven: SES did not send "
+                                         f"attempt {event.attempt}")
+            return "not_sent"
+        except VersionConflict:
+            return "stale"
+
+    async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
+        attrs: dict[str, Any] = {
+            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
+            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
+            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
+        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
+                                    MessageAttributes=attrs)
+        SES_EVENTS.labels(event="-", outcome="invalid").inc()
+        log.warning("ses_events.invalid", detail=detail[:300], message_id=message.get("MessageId"))

@@ -1,0 +1,120 @@
+"""SES sending events settle e-mails whose send outcome is unknown.
+
+moto emits no SES events: the tests publish events in SES's documented format
+(``eventType``, ``mail.messageId``, ``mail.tags``) to the ``<prefix>-ses-events``
+topic, which bootstrap subscribed the queue to, exactly where SES's configuration
+set would publish them. SES sits behind the fault proxy (``tests/faultproxy_ses.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from services.enrichment.service import build as build_enrichment
+from services.notification.service import build as build_notification
+from services.notification.ses_events import SesEvent, message_tags
+from shared.aws.clients import AwsClients
+from shared.pipeline.jobs import Job
+from tests.faultproxy_ses import SesFaultProxy
+from tests.helpers import Env, example, history, job_in, running, sent_emails
+
+ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
+REQUEST = "REQ-2026-000001"
+
+
+@pytest.fixture
+def proxy(emulator: str) -> Iterator[SesFaultProxy]:
+    p = SesFaultProxy(emulator).start()
+    yield p
+    p.stop()
+
+
+def mails_to(env: Env, address: str) -> list[dict[str, Any]]:
+    return [m for m in sent_emails(env.endpoint)
+            if m["destinations"]["ToAddresses"] == [address]]
+
+
+def ses_event(event_type: str, message_id: str, request_id: str, attempt: int) -> str:
+    """An SES sending event as the configuration set's SNS destination publishes it."""
+    return json.dumps({
+        "eventType": event_type,
+        "mail": {"timestamp": "2026-11-26T10:00:00.000Z", "source": "remittances@example.com",
+                 "messageId": message_id, "destination": [ADDRESS],
+                 "tags": {"request_id": [request_id], "attempt": [str(attempt)],
+                          "ses:configuration-set": ["x"]}},
+        event_type.lower(): {}})
+
+
+async def publish(env: Env, body: str) -> None:
+    topic = f"arn:aws:sns:{env.settings.aws_region}:123456789012:{env.names.name('ses-events')}"
+    await env.clients.sns.publish(TopicArn=topic, Message=body)
+
+
+@asynccontextmanager
+async def pipeline_via(env: Env, proxy: SesFaultProxy) -> AsyncIterator[None]:
+    settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint})
+    async with AwsClients(settings) as clients, running(env, build_enrichment), \
+            running(Env(settings, clients, env.endpoint), build_notification):
+        yield
+
+
+async def in_doubt(env: Env) -> Job:
+    await env.send(example("settled-usd-ach.json"))
+    job = await job_in(env.store("notifications"), REQUEST, "FAILED", timeout_s=60)
+    assert job.raw["failure_reason"] == "outcome_unknown"
+    assert job.raw["awaiting_ses_event_until"] and job.raw["delivery_intent"]
+    assert "waiting for its SES event until" in history(job)
+    return job
+
+
+async def test_send_event_marks_the_unknown_outcome_sent(env: Env, proxy: SesFaultProxy) -> None:
+    before = mails_to(env, ADDRESS)
+    proxy.mode = "after"                         # SES accepted it, the client saw a 500
+    async with pipeline_via(env, proxy):
+        failed = await in_doubt(env)
+        mails = mails_to(env, ADDRESS)
+        assert len(mails) == len(before) + 1
+        await publish(env, ses_event("Send", mails[-1]["id"], REQUEST, failed.attempt))
+        sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=30)
+    assert sent.raw["delivery_id"] == mails[-1]["id"]
+    assert "delivery_intent" not in sent.raw and "awaiting_ses_event_until" not in sent.raw
+    assert "SES Send event for attempt 1: sent" in history(sent)
+    assert len(mails_to(env, ADDRESS)) == len(before) + 1, "never resent"
+
+
+async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultProxy) -> None:
+    before = len(mails_to(env, ADDRESS))
+    proxy.mode = "before"                        # nothing reached SES
+    async with pipeline_via(env, proxy):
+        failed = await in_doubt(env)
+        proxy.mode = "pass"
+        # A stale event (another attempt) and a non-event change nothing.
+        await publish(env, ses_event("Send", "stale-id", REQUEST, failed.attempt + 5))
+        await publish(env, ses_event("Reject", "0000-reject", REQUEST, failed.attempt))
+        sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
+    assert sent.attempt == failed.attempt + 1
+    assert "SES Reject event for attempt 1: not sent" in history(sent)
+    mails = mails_to(env, ADDRESS)
+    assert len(mails) == before + 1 and mails[-1]["id"] == sent.raw["delivery_id"]
+
+
+async def test_invalid_messages_are_dead_lettered(env: Env) -> None:
+    async with running(env, build_notification):
+        await publish(env, "not json")
+        dead = await env.drain(f"{env.names.name('ses-events')}-dlq", wait_s=10)
+    assert len(dead) == 1
+
+
+def test_event_parsing_and_tags() -> None:
+    raw = ses_event("Delivery", "m-1", "REQ-1", 3)
+    assert SesEvent.parse(raw) == SesEvent("Delivery", "m-1", "REQ-1", 3)
+    envelope = json.dumps({"Type": "Notification", "Message": raw})
+    assert SesEvent.parse(envelope).message_id == "m-1"
+    assert message_tags("REQ-1", 2) == [{"Name": "request_id", "Value": "REQ-1"},
+                                        {"Name": "attempt", "Value": "2"}]
+    assert message_tags("weird id/with spaces", 1) == []
