@@ -17,10 +17,10 @@ import pytest
 
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
-from shared.pipeline.bootstrap import bootstrap, load_reference_data
+from shared.pipeline.bootstrap import load_reference_data
 from tests.helpers import Env, free_port, test_settings
 from tools.demo import reference_data
-from tools.stack import KINDS, TABLES, file_drops
+from tools.stack import bootstrap_stack
 
 SESSION_API_TOKEN = "session-" + secrets.token_urlsafe(24)
 
@@ -51,6 +51,6 @@ async def env(emulator: str) -> AsyncIterator[Env]:
     prefix = "t" + uuid.uuid4().hex[:10]
     settings = test_settings(prefix)
     async with AwsClients(settings) as clients:
-        await bootstrap(settings, clients, KINDS, TABLES, drops=file_drops(settings))
+        await bootstrap_stack(settings, clients)
         await load_reference_data(clients, settings, reference_data())
         yield Env(settings=settings, clients=clients, endpoint=emulator)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.aws.clients import AwsClients
-from shared.pipeline.bootstrap import JOB_INDEXES, bootstrap, load_reference_data
+from shared.pipeline.bootstrap import JOB_INDEXES, load_reference_data
 from shared.pipeline.jobs import JobStore
 from shared.settings import Settings
 from tests.cdk_support import COPIED, NOT_SUPPORTED, Deployed, client, deploy, synth
@@ -22,7 +22,7 @@ from tests.helpers import job_in, sent_emails
 from tests.pipeline_procs import all_ready, remittance, services
 from tools import iam
 from tools.demo import reference_data
-from tools.stack import KINDS, TABLES, StackNames
+from tools.stack import KINDS, TABLES, StackNames, bootstrap_stack
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +95,7 @@ async def test_stack_matches_bootstrap(stack: Deployed, emulator: str) -> None:
     """Same tables, keys, indexes, streams, queue attributes, subscription, workflows."""
     other = "bs" + uuid.uuid4().hex[:8]
     async with AwsClients(Settings(prefix=other)) as clients:
-        await bootstrap(Settings(prefix=other), clients, KINDS, TABLES)
+        await bootstrap_stack(Settings(prefix=other), clients)
     ours, theirs = _describe(emulator, stack.prefix), _describe(emulator, other)
     assert ours["tables"] == theirs["tables"]
     assert ours["subscriptions"] == theirs["subscriptions"]

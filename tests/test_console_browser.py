@@ -34,12 +34,12 @@ from selenium.webdriver.common.by import By
 
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
-from shared.pipeline.bootstrap import bootstrap, load_reference_data
+from shared.pipeline.bootstrap import load_reference_data
 from tests.helpers import free_port, message
 from tests.helpers import test_settings as make_settings
 from tools.demo import reference_data
-from tools.stack import KINDS, TABLES
 from tools.stack import StackNames as StackNamesT
+from tools.stack import bootstrap_stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -107,7 +107,7 @@ def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
     async def setup() -> None:
         async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients, KINDS, TABLES)
+            await bootstrap_stack(settings, clients)
             await load_reference_data(clients, settings, reference_data())
 
     asyncio.run(setup())

@@ -34,8 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from shared.aws.clients import AwsClients
     from shared.logs import configure_logging
-    from shared.pipeline.bootstrap import bootstrap, load_reference_data
-    from tools.stack import KINDS, TABLES, file_drops
+    from shared.pipeline.bootstrap import load_reference_data
+    from tools.stack import bootstrap_stack
 
     settings = _settings()
     configure_logging(settings.log_level, "console")
@@ -43,8 +43,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with AwsClients(settings) as clients:
-            await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=args.sfn_role_arn,
-                            drops=file_drops(settings))
+            await bootstrap_stack(settings, clients, sfn_role_arn=args.sfn_role_arn)
             if data is not None:
                 count = await load_reference_data(clients, settings, data)
                 print(f"loaded {count} reference rows from {args.reference_data}")

@@ -24,7 +24,7 @@ from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
 from shared.aws.emulator import Emulator
 from shared.logs import configure_logging
-from shared.pipeline.bootstrap import bootstrap, load_reference_data
+from shared.pipeline.bootstrap import load_reference_data
 from shared.settings import Settings
 from tools.demo import (
     DEMO_FAULTS,
@@ -34,7 +34,7 @@ from tools.demo import (
     send_messages,
     upload_files,
 )
-from tools.stack import KINDS, PORTS, TABLES, file_drops
+from tools.stack import PORTS, bootstrap_stack
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -252,8 +252,7 @@ class LocalStack:
 
         async def setup() -> None:
             async with AwsClients(self.settings) as clients:
-                await bootstrap(self.settings, clients, KINDS, TABLES,
-                                drops=file_drops(self.settings))
+                await bootstrap_stack(self.settings, clients)
                 await load_reference_data(clients, self.settings, reference_data())
 
         asyncio.run(setup())

@@ -127,3 +127,12 @@ class StackNames(Names):
     @property
     def partner_files_queue(self) -> str:
         return partner_files(Settings(prefix=self.prefix)).queue_name(self.prefix)
+
+
+async def bootstrap_stack(settings: Settings, clients: AwsClients,
+                          sfn_role_arn: str | None = None) -> dict[str, str]:
+    """Every resource of this deployment: the kinds, the tables and the file drops."""
+    from shared.pipeline.bootstrap import bootstrap
+
+    return await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=sfn_role_arn,
+                           drops=file_drops(settings))

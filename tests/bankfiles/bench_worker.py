@@ -21,13 +21,12 @@ import uuid
 
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
-from shared.pipeline.bootstrap import bootstrap
 from shared.pipeline.filedrop import ObjectRef
 from shared.pipeline.fileprogress import FileProgress
 from shared.settings import Settings
 from tests.bankfiles.gen import chunks
-from tools.stack import KINDS, TABLES, file_drops
 from tools.stack import StackNames as Names
+from tools.stack import bootstrap_stack, file_drops
 
 KEY = "FIRSTBANK/bench.xml"
 
@@ -56,7 +55,7 @@ async def _main(count: int, port: int) -> None:
     settings = Settings(prefix="bench" + uuid.uuid4().hex[:6], receive_wait_s=1)
     os.environ["REMITFLOW_PREFIX"] = settings.prefix
     async with AwsClients(settings) as clients:
-        await bootstrap(settings, clients, KINDS, TABLES, drops=file_drops(settings))
+        await bootstrap_stack(settings, clients)
         bucket = file_drops(settings)[0].bucket_name(settings.prefix)
         with tempfile.TemporaryFile() as file:
             for piece in chunks(count):

@@ -21,14 +21,14 @@ from typing import Any
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
 from shared.pipeline.assemble import state_machine_arn
-from shared.pipeline.bootstrap import bootstrap, load_reference_data
+from shared.pipeline.bootstrap import load_reference_data
 from shared.settings import Settings
 from tools.bench.procs import Emulator, Service, aws_calls, counter_sum
 from tools.demo import generate_messages, reference_data
 from tools.dev import DEV_ENV, dev_api_token
 from tools.procs import free_port
-from tools.stack import KINDS, TABLES, file_drops
 from tools.stack import StackNames as Names
+from tools.stack import bootstrap_stack
 from tools.webhook_receiver import Receiver
 
 SERVICES = ("enrichment", "notification", "sweeper")
@@ -111,8 +111,7 @@ class Stack:
             if payee.get("webhook_url"):
                 payee["webhook_url"] = f"http://127.0.0.1:{self.receiver.port}/hooks/remittance"
         async with AwsClients(self.settings) as clients:
-            await bootstrap(self.settings, clients, KINDS, TABLES,
-                            drops=file_drops(self.settings))
+            await bootstrap_stack(self.settings, clients)
             await load_reference_data(clients, self.settings, data)
         for service in SERVICES:
             self.services[service] = Service(service, free_port(), self.env, self.prefix)
