@@ -25,10 +25,10 @@ from services.enrichment.service import file_intake
 from services.notification.service import build as build_notification
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item, to_item
+from shared.files.drop import ObjectRef
+from shared.files.progress import FileProgress, Progress
 from shared.metrics import FILES
 from shared.pipeline.assemble import job_store
-from shared.pipeline.filedrop import ObjectRef
-from shared.pipeline.fileprogress import FileProgress, Progress
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.bankfiles.gen import document

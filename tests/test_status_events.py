@@ -19,8 +19,8 @@ from aiobotocore.session import get_session
 from services.sweeper.service import build_status_events, build_sweeper
 from shared.aws.names import Names
 from shared.metrics import EXECUTION_EVENTS
+from shared.operations.status_events import DETAIL_TYPE, ExecutionEvents
 from shared.pipeline.jobs import Job, Status, content_hash
-from shared.pipeline.status_events import DETAIL_TYPE, ExecutionEvents
 from tests.helpers import Env, history, message
 from tools.stack import KINDS
 

@@ -19,8 +19,8 @@ from services.enrichment.service import build as enrichment
 from services.sweeper.service import build_sweeper
 from shared.aws.dynamo import to_item
 from shared.metrics import JOBS, QUEUE_MESSAGES, SWEEPER_LEADER
+from shared.operations.reconcile import settle
 from shared.pipeline.jobs import Job, JobStore, Status, execution_name
-from shared.pipeline.reconcile import settle
 from tests.helpers import (
     Env,
     eventually,

@@ -13,8 +13,8 @@ import pytest
 
 from services.enrichment.service import build as enrichment
 from shared.api import ApiAuth, Heartbeat, create_app
+from shared.operations.sweep import Sweeper
 from shared.pipeline.jobs import Job, JobStore, Status
-from shared.pipeline.sweep import Sweeper
 from tests.helpers import Env, history, job_in, message, names_of, retrying, running
 from tools.stack import builder
 

@@ -157,7 +157,7 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
             Grant("QueueDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
                   tuple(Res("queue", q) for q in
                         (*queues, n.execution_status, Names.dlq(n.execution_status)))),
-            # execution status events (shared/pipeline/status_events.py)
+            # execution status events (shared/operations/status_events.py)
             Grant("ConsumeStatusEvents", _CONSUME, (Res("queue", n.execution_status),)),
             Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),
                   (Res("queue", Names.dlq(n.execution_status)),)),

@@ -15,7 +15,7 @@ from services.notification.kind import NOTIFICATION
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
-from shared.pipeline.filedrop import FileDrop
+from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind, TableSpec
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings

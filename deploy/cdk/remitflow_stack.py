@@ -33,6 +33,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from shared.aws.names import Names
+from shared.files.drop import FileDrop
+from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
+from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.bootstrap import (
     EVENT_QUEUE_REDRIVE,
     JOB_INDEXES,
@@ -40,9 +43,6 @@ from shared.pipeline.bootstrap import (
     TASK_QUEUE_REDRIVE,
     load_definition,
 )
-from shared.pipeline.filedrop import FileDrop
-from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
-from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
 from tools import iam as grants
 from tools.stack import KINDS, TABLES, StackNames, file_drops

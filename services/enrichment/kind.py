@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from shared.pipeline.filedrop import FileDrop
+from shared.files.drop import FileDrop
 from shared.pipeline.jobs import Status
 from shared.pipeline.kind import JobKind
 from shared.settings import Settings

@@ -14,8 +14,8 @@ from services.enrichment.kind import ENRICHMENT, partner_files
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
+from shared.files.progress import FileProgress
 from shared.pipeline.assemble import aws_readiness, pipeline, status_router
-from shared.pipeline.fileprogress import FileProgress
 from shared.pipeline.jobs import JobStore
 from shared.runtime import ServiceParts
 from shared.settings import Settings

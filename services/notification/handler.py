@@ -11,7 +11,7 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
   5xx, a timeout or a lost connection may come after SES accepted the message.
   An unknown outcome is never resent by default: the job goes ``FAILED`` with
   ``failure_reason = outcome_unknown`` until an operator settles it
-  (``shared/pipeline/operator.py``); with ``email_unknown_outcome=resend`` it is
+  (``shared/operations/resolve.py``); with ``email_unknown_outcome=resend`` it is
   resent after ``email_resend_after_s`` (at-least-once, a possible duplicate);
 - webhook: the ``webhook-id`` is a function of the request id, the same on every
   retry, so a receiver deduplicates the one case we cannot close (a crash after

@@ -1,7 +1,7 @@
 """The sweeper's ``/v1`` routes: jobs by state, re-drive by hand, sweep now, dead letters.
 
-A thin HTTP face over :mod:`shared.pipeline.operate` and
-:mod:`shared.pipeline.deadletters`, the same functions the operator console calls:
+A thin HTTP face over :mod:`shared.operations.operate` and
+:mod:`shared.operations.deadletters`, the same functions the operator console calls:
 listing reads only the sparse indexes (``rejected`` is a bounded Scan, said so in
 the answer), cursors are opaque, and every re-drive is recorded in the job's
 history with who asked (``api token <fingerprint>``) and the optional note.
@@ -18,12 +18,12 @@ from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
 from shared.aws.clients import error_code
-from shared.pipeline import operate
-from shared.pipeline.deadletters import DeadLetters, UnknownQueue
+from shared.operations import operate
+from shared.operations.deadletters import DeadLetters, UnknownQueue
+from shared.operations.operate import Actor, InvalidRequest
+from shared.operations.resolve import NotResolvable, Outcome
+from shared.operations.sweep import NotRedrivable, Sweeper
 from shared.pipeline.jobs import JobNotFound, VersionConflict
-from shared.pipeline.operate import Actor, InvalidRequest
-from shared.pipeline.operator import NotResolvable, Outcome
-from shared.pipeline.sweep import NotRedrivable, Sweeper
 
 MAX_LIMIT = operate.MAX_LIMIT
 

@@ -1,6 +1,6 @@
 """The sweeper service: re-drives due retries, fails the hopeless, reconciles the lost.
 
-One :class:`~shared.pipeline.sweep.Sweeper` over every job kind it is given
+One :class:`~shared.operations.sweep.Sweeper` over every job kind it is given
 (the entry point passes them; this service imports no other service), each with
 the retry policy from settings, plus the ``/v1/jobs``, ``/v1/sweep`` and
 ``/v1/deadletters`` routes and the operator console under ``/console``.
@@ -15,6 +15,10 @@ from services.sweeper.api import api_actor, deadletters_router, jobs_router
 from services.sweeper.console import console_router
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
+from shared.operations.deadletters import DeadLetters
+from shared.operations.leader import Leases
+from shared.operations.status_events import ExecutionEvents
+from shared.operations.sweep import Sweeper, SweepTarget
 from shared.pipeline.assemble import (
     aws_readiness,
     job_store,
@@ -22,12 +26,8 @@ from shared.pipeline.assemble import (
     retry_policy,
     state_machine_arn,
 )
-from shared.pipeline.deadletters import DeadLetters
 from shared.pipeline.kind import JobKind
-from shared.pipeline.leader import Leases
 from shared.pipeline.starter import WorkflowStarter
-from shared.pipeline.status_events import ExecutionEvents
-from shared.pipeline.sweep import Sweeper, SweepTarget
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 

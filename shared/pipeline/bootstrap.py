@@ -18,11 +18,11 @@ from aiobotocore.session import get_session
 
 from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
+from shared.files.drop import FileDrop, ensure_file_drop
 from shared.logs import get_logger
-from shared.pipeline.filedrop import FileDrop, ensure_file_drop
+from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
+from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.kind import JobKind, TableSpec
-from shared.pipeline.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
-from shared.pipeline.status_events import SETTLING as STATUS_SETTLING
 from shared.settings import Settings
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ import uuid
 
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
-from shared.pipeline.filedrop import ObjectRef
-from shared.pipeline.fileprogress import FileProgress
+from shared.files.drop import ObjectRef
+from shared.files.progress import FileProgress
 from shared.settings import Settings
 from tests.bankfiles.gen import chunks
 from tools.stack import StackNames as Names

@@ -44,10 +44,10 @@ from services.enrichment.bankfiles.mapping import PARTNER
 from services.enrichment.handler import parse_partner_message
 from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
+from shared.files.drop import ObjectRef, object_events
+from shared.files.progress import FileProgress
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, FILE_DURATION, FILE_RECORDS, FILES, WORKER_ERRORS
-from shared.pipeline.filedrop import ObjectRef, object_events
-from shared.pipeline.fileprogress import FileProgress
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
 from shared.worker import fault_point

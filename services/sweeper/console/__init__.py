@@ -12,8 +12,8 @@ from services.sweeper.console.app import Console
 from services.sweeper.console.deadletters import add_deadletter_pages
 from services.sweeper.console.pages import add_pages
 from services.sweeper.console.session import Sessions
-from shared.pipeline.deadletters import DeadLetters
-from shared.pipeline.sweep import Sweeper
+from shared.operations.deadletters import DeadLetters
+from shared.operations.sweep import Sweeper
 
 
 def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,

@@ -23,8 +23,8 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.sweeper.console.session import Session, Sessions
-from shared.pipeline.deadletters import DeadLetters
-from shared.pipeline.sweep import Sweeper
+from shared.operations.deadletters import DeadLetters
+from shared.operations.sweep import Sweeper
 from shared.redact import mask_text
 
 HERE = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """The console's dead-letter pages: depths, a peek with reasons, a masked body, act.
 
-All through :class:`shared.pipeline.deadletters.DeadLetters`, the same object
+All through :class:`shared.operations.deadletters.DeadLetters`, the same object
 behind ``/v1/deadletters``. Replay and delete go through a confirmation page that
 says what will happen, and the result page shows the depth before and after.
 """

@@ -1,7 +1,7 @@
 """The console's job pages: sign-in, overview, search, timeline, lists and re-drive.
 
-Each page reads through :mod:`shared.pipeline.operate` and
-:mod:`shared.pipeline.timeline`, the functions the jobs API uses: the console is
+Each page reads through :mod:`shared.operations.operate` and
+:mod:`shared.operations.timeline`, the functions the jobs API uses: the console is
 a view, never a second implementation.
 """
 
@@ -16,9 +16,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from prometheus_client import REGISTRY
 
 from services.sweeper.console.app import HERE, Console, first
-from shared.pipeline import operate
-from shared.pipeline.operate import InvalidRequest
-from shared.pipeline.timeline import timeline
+from shared.operations import operate
+from shared.operations.operate import InvalidRequest
+from shared.operations.timeline import timeline
 from shared.stream.leases import ShardLeaseTable
 
 LIST_LIMIT = 50

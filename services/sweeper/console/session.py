@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from shared.pipeline.operate import Actor
+from shared.operations.operate import Actor
 
 COOKIE = "remitflow_console"
 SESSION_TTL_S = 8 * 3600

@@ -30,6 +30,7 @@ from typing import Any
 
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
+from shared.operations.sweep import REDRIVABLE, NotRedrivable, Sweeper
 from shared.pipeline.jobs import (
     INDEX_SORT,
     Job,
@@ -38,7 +39,6 @@ from shared.pipeline.jobs import (
     VersionConflict,
     execution_name,
 )
-from shared.pipeline.sweep import REDRIVABLE, NotRedrivable, Sweeper
 from shared.redact import mask_text
 
 log = get_logger(__name__)

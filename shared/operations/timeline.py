@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.aws.clients import error_code
+from shared.operations.sweep import SweepTarget
 from shared.pipeline.jobs import Job, execution_name
-from shared.pipeline.sweep import SweepTarget
 from shared.redact import mask, mask_text
 
 MAX_EXECUTIONS = 20

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from shared.aws.clients import error_code
-from shared.pipeline.filedrop import ObjectRef
+from shared.files.drop import ObjectRef
 from shared.pipeline.jobs import now_iso
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Step Functions sends an "Execution Status Change" event to EventBridge for every
 execution that ends; a rule (created by bootstrap) routes ``FAILED``,
 ``TIMED_OUT`` and ``ABORTED`` of our state machines to the execution-status
 queue, and this worker settles the job exactly as the reconciler would
-(:func:`shared.pipeline.reconcile.settle_job`, one implementation). The
+(:func:`shared.operations.reconcile.settle_job`, one implementation). The
 reconciler stays as the safety net for an event that never comes
 (``docs/architecture.md``, "Execution status events").
 
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import EXECUTION_EVENTS, WORKER_ERRORS
+from shared.operations.reconcile import settle_job
+from shared.operations.sweep import SweepTarget
 from shared.pipeline.jobs import Status, VersionConflict, execution_name
-from shared.pipeline.reconcile import settle_job
-from shared.pipeline.sweep import SweepTarget
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -35,6 +35,9 @@ from shared.metrics import (
     SWEEPER_REDRIVES,
     WORKER_ERRORS,
 )
+from shared.operations.leader import Leases
+from shared.operations.reconcile import reconcile
+from shared.operations.resolve import Outcome, Resolvable, in_doubt, resolve
 from shared.pipeline.jobs import (
     Job,
     JobNotFound,
@@ -43,9 +46,6 @@ from shared.pipeline.jobs import (
     VersionConflict,
     now_iso,
 )
-from shared.pipeline.leader import Leases
-from shared.pipeline.operator import Outcome, Resolvable, in_doubt, resolve
-from shared.pipeline.reconcile import reconcile
 from shared.pipeline.starter import RetryPolicy, WorkflowStarter, redrive_span
 from shared.worker import Lifecycle, ticker
 
@@ -371,7 +371,7 @@ class Sweeper(Lifecycle):
 
     async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str, *,
                       by: str = "operator") -> Job:
-        """An operator's decision on a ``FAILED`` job (:func:`shared.pipeline.operator.resolve`)."""
+        """An operator's decision on a ``FAILED`` job (``shared/operations/resolve.py``)."""
         target = self.target(short)
         return await resolve(Resolvable(target.store, target.starter, target.in_doubt_field,
                                         target.operator_output), request_id, outcome, note,
