@@ -102,6 +102,9 @@ class Settings(BaseSettings):
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)
     task_timeout_s: int = Field(default=300, ge=10)
+    task_backlog_max: int = Field(
+        default=32, ge=0, description="back-pressure: start workflows only while the task "
+        "queue holds fewer unreceived tasks than this (0: no limit); see docs/capacity.md")
 
     sweeper_interval_s: float = Field(default=60.0, gt=0)
     # How often a service reads the depth of the dead-letter queues it owns.
