@@ -14,3 +14,9 @@ endif
 .PHONY: bench
 bench: venv ## throughput, CPU, memory and AWS cost per remittance (N=1000, BASE_N=200)
 	$(PY) -m tools.bench.run --count $(or $(N),1000) --baseline-count $(or $(BASE_N),200)
+
+# `make surge`: RATE/s (default 10 ≈ 3 × what `make bench` sustains on 2 cores) for
+# SECONDS (default 120), then 20 at 2/s after the drain; writes tools/bench/surge.json.
+.PHONY: surge
+surge: venv ## a surge at 3 × the sustainable rate: backlog, drain time, attempts, latency
+	$(PY) -m tools.bench.surge --rate $(or $(RATE),10) --seconds $(or $(SECONDS),120)
