@@ -177,7 +177,7 @@ def _report(args: argparse.Namespace, surge_ids: list[str], after_ids: list[str]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="surge", description=__doc__.split("\n")[0])
     p.add_argument("--rate", type=float, default=10.0,
-                   help="offered remittances/s (default ≈ 3 × what `make bench` sustains here)")
+                   help="offered remittances/s (default about 3x what `make bench` sustains here)")
     p.add_argument("--seconds", type=float, default=120.0, help="how long the surge lasts")
     p.add_argument("--after", type=int, default=20, help="remittances at 2/s after the drain")
     p.add_argument("--backlog-max", type=int, default=32,
