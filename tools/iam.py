@@ -105,9 +105,13 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
     """The grants of one service (``enrichment``, ``notification``, ``sweeper``, ``workflows``)."""
     n = Names(prefix)
     if service == "enrichment":
+        kn = _kind("enrichment").names(prefix)
         return [*job_kind_grants(_kind("enrichment"), prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE,
-                      (*_table(n.name(PAYEES)), *_table(n.name(INVOICES))))]
+                      (*_table(n.name(PAYEES)), *_table(n.name(INVOICES)))),
+                # the task worker publishes the advice (services/enrichment/handler.py)
+                Grant("PublishEnriched", ("sns:Publish",),
+                      tuple(Res("topic", t) for t in (kn.topic,) if t))]
     if service == "notification":
         return [*job_kind_grants(_kind("notification"), prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE, _table(n.name(PAYEES))),
@@ -138,8 +142,6 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         return [
             Grant("SendTasks", ("sqs:SendMessage",),
                   tuple(Res("queue", kn.task_queue) for kn in names)),
-            Grant("PublishEnriched", ("sns:Publish",),
-                  tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
             Grant("UpdateJobs", ("dynamodb:UpdateItem",),
                   tuple(Res("table", kn.table) for kn in names)),
         ]
