@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from shared.logs import configure_logging
+from tools.bench import profile
 from tools.bench.cost import lambda_compute
 from tools.bench.harness import Stack
 from tools.bench.report import analyse, capacity, latency, per_remittance, summary, targets
 
 RESULTS = Path(__file__).with_name("results.json")
+PROFILES = Path(__file__).with_name("profiles")
 
 
 async def batched(args: argparse.Namespace) -> dict[str, Any]:
@@ -40,9 +42,21 @@ async def batched(args: argparse.Namespace) -> dict[str, Any]:
         idle = await stack.idle_rate(args.idle_s)
         print(f"bench: sending {args.count} remittances ({args.controlled} at {args.rate}/s, "
               "the rest flat out)…", flush=True)
+        pids = {**{n: s.pid for n, s in stack.services.items()}, "emulator": stack.emulator.pid}
+
+        async def sample() -> list[Any]:
+            # into the flat-out phase: after the controlled sends, for --profile-s
+            await asyncio.sleep(args.controlled / args.rate + 10)
+            return profile.start(pids, args.profile_s, PROFILES)
+
+        profiling = asyncio.create_task(sample()) if args.profile_s else None
         run = await stack.run(args.count, rate=args.rate, controlled=args.controlled,
                               timeout_s=args.timeout_s, tag="BENCH")
         out = capacity(run, idle)
+        if profiling is not None:
+            out["profile"] = await asyncio.to_thread(profile.finish, await profiling)
+            out["profile"]["note"] = (f"py-spy --rate 50 for {args.profile_s:.0f} s in the "
+                                      "flat-out phase; shares of samples")
         out["latency_ms"] = latency(run, "controlled")
         out["latency_ms_flat_out"] = latency(run, "flat")
         out["controlled_rate"] = args.rate
@@ -97,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="the steady load as a share of the measured capacity")
     p.add_argument("--idle-s", type=float, default=10.0,
                    help="idle window for the time-proportional work")
+    p.add_argument("--profile-s", type=float, default=30.0,
+                   help="py-spy each process for this long in the flat-out phase (0: no)")
     p.add_argument("--timeout-s", type=float, default=900.0)
     p.add_argument("--log-level", default="INFO", help="services' REMITFLOW_LOG_LEVEL")
     p.add_argument("--out", type=Path, default=RESULTS)
