@@ -73,7 +73,6 @@ class TaskQueueGate:
         self._admitted: deque[float] = deque()   # when recent starts were admitted
         self.read_at = -float("inf")
         self.reads = 0
-        self.waited = 0             # admissions that had to wait
         self._lock = asyncio.Lock()
 
     @property
@@ -125,7 +124,6 @@ class TaskQueueGate:
         """
         if await self.try_admit():
             return
-        self.waited += 1
         ADMISSION_WAITS.labels(queue=self.queue).inc()
         log.debug("admission.waiting", queue=self.queue, depth=self.depth, limit=self.limit)
         stop = self.stop or asyncio.Event()
