@@ -151,9 +151,14 @@ class Stack:
         await asyncio.sleep(seconds)
         second = self.snapshot()
         dt = second.at - first.at
+        by_service = {
+            s: {op: round((v - first.calls[s].get(op, 0.0)) / dt, 3)
+                for op, v in sorted(calls.items()) if v - first.calls[s].get(op, 0.0) > 0}
+            for s, calls in second.calls.items()}
         return {"seconds": round(dt, 1),
                 "aws_calls_per_s": {k: round(v / dt, 3)
                                     for k, v in sorted(diff_calls(first, second).items())},
+                "aws_calls_per_s_by_service": by_service,
                 "cpu_ms_per_s": {k: round((second.cpu_s[k] - first.cpu_s[k]) * 1000 / dt, 2)
                                  for k in second.cpu_s},
                 "emulator_cpu_ms_per_s": round(

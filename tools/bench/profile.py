@@ -1,6 +1,7 @@
 """Sampling profiles of the bench's processes under load (``py-spy``, from PyPI).
 
-``py-spy record --format raw`` writes collapsed stacks (``frame;frame;… count``).
+``py-spy record --gil --format raw`` writes collapsed stacks (``frame;frame;… count``)
+of the thread holding the GIL, i.e. where Python CPU time goes (waiting is not sampled).
 From them: the top five leaf functions (self time), the share of samples with a
 ``botocore``/``aiobotocore`` frame anywhere on the stack (SDK cost: serialising,
 signing, parsing), and, for the emulator, inclusive shares by package (which part
@@ -41,7 +42,7 @@ def start(pids: dict[str, int], seconds: float, out: Path) -> list[tuple[str, Pa
         path = out / f"{name}.txt"
         proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--duration",
                                  str(int(seconds)), "--rate", "50", "--format", "raw",
-                                 "--nonblocking", "--output", str(path)],
+                                 "--gil", "--nonblocking", "--output", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         runs.append((name, path, proc))
     return runs
@@ -85,7 +86,8 @@ def summarise(path: Path, top: int = 5) -> dict[str, Any]:
         files = [f for _, f in frames]
         if any("botocore" in f for f in files):
             sdk += n
-        seen = {p for f in files for p in PACKAGES if f"/{p}/" in f or f"/{p}.py" in f}
+        seen = {p for f in files for p in PACKAGES
+                if f.startswith((f"{p}/", f"{p}.py")) or f"/{p}/" in f}
         for p in seen:
             packages[p] += n
     share = (lambda n: round(n / total, 3)) if total else (lambda n: 0.0)

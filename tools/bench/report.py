@@ -138,6 +138,20 @@ def per_remittance(run: RunResult, idle: dict[str, Any]) -> dict[str, Any]:
         k: round(max(0.0, v - idle["aws_calls_per_s"].get(k, 0.0) * seconds / n), 3)
         for k, v in calls.items()}
     out["attempts"] = run.notes.get("transitions", {}).get("attempts", {})
+    # The bill of the work the remittances caused: the services' calls net of what the
+    # idle window made in as much time (polls, leases, sweeps are billed per second).
+    idle_calls = idle["aws_calls_per_s_by_service"]
+    by_service_net = {
+        svc: {op: max(0.0, v - idle_calls.get(svc, {}).get(op, 0.0) * seconds / n)
+              for op, v in calls.items()}
+        for svc, calls in out["aws_calls_per_remittance_by_service"].items()}
+    out["cost_usd_per_million_gross"] = out["cost_usd_per_million"]
+    out["cost_usd_per_million"] = bill(
+        by_service_net, out["workflow_calls_per_remittance"],
+        out["state_transitions_per_remittance"], run.notes.get("item_kb", {}))
+    out["cost_usd_per_million"]["note"] = "services' calls net of idle; idle per second below"
+    idle_bill = bill(idle_calls, {}, 0.0, run.notes.get("item_kb", {}), per_remittance=False)
+    out["idle_usd_per_day"] = round(idle_bill["total"] * 86_400 / 1_000_000, 2)
     return out
 
 
@@ -186,7 +200,8 @@ def summary(r: dict[str, Any]) -> str:
             f"{k} {v:.1f}" for k, v in cpu.items()),
         "  idle            " + ", ".join(f"{k} {v:.1f}" for k, v in
                                           r["idle"]["cpu_ms_per_s"].items())
-        + f" CPU ms/s; {sum(r['idle']['aws_calls_per_s'].values()):.1f} AWS calls/s",
+        + f" CPU ms/s; {sum(r['idle']['aws_calls_per_s'].values()):.1f} AWS calls/s "
+        f"(${s.get('idle_usd_per_day', 0):.2f}/day)",
         "  peak RSS MiB    " + ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mib"].items())
         + "  growth " + ", ".join(f"{k} {v:+.1f}" for k, v in r["rss_growth_mib"].items()),
         f"  cost            ${cost['total']:.2f} per million remittances ("

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=2.0,
                    help="controlled send rate (remittances/s) for the latency phase")
     p.add_argument("--controlled", type=int, default=None,
-                   help="remittances sent at --rate before going flat out (default N/20)")
+                   help="remittances sent at --rate before going flat out (default N/10, "
+                        "at least 30)")
     p.add_argument("--steady-count", type=int, default=None,
                    help="remittances at a steady load after the flat-out run, for the "
                         "per-remittance figures (default N/3; 0 skips it)")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.controlled is None:
-        args.controlled = max(10, args.count // 20)
+        args.controlled = max(30, args.count // 10)
     args.controlled = min(args.controlled, args.count)
     if args.steady_count is None:
         args.steady_count = max(30, args.count // 3)
