@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from typing import Any
 
@@ -152,6 +153,50 @@ def per_remittance(run: RunResult, idle: dict[str, Any]) -> dict[str, Any]:
     out["cost_usd_per_million"]["note"] = "services' calls net of idle; idle per second below"
     idle_bill = bill(idle_calls, {}, 0.0, run.notes.get("item_kb", {}), per_remittance=False)
     out["idle_usd_per_day"] = round(idle_bill["total"] * 86_400 / 1_000_000, 2)
+    return out
+
+
+SPREAD: dict[str, tuple[str | int, ...]] = {
+    "pipeline_rps": ("pipeline_rps",),
+    "emulator_limit_rps": ("emulator_limit_rps",),
+    "utilisation": ("utilisation",),
+    "p50_ms_at_2_per_s": ("latency_ms", "end_to_end", "p50"),
+    "p99_ms_at_2_per_s": ("latency_ms", "end_to_end", "p99"),
+    "billable_requests_per_remittance": ("steady", "cost_usd_per_million",
+                                         "billable_requests_per_remittance"),
+    "usd_per_million": ("steady", "cost_usd_per_million", "total"),
+    "state_transitions_per_remittance": ("steady", "state_transitions_per_remittance"),
+    "enrichment_cpu_ms_net": ("steady", "worker_cpu_ms_per_remittance_net_of_idle", "enrichment"),
+    "notification_cpu_ms_net": ("steady", "worker_cpu_ms_per_remittance_net_of_idle",
+                                "notification"),
+    "idle_aws_calls_per_s": ("idle", "aws_calls_per_s"),
+    "loadavg_1m": ("loadavg", 0),
+}
+
+
+def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """min / median / max of the headline figures over repeated runs (N runs each)."""
+    out: dict[str, Any] = {"n": len(runs)}
+    for name, path in SPREAD.items():
+        values: list[float] = []
+        for r in runs:
+            v: Any = r
+            for key in path:
+                if isinstance(v, dict):
+                    v = v.get(key)
+                elif isinstance(v, list | tuple) and isinstance(key, int):
+                    v = v[key]
+                else:
+                    v = None
+                if v is None:
+                    break
+            if isinstance(v, dict):
+                v = sum(v.values())
+            if isinstance(v, int | float):
+                values.append(round(float(v), 3))
+        if values:
+            out[name] = {"min": min(values), "median": statistics.median(values),
+                         "max": max(values), "values": values}
     return out
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ from shared.logs import configure_logging
 from tools.bench import profile
 from tools.bench.cost import lambda_compute
 from tools.bench.harness import Stack
-from tools.bench.report import analyse, capacity, latency, per_remittance, summary, targets
+from tools.bench.report import (
+    analyse,
+    capacity,
+    latency,
+    per_remittance,
+    spread,
+    summary,
+    targets,
+)
 
 RESULTS = Path(__file__).with_name("results.json")
 PROFILES = Path(__file__).with_name("profiles")
@@ -114,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="idle window for the time-proportional work")
     p.add_argument("--profile-s", type=float, default=30.0,
                    help="py-spy each process for this long in the flat-out phase (0: no)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="repetitions of the batched design (figures with min/median/max)")
     p.add_argument("--timeout-s", type=float, default=900.0)
     p.add_argument("--log-level", default="INFO", help="services' REMITFLOW_LOG_LEVEL")
     p.add_argument("--out", type=Path, default=RESULTS)
@@ -126,7 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("WARNING", "console")
     logging.getLogger("aiobotocore").setLevel(logging.ERROR)
     started = time.monotonic()
-    result = asyncio.run(batched(args))
+    runs = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"bench: repetition {n + 1} of {args.repeat}", flush=True)
+        one = asyncio.run(batched(args))
+        one["loadavg"] = os.getloadavg()
+        runs.append(one)
+    result = runs[-1]
+    result["repetitions"] = spread(runs)
     result["command"] = " ".join(["python -m tools.bench.run", *(argv or sys.argv[1:])])
     if args.baseline_count > 0:
         base = asyncio.run(baseline(args))
@@ -146,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     "be free under a Lambda trigger"}
     result["targets"] = targets(result)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-                         "bench_seconds": round(time.monotonic() - started, 1)}
+                         "bench_seconds": round(time.monotonic() - started, 1),
+                         "moto": version("moto"), "python": sys.version.split()[0]}
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(summary(result))
     print(f"bench: wrote {args.out} in {result['machine']['bench_seconds']:.0f} s")
