@@ -22,7 +22,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 PACKAGES = ("moto/stepfunctions", "moto/sqs", "moto/dynamodb", "moto/dynamodbstreams",
             "moto/sns", "moto/ses", "moto/core", "moto/utilities", "moto/moto_server",
             "werkzeug", "flask", "botocore", "boto3", "jinja2", "threading", "json",
-            "xml", "asyncio")
+            "xml", "asyncio", "antlr4")
 
 
 def py_spy() -> str | None:
