@@ -101,3 +101,14 @@ JOB_WRITES_RECOGNISED = Counter(
     "remitflow_job_writes_recognised_total",
     "Job version writes whose answer was lost (timeout, 5xx) and whose retry failed its "
     "condition, recognised by their write token as our own committed write.", ["table"])
+
+# --- back-pressure (shared/pipeline/admission.py) ------------------------------------------
+ADMISSION_WAITS = Counter(
+    "remitflow_admission_waits_total",
+    "Workflow starts that waited for room in the task queue (back-pressure).", ["queue"])
+ADMISSION_DEFERRED = Counter(
+    "remitflow_admission_deferred_total",
+    "Sweeper starts left for the next sweep because the task queue was full.", ["table"])
+ADMISSION_READS = Counter(
+    "remitflow_admission_depth_reads_total",
+    "Task queue depth reads by the back-pressure gate (GetQueueAttributes).", ["queue"])

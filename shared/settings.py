@@ -87,8 +87,10 @@ class Settings(BaseSettings):
     aws_max_attempts: int = Field(default=5, ge=1, le=20,
                                   description="SDK attempts per AWS call (standard retry mode)")
 
-    stream_poll_interval_s: float = Field(default=0.5, gt=0)
-    stream_idle_max_s: float = Field(default=5.0, gt=0)
+    # An idle shard is read every stream_idle_max_s (one GetRecords each): at 1 s that is
+    # 86,400 reads a day per shard, about $0.02 a day; docs/capacity.md, "Latency".
+    stream_poll_interval_s: float = Field(default=0.25, gt=0)
+    stream_idle_max_s: float = Field(default=1.0, gt=0)
     stream_stall_after_s: float = Field(
         default=60.0, gt=0, description="a held shard not read for this long makes /readyz "
                                          "false (its lag gauge keeps growing meanwhile)")
@@ -102,6 +104,9 @@ class Settings(BaseSettings):
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)
     task_timeout_s: int = Field(default=300, ge=10)
+    task_backlog_max: int = Field(
+        default=32, ge=0, description="back-pressure: start workflows only while the task "
+        "queue holds fewer unreceived tasks than this (0: no limit); see docs/capacity.md")
 
     sweeper_interval_s: float = Field(default=60.0, gt=0)
     # How often a service reads the depth of the dead-letter queues it owns.

@@ -49,6 +49,11 @@ class Lifecycle:
     def shutdown(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set by :meth:`shutdown`; for helpers that wait on the worker's behalf."""
+        return self._stop
+
     def _begin(self) -> None:
         if self._started:
             raise RuntimeError(f"{self.name}: already started")

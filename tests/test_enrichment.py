@@ -185,3 +185,20 @@ async def _dlq(env: Env, at_least: int = 1) -> list[Any] | None:
 
 def _attributes(message: Any) -> dict[str, str]:
     return {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+
+
+async def test_the_task_worker_publishes_and_the_workflow_takes_two_states(env: Env) -> None:
+    """No Publish state: the advice is published before the task is answered, and the
+    workflow enters only Process and MarkCompleted (docs/capacity.md, "Levers")."""
+    probe = await subscribe_probe(env)
+    async with running(env, build):
+        await env.send(example("settled-usd-ach.json"))
+        await job_in(env.store(), "REQ-2026-000001", "COMPLETED")
+    assert len(await env.drain(probe)) == 1
+    execution = next(e for e in await env.executions(env.names.enrichment_sm)
+                     if e["name"] == "REQ-2026-000001-a1")
+    history = await env.clients.sfn.get_execution_history(
+        executionArn=execution["executionArn"], maxResults=1000)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history["events"]
+               if e["type"].endswith("StateEntered")]
+    assert entered == ["Process", "MarkCompleted"]

@@ -100,10 +100,11 @@ async def test_one_remittance_is_one_trace_across_processes(
     assert task.parent_id == start.span_id and task.attributes["outcome"] == "success"
     assert task.attributes["attempt"] == 1
     assert _one(spans, e, "handle").parent_id == task.span_id
-    assert _one(spans, e, "publish").parent_id == task.span_id
-    # The workflow publishes with the execution input's context: the start span's.
+    handle_e = _one(spans, e, "handle")
+    publish = _one(spans, e, "publish")
+    assert publish.parent_id == handle_e.span_id  # the task worker publishes, then answers
     n_intake = _one(spans, n, "intake")
-    assert n_intake.parent_id == start.span_id
+    assert n_intake.parent_id == publish.span_id
     n_start, n_task = _one(spans, n, "start"), _one(spans, n, "task")
     assert n_start.parent_id == n_intake.span_id and n_task.parent_id == n_start.span_id
     handle = _one(spans, n, "handle")

@@ -115,9 +115,13 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         drop = replace(PARTNER_FILES, bucket=BUCKET_PLACEHOLDER
                        if prefix == PLACEHOLDER_PREFIX else None)
         queue = drop.queue_name(prefix)
+        kn = _kind("enrichment").names(prefix)
         return [*job_kind_grants(_kind("enrichment"), prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE,
                       (*_table(n.name(PAYEES)), *_table(n.name(INVOICES)))),
+                # the task worker publishes the advice (services/enrichment/handler.py)
+                Grant("PublishEnriched", ("sns:Publish",),
+                      tuple(Res("topic", t) for t in (kn.topic,) if t)),
                 # bank files (services/enrichment/bankfiles/worker.py; docs/bankfiles.md)
                 Grant("ConsumePartnerFiles", _CONSUME, (Res("queue", queue),)),
                 Grant("ReportBadFiles", ("sqs:SendMessage", "sqs:GetQueueUrl"),
@@ -167,8 +171,6 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         return [
             Grant("SendTasks", ("sqs:SendMessage",),
                   tuple(Res("queue", kn.task_queue) for kn in names)),
-            Grant("PublishEnriched", ("sns:Publish",),
-                  tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
             Grant("UpdateJobs", ("dynamodb:UpdateItem",),
                   tuple(Res("table", kn.table) for kn in names)),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -148,10 +149,21 @@ def build_advice(message: PartnerNotification, payee: AdvicePayee,
         enriched_at=now_iso())
 
 
+Publish = Callable[[str, dict[str, str]], Awaitable[None]]
+
+
 async def handle_task(task: Task, *, directory: PayeeDirectory,
-                      extra_fields: frozenset[str] = frozenset()) -> dict[str, Any]:
+                      extra_fields: frozenset[str] = frozenset(),
+                      publish: Publish | None = None) -> dict[str, Any]:
     """Enrich the stored message; an advice over a stage's budget (reference data beyond
-    intake's allowance) is rejected with the stage and limit, never left to fail."""
+    intake's allowance) is rejected with the stage and limit, never left to fail.
+
+    With ``publish``, the advice goes to the topic before the task is answered (the
+    workflow has no Publish state). A failed publish fails the attempt (transient, so
+    retried); a publish whose attempt then fails or is re-run is published again by the
+    next attempt, which the notification intake absorbs: one job per ``request_id``
+    (``tests/test_notification.py::test_duplicate_advice_sends_one_email``).
+    """
     payload = task.job.raw["payload"]
     message = PartnerNotification.model_validate_json(payload)
     advice = await enrich(message, directory=directory, extra_fields=extra_fields)
@@ -161,4 +173,7 @@ async def handle_task(task: Task, *, directory: PayeeDirectory,
     problem = first_problem(sizes)
     if problem:
         raise BusinessError("AdviceTooLarge", problem)
-    return {"advice_json": advice_json, "attributes": advice.message_attributes()}
+    attributes = advice.message_attributes()
+    if publish is not None:
+        await publish(advice_json, attributes)
+    return {"advice_json": advice_json, "attributes": attributes}

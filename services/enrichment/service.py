@@ -15,10 +15,11 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
 from shared.files.progress import FileProgress
-from shared.pipeline.assemble import aws_readiness, pipeline, status_router
+from shared.pipeline.assemble import aws_readiness, pipeline, state_machine_arn, status_router
 from shared.pipeline.jobs import JobStore
 from shared.runtime import ServiceParts
 from shared.settings import Settings
+from shared.tracing import TRACEPARENT, SpanKind, span, traceparent
 
 
 async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) -> FileIntake:
@@ -36,9 +37,26 @@ async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) 
                             visibility_s=settings.visibility_timeout_s))
 
 
+def topic_arn(state_machine_arn: str, topic: str) -> str:
+    """The topic's ARN in the state machine's partition, region and account (no call)."""
+    _, partition, _, region, account, *_ = state_machine_arn.split(":")
+    return f"arn:{partition}:sns:{region}:{account}:{topic}"
+
+
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     directory = PayeeDirectory.for_prefix(clients.dynamodb, settings.prefix)
-    handler = functools.partial(handle_task, directory=directory,
+    kn = ENRICHMENT.names(settings.prefix)
+    assert kn.topic is not None
+    topic = topic_arn(await state_machine_arn(clients, kn.state_machine), kn.topic)
+
+    async def publish(advice_json: str, attributes: dict[str, str]) -> None:
+        # One span per publish; its context rides to the notification intake.
+        with span("publish", kind=SpanKind.PRODUCER, messaging__destination__name=topic):
+            attrs = {**attributes, TRACEPARENT: traceparent()}
+            await clients.sns.publish(TopicArn=topic, Message=advice_json, MessageAttributes={
+                k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()})
+
+    handler = functools.partial(handle_task, directory=directory, publish=publish,
                                 extra_fields=settings.advice_extras_allowed)
 
     parse = functools.partial(parse_partner_message, extra_fields=settings.advice_extras_allowed)

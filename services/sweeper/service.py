@@ -25,6 +25,7 @@ from shared.pipeline.assemble import (
     owner_id,
     retry_policy,
     state_machine_arn,
+    task_gate,
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
@@ -41,9 +42,11 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
         kn = kind.names(settings.prefix)
         store = job_store(settings, clients, kind)
         policy = retry_policy(settings, kind)
+        gate = task_gate(settings, clients, kn.task_queue,
+                         await QueueUrls(clients.sqs).url(kn.task_queue))
         starter = WorkflowStarter(clients.sfn, store,
                                   await state_machine_arn(clients, kn.state_machine),
-                                  policy, start_attempts=settings.start_attempts)
+                                  policy, start_attempts=settings.start_attempts, gate=gate)
         targets.append(SweepTarget(kind.table, store, starter, kind.output_fields,
                                    kind.in_doubt_field, kind.operator_output))
         queues += [q for queue in (kn.intake_queue, kn.task_queue)

@@ -30,7 +30,9 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job,
     """Settle one overdue ``RUNNING`` job; returns the outcome (the execution's status).
 
     A ``RECEIVED`` job past the threshold (it is in the running index from its
-    creation) was never started: it is started now (outcome ``not_started``).
+    creation) was never started: it is started now (outcome ``not_started``), or,
+    when the task queue has no room (back-pressure), left for the next sweep
+    (``deferred``).
 
     ``SUCCEEDED`` with a result: the success write was lost, so make it, with the
     result's ``output_fields`` (the job kind's) as the workflow would. ``SUCCEEDED`` on
@@ -40,7 +42,10 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job,
     Outcomes are counted in ``remitflow_sweeper_reconciled_total{table,outcome}``.
     """
     if job.status is Status.RECEIVED:
-        # never started: its stream record was not processed in time
+        # never started: its stream record was not processed in time (or is waiting
+        # for room in the task queue: then it is left, still overdue, for the next sweep)
+        if not await starter.may_start():
+            return "deferred"
         started = await starter.begin(job, history="started by sweeper: stream record "
                                       "not processed")
         outcome = "not_started" if started else "conflict"

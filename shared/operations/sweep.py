@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.clients import QueueUrls
 from shared.logs import get_logger
 from shared.metrics import (
+    ADMISSION_DEFERRED,
     JOBS,
     QUEUE_MESSAGES,
     SWEEP_DURATION,
@@ -97,6 +98,7 @@ class TableReport:
     failed: int = 0
     conflicts: int = 0
     errors: int = 0
+    deferred: int = 0
     reconciled: dict[str, int] = field(default_factory=dict)
     backlog: dict[str, int] = field(default_factory=dict)
     backlog_scanned_count: int = 0
@@ -293,6 +295,10 @@ class Sweeper(Lifecycle):
                 log.warning("sweeper.failed", request_id=job.request_id, table=target.table,
                             attempts=job.attempt, last_error=str(job.raw.get("last_error"))[:300])
                 return
+            if not await target.starter.may_start():
+                table.deferred += 1   # the task queue is full: still due at the next sweep
+                ADMISSION_DEFERRED.labels(table=target.table).inc()
+                return
             with redrive_span(job):
                 running = await target.starter.begin(
                     job, history=f"re-driven by sweeper as attempt {job.attempt + 1}")
@@ -309,6 +315,10 @@ class Sweeper(Lifecycle):
                          guarded: bool, report: SweepReport) -> None:
         async def check(job: Job) -> None:
             outcome = await reconcile(target.store, target.starter, job, target.output_fields)
+            if outcome == "deferred":  # no room in the task queue: the next sweep starts it
+                table.deferred += 1
+                ADMISSION_DEFERRED.labels(table=target.table).inc()
+                return
             table.reconciled[outcome] = table.reconciled.get(outcome, 0) + 1
 
         await self._pages(target, "running", int(now - self.reconcile_after_s), table,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, HTTPException
 
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
+from shared.pipeline.admission import TaskQueueGate
 from shared.pipeline.faults import Faults
 from shared.pipeline.intake import Intake, Parser
 from shared.pipeline.jobs import JobStore
@@ -92,6 +93,14 @@ def retry_policy(settings: Settings, kind: JobKind | None = None) -> RetryPolicy
                        select=kind.schedule_by, time_scale=settings.dev_time_scale)
 
 
+def task_gate(settings: Settings, clients: AwsClients, queue: str,
+              queue_url: str) -> TaskQueueGate | None:
+    """Back-pressure on ``queue`` (``REMITFLOW_TASK_BACKLOG_MAX``; 0 switches it off)."""
+    if not settings.task_backlog_max:
+        return None
+    return TaskQueueGate(clients.sqs, queue_url, queue=queue, limit=settings.task_backlog_max)
+
+
 async def state_machine_arn(clients: AwsClients, name: str) -> str:
     async for page in clients.sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
@@ -118,9 +127,11 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
     intake_queue, task_queue, table = kn.intake_queue, kn.task_queue, kn.table
     store = job_store(settings, clients, kind)
     policy = retry_policy(settings, kind)
+    task_url = await urls.url(task_queue)
+    gate = task_gate(settings, clients, task_queue, task_url)
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients,
                                                                           kn.state_machine),
-                              policy, start_attempts=settings.start_attempts)
+                              policy, start_attempts=settings.start_attempts, gate=gate)
     names = Names(settings.prefix)
     intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
                     queue_url=await urls.url(intake_queue),
@@ -137,12 +148,13 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                                                  concurrency=settings.max_in_flight),
                             on_poison=starter.park_record,
                             options=StreamOptions.from_settings(settings))
+    if gate is not None:
+        gate.stop = stream.stopping  # a start waiting for room gives up at shutdown
     tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
-                       queue_url=await urls.url(task_queue), store=store, handler=with_faults,
+                       queue_url=task_url, store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=settings.task_visibility_s, retry=policy,
-                       publishes=kn.topic)
+                       visibility_s=settings.task_visibility_s, retry=policy)
     return [intake, stream, tasks], store
 
 

@@ -53,7 +53,8 @@ class JobKind:
         success: the success status the workflow writes (``COMPLETED`` or ``SENT``).
         output_fields: task result key → job attribute, written on success (by the
             workflow and, when its write was lost, by the reconciler).
-        publishes: short name of the SNS topic the workflow publishes to, if any.
+        publishes: short name of the SNS topic the kind publishes to, if any (its task
+            handler publishes, before answering the task).
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
         retry_schedule: default delays between attempts (``"5s,5m,30m"``, see

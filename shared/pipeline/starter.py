@@ -33,6 +33,7 @@ from shared.worker import fault_point
 if TYPE_CHECKING:
     from types_aiobotocore_stepfunctions import SFNClient
 
+    from shared.pipeline.admission import TaskQueueGate
     from shared.stream.source import Record
 
 log = get_logger(__name__)
@@ -138,12 +139,22 @@ class WorkflowStarter:
     """Starts attempts of one table's state machine."""
 
     def __init__(self, sfn: SFNClient, store: JobStore, state_machine_arn: str,
-                 retry: RetryPolicy, *, start_attempts: int = 3) -> None:
+                 retry: RetryPolicy, *, start_attempts: int = 3,
+                 gate: TaskQueueGate | None = None) -> None:
         self.sfn = sfn
         self.store = store
         self.state_machine_arn = state_machine_arn
         self.retry = retry
         self.start_attempts = start_attempts
+        self.gate = gate
+
+    async def may_start(self) -> bool:
+        """Whether the task queue has room for one more attempt now (no gate: always).
+
+        For starters that can leave a job for later (the sweeper); the stream starter
+        waits instead (:meth:`on_inserted`).
+        """
+        return self.gate is None or await self.gate.try_admit()
 
     def execution_arn(self, name: str) -> str:
         return self.state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
@@ -245,6 +256,11 @@ class WorkflowStarter:
         Uses the record's new image (no read). If the job moved on meanwhile (a
         replayed record after a crash), it re-reads: a job ``RUNNING`` on attempt 1
         gets its start re-issued (idempotent by name); anything else is skipped.
+
+        With a gate, each start first waits for room in the task queue
+        (:mod:`shared.pipeline.admission`): the job stays ``RECEIVED`` and the
+        record unprocessed (so not checkpointed) meanwhile; at shutdown the wait
+        raises :class:`~shared.pipeline.admission.Deferred` and the record is replayed.
         """
         for record in records:
             if record.new_image is None:
@@ -252,6 +268,8 @@ class WorkflowStarter:
             job = Job.from_raw(from_item(record.new_image))
             if job.status is not Status.RECEIVED:
                 continue
+            if self.gate is not None:
+                await self.gate.admit()
             if await self.begin(job) is not None:
                 continue
             current = await self.store.get(job.request_id)

@@ -79,7 +79,7 @@ class TaskWorker(SqsWorker):
     def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
                  store: JobStore, handler: Handler, max_in_flight: int = 32,
                  wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70,
-                 retry: RetryPolicy | None = None, publishes: str | None = None) -> None:
+                 retry: RetryPolicy | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="tasks",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
         self.sfn = sfn
@@ -87,8 +87,6 @@ class TaskWorker(SqsWorker):
         self.handler = handler
         self.heartbeat_s = heartbeat_s
         self.retry = retry
-        self.publishes = publishes
-        """Topic the workflow publishes to after a success (names the answer's span)."""
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """Each task answered on its own (heartbeats while its handler runs)."""
@@ -195,17 +193,9 @@ class TaskWorker(SqsWorker):
 
     async def _succeed(self, token: str, output: dict[str, Any], request_id: str,
                        attempt: int) -> None:
-        """``SendTaskSuccess`` in a ``publish`` span when the workflow publishes next.
-
-        Step Functions reports no spans: its ``sns:publish`` happens after this answer
-        is accepted, carrying the execution input's ``traceparent`` as a message
-        attribute. This span stands for that hand-over (``answer`` when nothing is
-        published).
-        """
-        name = "publish" if self.publishes else "answer"
-        with span(name, kind=SpanKind.PRODUCER if self.publishes else SpanKind.INTERNAL,
-                  request_id=request_id, attempt=attempt,
-                  messaging__destination__name=self.publishes):
+        """``SendTaskSuccess`` in an ``answer`` span (a handler that publishes does so
+        inside its own ``publish`` span, before this answer)."""
+        with span("answer", kind=SpanKind.INTERNAL, request_id=request_id, attempt=attempt):
             await self._send_success(token, output, request_id)
 
     async def _send_success(self, token: str, output: dict[str, Any], request_id: str) -> None:

@@ -101,9 +101,15 @@ class StreamConsumer(Lifecycle):
 
     @property
     def stalled(self) -> list[str]:
-        """Held shards not read successfully for ``stall_after_s``."""
+        """Held shards not read successfully for ``stall_after_s``.
+
+        A shard whose processor holds a batch is not stalled: it is waiting for the
+        work it started (back-pressure, ``shared/pipeline/admission.py``) and its lag
+        gauge shows how long.
+        """
         limit = time.monotonic() - self.options.stall_after_s
-        return sorted(s for s, o in self._owned.items() if not o.lost and o.read_at < limit)
+        return sorted(s for s, o in self._owned.items()
+                      if not o.lost and not o.delivering and o.read_at < limit)
 
     @property
     def healthy(self) -> bool:

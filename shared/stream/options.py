@@ -35,8 +35,8 @@ class StreamOptions:
     failover_s: float = 10.0
     renew_s: float | None = None
     sync_s: float = 30.0
-    poll_s: float = 0.5
-    idle_max_s: float = 5.0
+    poll_s: float = 0.25
+    idle_max_s: float = 1.0
     retry_base_s: float = 0.2
     max_steal: int = 2
     start_position: str = TRIM_HORIZON

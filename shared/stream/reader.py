@@ -51,6 +51,7 @@ class Owned:
     hand_to: str | None = None
     lost: bool = False
     read_at: float = field(default_factory=time.monotonic)      # last successful read
+    delivering: bool = False    # the processor has a batch (may wait on back-pressure)
     caught_up_at: float = field(default_factory=time.time)      # wall time we were current
 
     def lag_s(self) -> float:
@@ -142,7 +143,12 @@ class ShardReader:
                 await self.backoff.sleep(owned.stop, failures)
                 continue
             if records:
-                await self._deliver(records)
+                owned.delivering = True
+                try:
+                    await self._deliver(records)
+                finally:
+                    owned.delivering = False
+                    owned.read_at = time.monotonic()
                 last, idle = records[-1].sequence, opts.poll_s
             if nxt is None:
                 await self._write(ctx.leases.finish)

@@ -45,9 +45,13 @@ def normalise(op: str) -> str:
 
 
 def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, float],
-         transitions: float, item_kb: dict[str, float], partner_batch: int = 10
-         ) -> dict[str, Any]:
-    """USD per million remittances with a breakdown, and billable requests per remittance."""
+         transitions: float, item_kb: dict[str, float], partner_batch: int = 10,
+         *, per_remittance: bool = True) -> dict[str, Any]:
+    """USD per million remittances with a breakdown, and billable requests per remittance.
+
+    ``per_remittance=False`` prices call rates only (no partner batch, no index writes):
+    the idle window's calls per second, for USD per million seconds.
+    """
     p = prices()
     kb_for = {"enrichment": item_kb.get("remittances", 1.0),
               "notification": item_kb.get("notifications", 1.0), "sweeper": 1.0}
@@ -96,9 +100,10 @@ def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, flo
         elif svc == "dynamodb":
             write(n / 2, kb_for["enrichment"])
             write(n / 2, kb_for["notification"])
-    sqs(1 / partner_batch)
-    for service, writes in GSI_WRITES.items():
-        units["dynamodb_wru"] += writes * math.ceil(kb_for[service])
+    if per_remittance:
+        sqs(1 / partner_batch)
+        for service, writes in GSI_WRITES.items():
+            units["dynamodb_wru"] += writes * math.ceil(kb_for[service])
     units["state_transitions"] += transitions
 
     price_of = {"sqs_requests": p["sqs_standard_request"],

@@ -71,6 +71,7 @@ class RunResult:
     sent_at: dict[str, float] = field(default_factory=dict)
     phase: dict[str, str] = field(default_factory=dict)
     before: Snapshot | None = None
+    flat: Snapshot | None = None     # when the flat-out phase began
     after: Snapshot | None = None
     rss_samples: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     hwm_mib: dict[str, float] = field(default_factory=dict)
@@ -143,13 +144,26 @@ class Stack:
         return counter_sum(self.services["notification"].metrics(), "remitflow_tasks_total",
                            outcome="success")
 
-    async def idle_rate(self, seconds: float) -> dict[str, float]:
-        """AWS calls per second while nothing is sent (polling, leases, sweeps)."""
+    async def idle_rate(self, seconds: float) -> dict[str, Any]:
+        """Time-proportional work while nothing is sent (empty receives, stream polls,
+        lease renewals, sweeps): AWS calls per second, and CPU ms per second of each
+        service and of the emulator."""
         first = self.snapshot()
         await asyncio.sleep(seconds)
         second = self.snapshot()
-        return {k: round(v / (second.at - first.at), 2)
-                for k, v in diff_calls(first, second).items()}
+        dt = second.at - first.at
+        by_service = {
+            s: {op: round((v - first.calls[s].get(op, 0.0)) / dt, 3)
+                for op, v in sorted(calls.items()) if v - first.calls[s].get(op, 0.0) > 0}
+            for s, calls in second.calls.items()}
+        return {"seconds": round(dt, 1),
+                "aws_calls_per_s": {k: round(v / dt, 3)
+                                    for k, v in sorted(diff_calls(first, second).items())},
+                "aws_calls_per_s_by_service": by_service,
+                "cpu_ms_per_s": {k: round((second.cpu_s[k] - first.cpu_s[k]) * 1000 / dt, 2)
+                                 for k in second.cpu_s},
+                "emulator_cpu_ms_per_s": round(
+                    (second.emulator_cpu_s - first.emulator_cpu_s) * 1000 / dt, 2)}
 
     async def run(self, n: int, *, rate: float, controlled: int, timeout_s: float,
                   tag: str) -> RunResult:
@@ -158,6 +172,7 @@ class Stack:
         messages = [json.dumps(m) for m in generate_messages(n, prefix=f"REQ-{tag}")]
         ids = [json.loads(m)["request_id"] for m in messages]
         result.before = self.snapshot()
+        base = await asyncio.to_thread(self.sent_ok)   # earlier runs on the same services
         async with AwsClients(self.settings) as clients:
             url = (await clients.sqs.get_queue_url(
                 QueueName=self.names.remittance_events))["QueueUrl"]
@@ -175,9 +190,10 @@ class Stack:
                 for k in range(controlled):  # one message per request, evenly spaced
                     await asyncio.sleep(max(0.0, started + k / rate - time.monotonic()))
                     await send([k], "controlled")
-                while (await asyncio.to_thread(self.sent_ok)) < controlled:  # noqa: ASYNC110
+                while (await asyncio.to_thread(self.sent_ok)) - base < controlled:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)
                 result.notes["flat_out_started"] = time.time()
+                result.flat = await asyncio.to_thread(self.snapshot)
                 chunks = [list(range(s, min(s + 10, n))) for s in range(controlled, n, 10)]
                 for group in range(0, len(chunks), 8):
                     await asyncio.gather(*(send(c, "flat") for c in chunks[group:group + 8]))
@@ -187,7 +203,7 @@ class Stack:
             deadline = time.monotonic() + timeout_s
             next_rss = 0.0
             while True:
-                done = await asyncio.to_thread(self.sent_ok)
+                done = await asyncio.to_thread(self.sent_ok) - base
                 if done >= next_rss:
                     result.rss_samples.append((int(done), {
                         k: round(s.rss_mib(), 1) for k, s in self.services.items()}))
@@ -197,11 +213,11 @@ class Stack:
                 await asyncio.sleep(0.5)
             await task
             result.after = self.snapshot()
-            result.rss_samples.append((int(await asyncio.to_thread(self.sent_ok)), {
+            result.rss_samples.append((int(await asyncio.to_thread(self.sent_ok) - base), {
                 k: round(s.rss_mib(), 1) for k, s in self.services.items()}))
             result.hwm_mib = {k: round(s.hwm_mib(), 1) for k, s in self.services.items()}
             result.items = await self._collect(clients, set(ids), timeout_s=60)
-            result.notes["transitions"] = await self._transitions(clients, ids[: min(20, n)])
+            result.notes["transitions"] = await self._transitions(clients, ids)
             result.notes["item_kb"] = {
                 "remittances": await _item_kb(clients, self.names.remittances),
                 "notifications": await _item_kb(clients, self.names.notifications)}
@@ -235,17 +251,25 @@ class Stack:
         return out
 
     async def _transitions(self, clients: AwsClients, sample: list[str]) -> dict[str, Any]:
-        """StateEntered events and emulator-side task calls per execution, on a sample."""
+        """StateEntered events and emulator-side task calls over every execution of the
+        given remittances (every attempt), per remittance."""
         entered: Counter[str] = Counter()
         inner: Counter[str] = Counter()
+        attempts: Counter[str] = Counter()
         execs = 0
+        wanted = set(sample)
         for machine in (self.names.enrichment_sm, self.names.notification_sm):
             arn = await state_machine_arn(clients, machine)
-            base = arn.replace(":stateMachine:", ":execution:")
-            for rid in sample:
+            names: list[str] = []
+            async for page in clients.sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=arn):
+                names += [e["executionArn"] for e in page["executions"]
+                          if e["name"].rsplit("-a", 1)[0] in wanted]
+            for ex_arn in names:
+                attempts[f"{machine.rsplit('-', 1)[-1]}.{ex_arn.rsplit('-a', 1)[-1]}"] += 1
                 try:
                     hist = await clients.sfn.get_execution_history(
-                        executionArn=f"{base}:{rid}-a1", maxResults=1000)
+                        executionArn=ex_arn, maxResults=1000)
                 except Exception:
                     continue
                 execs += 1
@@ -258,7 +282,7 @@ class Stack:
                         op = d.get("resource", "?").split(".")[0]
                         inner[f"{d.get('resourceType', '?')}.{op}"] += 1
         per = max(1, len(sample))
-        return {"sample": len(sample), "executions": execs,
+        return {"sample": len(sample), "executions": execs, "attempts": dict(attempts),
                 "state_entered_per_remittance": round(sum(entered.values()) / per, 2),
                 "by_machine": {k: round(v / per, 2) for k, v in entered.items()},
                 "emulator_task_calls": {k: round(v / per, 2) for k, v in inner.items()}}

@@ -1,9 +1,11 @@
 """``make bench``: the whole pipeline, measured (see ``docs/capacity.md``).
 
-1. Batched design (the services as shipped): emulator + three service processes,
-   ``--count`` remittances, the first ``--controlled`` at ``--rate``/s (latency), the
-   rest flat out (throughput). Then, services stopped, the emulator's own ceiling for
-   the same call mix and the SDK's CPU floor per call (:mod:`tools.bench.ceiling`).
+1. Batched design (the services as shipped): emulator + three service processes; an
+   idle window (time-proportional work per second); ``--count`` remittances, the first
+   ``--controlled`` at ``--rate``/s (latency), the rest flat out (capacity: the
+   pipeline's rate and the emulator's CPU per remittance, whose inverse is the
+   emulator's limit); then ``--steady-count`` at ``--steady-share`` of that capacity
+   (the per-remittance figures: calls, CPU net of idle, transitions, attempts, cost).
 2. Lambda-equivalent baseline: a fresh emulator and services with
    ``REMITFLOW_BATCHING=false``, ``--baseline-count`` remittances flat out.
 
@@ -19,16 +21,26 @@ import logging
 import os
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from shared.logs import configure_logging
-from tools.bench.ceiling import measure
+from tools.bench import profile
 from tools.bench.cost import lambda_compute
 from tools.bench.harness import Stack
-from tools.bench.report import analyse, latency, summary, targets
+from tools.bench.report import (
+    analyse,
+    capacity,
+    latency,
+    per_remittance,
+    spread,
+    summary,
+    targets,
+)
 
 RESULTS = Path(__file__).with_name("results.json")
+PROFILES = Path(__file__).with_name("profiles")
 
 
 async def batched(args: argparse.Namespace) -> dict[str, Any]:
@@ -39,45 +51,35 @@ async def batched(args: argparse.Namespace) -> dict[str, Any]:
         idle = await stack.idle_rate(args.idle_s)
         print(f"bench: sending {args.count} remittances ({args.controlled} at {args.rate}/s, "
               "the rest flat out)…", flush=True)
+        pids = {**{n: s.pid for n, s in stack.services.items()}, "emulator": stack.emulator.pid}
+
+        async def sample() -> list[Any]:
+            # into the flat-out phase: after the controlled sends, for --profile-s
+            await asyncio.sleep(args.controlled / args.rate + 10)
+            return profile.start(pids, args.profile_s, PROFILES)
+
+        profiling = asyncio.create_task(sample()) if args.profile_s else None
         run = await stack.run(args.count, rate=args.rate, controlled=args.controlled,
                               timeout_s=args.timeout_s, tag="BENCH")
-        out = analyse(run)
-        out["idle_aws_calls_per_s"] = idle
+        out = capacity(run, idle)
+        if profiling is not None:
+            out["profile"] = await asyncio.to_thread(profile.finish, await profiling)
+            out["profile"]["note"] = (f"py-spy --rate 50 for {args.profile_s:.0f} s in the "
+                                      "flat-out phase; shares of samples")
         out["latency_ms"] = latency(run, "controlled")
         out["latency_ms_flat_out"] = latency(run, "flat")
         out["controlled_rate"] = args.rate
-        stack.stop_services()
-        mix = dict(out["aws_calls_per_remittance"])
-        mix["sqs.SendMessageBatch"] = mix.get("sqs.SendMessageBatch", 0.0) + 0.1
-        print(f"bench: replaying the call mix ({sum(mix.values()):.1f} calls/remittance) "
-              f"against the emulator for {args.ceiling_s:.0f} s…", flush=True)
-        ceiling = await measure(stack.emulator.endpoint, stack.prefix, mix,
-                                seconds=args.ceiling_s, concurrency=args.concurrency,
-                                emulator_cpu=stack.emulator.cpu_s)
-        ceiling["mix"] = {k: round(v, 3) for k, v in sorted(mix.items())}
-        ceiling["note"] = ("mix = the services' calls per remittance (their /metrics) + the "
-                           "partner's SendMessageBatch (1/10 per remittance); each replayed "
-                           "StartExecution starts a copy of the workflow's success path "
-                           "without the callback wait, whose executions make the emulator-side "
-                           "calls (workflow_calls_per_remittance: task SendMessage, SNS "
-                           "Publish, DynamoDB UpdateItem) inside the emulator as in the "
-                           "pipeline; the clock stops when those executions have finished")
-        out["emulator_ceiling"] = ceiling
-        out["emulator_ceiling_rps"] = ceiling["ceiling_rps"]
-        out["ratio"] = round(out["pipeline_rps"] / max(1e-9, ceiling["ceiling_rps"]), 2)
-        # How busy the services keep the emulator, relative to the bare replay: ~1 means
-        # the emulator (not the services) limits the pipeline.
-        out["emulator_busy_vs_replay"] = round(
-            out["pipeline_rps"] * out["emulator_cpu_ms_per_remittance"]
-            / max(1e-9, ceiling["ceiling_rps"] * ceiling["emulator_cpu_ms_per_remittance"]), 2)
-        per_call = ceiling["client_cpu_ms_per_call"]
-        out["sdk_floor_cpu_ms_per_remittance"] = round(
-            out["aws_calls_per_remittance_total"] * per_call, 2)
-        out["sdk_floor_detail"] = {
-            "calls_per_remittance": out["aws_calls_per_remittance_total"],
-            "client_cpu_ms_per_call": per_call,
-            "how": "time.process_time() of the bench process over the ceiling replay (bare "
-                   "aiobotocore clients, same call mix) / calls made"}
+        out["idle"] = idle
+        if args.steady_count:
+            rate = round(args.steady_share * out["pipeline_rps"], 2)
+            print(f"bench: steady load, {args.steady_count} remittances at {rate}/s "
+                  f"({args.steady_share:.0%} of the measured capacity)…", flush=True)
+            steady = await stack.run(args.steady_count, rate=rate,
+                                     controlled=args.steady_count, timeout_s=args.timeout_s,
+                                     tag="STEADY")
+            out["steady"] = per_remittance(steady, idle)
+            out["steady"]["offered_rps"] = rate
+            out["steady"]["latency_ms"] = latency(steady, "controlled")
         return out
     finally:
         stack.stop()
@@ -110,21 +112,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=2.0,
                    help="controlled send rate (remittances/s) for the latency phase")
     p.add_argument("--controlled", type=int, default=None,
-                   help="remittances sent at --rate before going flat out (default N/20)")
-    p.add_argument("--ceiling-s", type=float, default=15.0, help="ceiling replay duration (s)")
-    p.add_argument("--concurrency", type=int, default=32, help="ceiling replay concurrency")
-    p.add_argument("--idle-s", type=float, default=5.0, help="idle window for polling rates")
+                   help="remittances sent at --rate before going flat out (default N/10, "
+                        "at least 30)")
+    p.add_argument("--steady-count", type=int, default=None,
+                   help="remittances at a steady load after the flat-out run, for the "
+                        "per-remittance figures (default N/3; 0 skips it)")
+    p.add_argument("--steady-share", type=float, default=0.8,
+                   help="the steady load as a share of the measured capacity")
+    p.add_argument("--idle-s", type=float, default=10.0,
+                   help="idle window for the time-proportional work")
+    p.add_argument("--profile-s", type=float, default=30.0,
+                   help="py-spy each process for this long in the flat-out phase (0: no)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="repetitions of the batched design (figures with min/median/max)")
     p.add_argument("--timeout-s", type=float, default=900.0)
     p.add_argument("--log-level", default="INFO", help="services' REMITFLOW_LOG_LEVEL")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.controlled is None:
-        args.controlled = max(10, args.count // 20)
+        args.controlled = max(30, args.count // 10)
     args.controlled = min(args.controlled, args.count)
+    if args.steady_count is None:
+        args.steady_count = max(30, args.count // 3)
     configure_logging("WARNING", "console")
     logging.getLogger("aiobotocore").setLevel(logging.ERROR)
     started = time.monotonic()
-    result = asyncio.run(batched(args))
+    runs = []
+    for n in range(args.repeat):
+        if args.repeat > 1:
+            print(f"bench: repetition {n + 1} of {args.repeat}", flush=True)
+        one = asyncio.run(batched(args))
+        one["loadavg"] = os.getloadavg()
+        runs.append(one)
+    result = runs[-1]
+    result["repetitions"] = spread(runs)
     result["command"] = " ".join(["python -m tools.bench.run", *(argv or sys.argv[1:])])
     if args.baseline_count > 0:
         base = asyncio.run(baseline(args))
@@ -144,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                     "be free under a Lambda trigger"}
     result["targets"] = targets(result)
     result["machine"] = {"cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-                         "bench_seconds": round(time.monotonic() - started, 1)}
+                         "bench_seconds": round(time.monotonic() - started, 1),
+                         "moto": version("moto"), "python": sys.version.split()[0]}
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(summary(result))
     print(f"bench: wrote {args.out} in {result['machine']['bench_seconds']:.0f} s")
