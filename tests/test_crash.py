@@ -8,6 +8,7 @@ started and the deliveries made.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,3 +99,35 @@ async def test_crash_after_send_before_record_is_not_resent(env: Env) -> None:
     the outcome is unknown, so the job goes to FAILED for a human, never resent."""
     job, emails = await _crash_notification(env, "notify.after_send", "FAILED")
     assert emails == 1 and "unknown" in job.raw["last_error"]
+
+
+async def test_crash_after_send_is_settled_by_its_ses_event_not_by_a_human(env: Env) -> None:
+    """Killed after SES accepted the e-mail, before its MessageId was recorded. SES's own
+    ``Send`` event (published here in SES's format: the emulator emits none) settles the
+    unknown outcome: SENT with SES's message id, nothing for a human, one e-mail."""
+    address = f"{env.settings.prefix}-events@brandt.example"
+    await env.clients.dynamodb.update_item(
+        TableName=env.names.payees, Key={"payee_id": {"S": "PAYEE-0002"}},
+        UpdateExpression="SET email = :e", ExpressionAttributeValues={":e": {"S": address}})
+    message = dict(generate_messages(1, prefix="REQ-CRASH-SES-EVENT")[0],
+                   payee_id="PAYEE-0002", invoice_ids=["INV-2001"], amount="1234.56",
+                   currency="EUR")
+    rid = str(message["request_id"])
+    await _enriched(env, message)
+    with process(env, "notification", REMITFLOW_FAULT_POINT="notify.after_send") as victim:
+        await eventually(lambda: died(victim), timeout_s=60, what="crash after the send")
+    mails = _emails_to(env, address)
+    assert len(mails) == 1, "SES accepted it before the crash"
+    job = await env.store("notifications").require(rid)
+    event = json.dumps({
+        "eventType": "Send",
+        "mail": {"timestamp": "2026-11-26T10:00:00.000Z", "source": env.settings.sender_email,
+                 "messageId": mails[0]["id"], "destination": [address],
+                 "tags": {"request_id": [rid], "attempt": [str(job.attempt)]}},
+        "send": {}})
+    topic = f"arn:aws:sns:{env.settings.aws_region}:123456789012:{env.names.name('ses-events')}"
+    await env.clients.sns.publish(TopicArn=topic, Message=event)
+    with process(env, "notification"), process(env, "sweeper"):
+        sent = await job_in(env.store("notifications"), rid, "SENT", timeout_s=90)
+    assert sent.raw["delivery_id"] == mails[0]["id"]
+    assert len(_emails_to(env, address)) == 1, "never resent"
