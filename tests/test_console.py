@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 
-from shared.pipeline.jobs import Status
+from shared.pipeline.jobs import Status, content_hash
 from tests.helpers import CONSOLE_TOKEN as TOKEN
 from tests.helpers import Env, console, message, retrying
 
@@ -141,3 +142,32 @@ async def test_auth_disabled_says_so_and_still_needs_csrf(env: Env) -> None:
                                                        "request_id": "REQ-NOAUTH"})
         assert ok.status_code == 200
     assert (await env.store().require("REQ-NOAUTH")).status is Status.RUNNING
+
+
+async def test_an_unknown_delivery_outcome_is_resolved_from_the_timeline(env: Env) -> None:
+    """The timeline offers sent / not sent for an in-doubt e-mail; the decision goes
+    through the same Sweeper.resolve as the API and is recorded with the session."""
+    store = env.store("notifications")
+    payload = '{"request_id": "REQ-RESOLVE-1"}'
+    job = await store.create("REQ-RESOLVE-1", payload, content_hash(payload))
+    assert job is not None
+    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()),
+                                 set_={"attempt": 1, "channel": "email",
+                                       "delivery_intent": "email@2026-11-26T10:00:00Z"})
+    await store.transition(job, Status.FAILED, set_={
+        "last_error": "SES send outcome unknown (InternalFailure)",
+        "failure_reason": "outcome_unknown"})
+    async with console(env) as http:
+        await sign_in(http)
+        page = await http.get("/console/requests/REQ-RESOLVE-1")
+        assert 'action="/console/resolve"' in page.text and "Resolve: sent" in page.text
+        form = {"table": "notifications", "request_id": "REQ-RESOLVE-1", "outcome": "sent",
+                "note": "seen in the SES logs"}
+        refused = await http.post("/console/resolve", data=form)
+        assert refused.status_code == 403, "no CSRF token, no decision"
+        done = await http.post("/console/resolve", data={**form, "csrf": csrf_of(page.text)})
+        assert done.status_code == 303
+    resolved = await store.require("REQ-RESOLVE-1")
+    assert resolved.status is Status.SENT and resolved.raw["delivery_id"] == "operator"
+    assert re.search(r"resolved by console session \S+: sent \(seen in the SES logs\)",
+                     " | ".join(resolved.raw["history"]))

@@ -18,7 +18,9 @@ from prometheus_client import REGISTRY
 from services.sweeper.console.app import HERE, Console, first
 from shared.operations import operate
 from shared.operations.operate import InvalidRequest
+from shared.operations.resolve import NotResolvable
 from shared.operations.timeline import timeline
+from shared.pipeline.jobs import JobNotFound, VersionConflict
 from shared.stream.leases import ShardLeaseTable
 
 LIST_LIMIT = 50
@@ -161,6 +163,29 @@ def add_pages(console: Console) -> None:
         plan = await operate.plan_redrive(sweeper, table, ids)
         return console.render(request, session, "redrive_confirm.html", table=table,
                               plan=plan, ready=[p["request_id"] for p in plan if p["ok"]])
+
+    @router.post("/resolve")
+    async def resolve(request: Request) -> Response:
+        """An operator's decision on an unknown delivery outcome: the same
+        ``Sweeper.resolve`` as ``POST /v1/jobs/{table}/{id}/resolve``, recorded with the
+        console session and the note."""
+        gate = await console.post_gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, form = gate
+        table, request_id = first(form, "table"), first(form, "request_id").strip()
+        outcome, note = first(form, "outcome"), first(form, "note").strip()
+        if table not in sweeper.targets or outcome not in ("sent", "not_sent") or not note:
+            return console.render(request, session, "error.html", status=400,
+                                  title="Nothing resolved",
+                                  message="Choose sent or not sent and say what you checked.")
+        try:
+            await sweeper.resolve(table, request_id, outcome,  # type: ignore[arg-type]
+                                  note, by=str(session.actor))
+        except (JobNotFound, NotResolvable, VersionConflict) as exc:
+            return console.render(request, session, "error.html", status=409,
+                                  title="Not resolved", message=str(exc) or type(exc).__name__)
+        return RedirectResponse(f"/console/requests/{quote(request_id, safe='')}", 303)
 
     @router.post("/redrive")
     async def redrive(request: Request) -> Response:
