@@ -30,19 +30,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from shared.aws.sqs import SqsWorker
+from shared.aws.sqs import EventQueueWorker, NotAnEvent
 from shared.logs import get_logger
-from shared.metrics import WORKER_ERRORS
 from shared.pipeline.jobs import JobStore, Status, VersionConflict, now_iso
 from shared.pipeline.starter import WorkflowStarter
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 log = get_logger(__name__)
 INTENT = "delivery_intent"
@@ -56,7 +54,7 @@ SES_EVENTS = Counter("remitflow_ses_events_total",
                      ["event", "outcome"])
 
 
-class NotAnSesEvent(ValueError):
+class NotAnSesEvent(NotAnEvent):
     """The message is not an SES sending event we can read."""
 
 
@@ -97,34 +95,15 @@ class SesEvent:
             raise NotAnSesEvent(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
-class SesEvents(SqsWorker):
+class SesEvents(EventQueueWorker):
     """Consumes ``<prefix>-ses-events`` for the notification job table."""
 
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  store: JobStore, starter: WorkflowStarter, max_in_flight: int = 10,
                  wait_s: int = 10, visibility_s: int = 60) -> None:
-        super().__init__(sqs, queue_name, queue_url, worker="ses_events",
+        super().__init__(sqs, queue_name, queue_url, dlq_url=dlq_url, worker="ses_events",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
-        self.dlq_url, self.store, self.starter = dlq_url, store, starter
-
-    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
-        for message in messages:
-            await self.receiver.slots.acquire()
-            self.spawn(self._one(message))
-
-    async def _one(self, message: MessageTypeDef) -> None:
-        try:
-            try:
-                await self.handle(message.get("Body") or "")
-            except NotAnSesEvent as exc:
-                await self._dead_letter(message, str(exc))
-        except Exception as exc:
-            WORKER_ERRORS.labels(worker="ses_events").inc()
-            log.warning("ses_events.failed", error=repr(exc), message_id=message.get("MessageId"))
-            return   # not acknowledged: it comes back after its visibility timeout
-        finally:
-            self.receiver.slots.release()
-        await self.deleter.delete(message)
+        self.store, self.starter = store, starter
 
     async def handle(self, body: str) -> str:
         """Apply one event; returns what it did (sent, not_sent, stale, unknown, ignored)."""
@@ -168,12 +147,5 @@ class SesEvents(SqsWorker):
         except VersionConflict:
             return "stale"
 
-    async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
-        attrs: dict[str, Any] = {
-            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
-            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
-            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
-        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
-                                    MessageAttributes=attrs)
+    def invalid(self, detail: str) -> None:
         SES_EVENTS.labels(event="-", outcome="invalid").inc()
-        log.warning("ses_events.invalid", detail=detail[:300], message_id=message.get("MessageId"))

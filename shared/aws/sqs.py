@@ -222,3 +222,63 @@ class SqsWorker(Lifecycle):
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """Start handling ``messages`` (acquiring one receiver slot each)."""
         raise NotImplementedError
+
+
+class NotAnEvent(ValueError):
+    """A message on an event queue that its consumer cannot read as an event."""
+
+
+class EventQueueWorker(SqsWorker):
+    """An event queue's consumer: each message handled on its own (``handle(body)``).
+
+    A body that is not an event (:class:`NotAnEvent`) goes to ``dlq_url`` with
+    ``remitflow.reason=invalid_event`` and the detail, then is acknowledged; any other
+    failure leaves the message to come back after its visibility timeout; a handled
+    one is acknowledged. Subclasses implement :meth:`handle` and count invalid ones in
+    :meth:`invalid`.
+    """
+
+    def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, dlq_url: str,
+                 worker: str, max_in_flight: int = 10, wait_s: int = 10,
+                 visibility_s: int = 60) -> None:
+        super().__init__(sqs, queue_name, queue_url, worker=worker,
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+        self.worker, self.dlq_url = worker, dlq_url
+
+    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
+        for message in messages:
+            await self.receiver.slots.acquire()
+            self.spawn(self._one(message))
+
+    async def handle(self, body: str) -> str:
+        """Apply one event; returns its outcome (for metrics and logs)."""
+        raise NotImplementedError
+
+    def invalid(self, detail: str) -> None:
+        """Count a message that was not an event (it is in the DLQ now)."""
+
+    async def _one(self, message: MessageTypeDef) -> None:
+        try:
+            try:
+                await self.handle(message.get("Body") or "")
+            except NotAnEvent as exc:
+                await self._dead_letter(message, str(exc))
+        except Exception as exc:
+            WORKER_ERRORS.labels(worker=self.worker).inc()
+            log.warning(f"{self.worker}.failed", error=repr(exc),
+                        message_id=message.get("MessageId"))
+            return   # not acknowledged: it comes back after its visibility timeout
+        finally:
+            self.receiver.slots.release()
+        await self.deleter.delete(message)
+
+    async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
+        attrs: dict[str, Any] = {
+            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
+            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
+            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
+        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
+                                    MessageAttributes=attrs)
+        self.invalid(detail)
+        log.warning(f"{self.worker}.invalid", detail=detail[:300],
+                    message_id=message.get("MessageId"))

@@ -22,25 +22,24 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from shared.aws.sqs import SqsWorker
+from shared.aws.sqs import EventQueueWorker, NotAnEvent
 from shared.logs import get_logger
-from shared.metrics import EXECUTION_EVENTS, WORKER_ERRORS
+from shared.metrics import EXECUTION_EVENTS
 from shared.operations.reconcile import settle_job
 from shared.operations.sweep import SweepTarget
 from shared.pipeline.jobs import Status, VersionConflict, execution_name
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-    from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 log = get_logger(__name__)
 DETAIL_TYPE = "Step Functions Execution Status Change"
 SETTLING = ("FAILED", "TIMED_OUT", "ABORTED")
 
 
-class NotAnEvent(ValueError):
+class NotAnExecutionEvent(NotAnEvent):
     """The message is not an execution status event we can read."""
 
 
@@ -59,47 +58,27 @@ class StatusEvent:
             event = json.loads(body)
             detail = event["detail"]
             if event.get("detail-type") != DETAIL_TYPE:
-                raise NotAnEvent(f"detail-type {event.get('detail-type')!r}")
+                raise NotAnExecutionEvent(f"detail-type {event.get('detail-type')!r}")
             data = json.loads(detail.get("input") or "{}")
             return cls(state_machine_arn=str(detail["stateMachineArn"]),
                        name=str(detail["name"]), status=str(detail["status"]),
                        request_id=str(data["request_id"]), attempt=int(data["attempt"]),
                        output=detail.get("output"))
-        except NotAnEvent:
+        except NotAnExecutionEvent:
             raise
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise NotAnEvent(f"{type(exc).__name__}: {exc}"[:300]) from exc
+            raise NotAnExecutionEvent(f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 
-class ExecutionEvents(SqsWorker):
+class ExecutionEvents(EventQueueWorker):
     """Consumes the execution-status queue for every job kind the sweeper looks after."""
 
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  targets: Mapping[str, SweepTarget], max_in_flight: int = 10,
                  wait_s: int = 10, visibility_s: int = 60) -> None:
-        super().__init__(sqs, queue_name, queue_url, worker="events",
+        super().__init__(sqs, queue_name, queue_url, dlq_url=dlq_url, worker="events",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
-        self.dlq_url = dlq_url
         self.targets = dict(targets)    # state machine ARN → target
-
-    async def dispatch(self, messages: list[MessageTypeDef]) -> None:
-        for message in messages:
-            await self.receiver.slots.acquire()
-            self.spawn(self._one(message))
-
-    async def _one(self, message: MessageTypeDef) -> None:
-        try:
-            try:
-                await self.handle(message.get("Body") or "")
-            except NotAnEvent as exc:
-                await self._dead_letter(message, str(exc))
-        except Exception as exc:
-            WORKER_ERRORS.labels(worker="events").inc()
-            log.warning("events.failed", error=repr(exc), message_id=message.get("MessageId"))
-            return   # not acknowledged: it comes back after its visibility timeout
-        finally:
-            self.receiver.slots.release()
-        await self.deleter.delete(message)
 
     async def handle(self, body: str) -> str:
         """Apply one event; returns the outcome (applied, stale, unknown)."""
@@ -130,12 +109,5 @@ class ExecutionEvents(SqsWorker):
             return "stale"
         return "applied"
 
-    async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
-        attrs: dict[str, Any] = {
-            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
-            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
-            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
-        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
-                                    MessageAttributes=attrs)
+    def invalid(self, detail: str) -> None:
         EXECUTION_EVENTS.labels(table="-", status="-", outcome="invalid").inc()
-        log.warning("events.invalid", detail=detail[:300], message_id=message.get("MessageId"))
