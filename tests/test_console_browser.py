@@ -159,7 +159,7 @@ def browser(stack: Stack) -> Iterator[Any]:
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.implicitly_wait(2)
+    driver.implicitly_wait(10)
     try:
         yield driver
     finally:
@@ -186,7 +186,9 @@ def test_01_signed_out_gets_the_sign_in_page_then_signs_in(stack: Stack, browser
     assert "not the API token" in text(browser, "#login-error")
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.ID, "sign-in").click()
-    assert browser.current_url.endswith("/console/jobs?state=failed")
+    # the click submits a form: wait for the navigation (a loaded machine is slow to follow)
+    wait_for(lambda: browser.current_url.endswith("/console/jobs?state=failed"),
+             timeout_s=20, what="the page asked for after sign-in")
     cookie = browser.get_cookie("remitflow_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie.get("expiry")
     header = browser.find_element(By.TAG_NAME, "header")
@@ -201,7 +203,7 @@ def test_02_search_a_request_id_and_follow_its_timeline(stack: Stack, browser: A
     browser.find_element(By.ID, "q").send_keys("REQ-BRW-OK")
     browser.find_element(By.ID, "mode-prefix").click()
     browser.find_element(By.ID, "search").click()
-    assert "bounded Scan" in browser.page_source
+    wait_for(lambda: "bounded Scan" in browser.page_source, timeout_s=20, what="results")
     browser.find_element(By.LINK_TEXT, "REQ-BRW-OK-1").click()
     assert text(browser, "#request-id") == "REQ-BRW-OK-1"
     assert text(browser, "#status-remittances") == "COMPLETED"
@@ -261,7 +263,8 @@ def test_04_replay_a_dead_letter_and_see_it_processed(stack: Stack, browser: Any
                if "REQ-BRW-DLQ-1" in r.text)
     row.find_element(By.CSS_SELECTOR, "input[type=checkbox]").click()
     browser.find_element(By.ID, "replay-selected").click()
-    assert "source queue" in browser.page_source or queue in browser.page_source
+    wait_for(lambda: "source queue" in browser.page_source or queue in browser.page_source,
+             timeout_s=20, what="the replay confirmation")
     browser.find_element(By.ID, "confirm").click()
     assert text(browser, "#before") == "2" and text(browser, "#after") == "1"
     wait_for(lambda: stack.status("remittances", "REQ-BRW-DLQ-1") == "COMPLETED",
@@ -295,4 +298,4 @@ def test_06_security_headers_and_overview(stack: Stack, browser: Any) -> None:
     assert "Jobs by state" in browser.page_source
     assert text(browser, "#last-sweep") != "none yet"
     browser.find_element(By.ID, "sign-out").click()
-    assert "/console/login" in browser.current_url
+    wait_for(lambda: "/console/login" in browser.current_url, timeout_s=20, what="signed out")
