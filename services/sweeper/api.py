@@ -12,6 +12,8 @@ Errors are ``{"error": ...}`` through :class:`HTTPException` (see
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException
@@ -40,6 +42,22 @@ class Resolution(BaseModel):
 
     outcome: Outcome
     note: str = Field(default="", max_length=500)
+
+
+@contextmanager
+def job_errors(request_id: str, doing: str, then: str) -> Iterator[None]:
+    """An operator action's refusals as HTTP errors: 404 unknown job, 409 not allowed in
+    its state (the reason) or changed meanwhile (read it again)."""
+    try:
+        yield
+    except JobNotFound:
+        raise HTTPException(status_code=404,
+                            detail=f"no job with request_id {request_id}") from None
+    except (NotRedrivable, NotResolvable) as exc:
+        raise HTTPException(status_code=409, detail=str(exc)) from None
+    except VersionConflict:
+        raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
+                            f"{doing}; read it again and {then}") from None
 
 
 def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
@@ -75,33 +93,17 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
         if table not in sweeper.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
         note = str((body or {}).get("note") or "") or None
-        try:
+        with job_errors(request_id, "re-driven", "retry"):
             job = await operate.redrive(sweeper, table, request_id, actor=who, note=note)
-        except JobNotFound:
-            raise HTTPException(status_code=404,
-                                detail=f"no job with request_id {request_id}") from None
-        except NotRedrivable as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        except VersionConflict:
-            raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
-                                "re-driven; read it again and retry") from None
         return job.public()
 
     @router.post("/jobs/{table}/{request_id}/resolve")
     async def resolve(table: str, request_id: str, body: Resolution) -> dict[str, Any]:
         if table not in sweeper.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
-        try:
+        with job_errors(request_id, "resolved", "decide again"):
             job = await sweeper.resolve(table, request_id, body.outcome, body.note,
                                         by=str(who))
-        except JobNotFound:
-            raise HTTPException(status_code=404,
-                                detail=f"no job with request_id {request_id}") from None
-        except NotResolvable as exc:
-            raise HTTPException(status_code=409, detail=str(exc)) from None
-        except VersionConflict:
-            raise HTTPException(status_code=409, detail=f"{request_id} changed while being "
-                                "resolved; read it again and decide again") from None
         return job.public()
 
     @router.post("/sweep")

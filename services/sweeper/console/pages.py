@@ -148,14 +148,18 @@ def add_pages(console: Console) -> None:
         return console.render(request, session, "jobs.html",
                               status=400 if context["error"] else 200, **context)
 
+    def selection(form: dict[str, list[str]]) -> tuple[str, list[str]]:
+        """The table and request ids a re-drive form names (at most a page of them)."""
+        ids = [i.strip() for i in form.get("request_id", []) if i.strip()]
+        return first(form, "table"), ids[:operate.MAX_LIMIT]
+
     @router.post("/redrive/confirm")
     async def redrive_confirm(request: Request) -> Response:
         gate = await console.post_gate(request)
         if isinstance(gate, Response):
             return gate
         session, form = gate
-        table = first(form, "table")
-        ids = [i.strip() for i in form.get("request_id", []) if i.strip()][:operate.MAX_LIMIT]
+        table, ids = selection(form)
         if table not in sweeper.targets or not ids:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing to re-drive",
@@ -193,8 +197,7 @@ def add_pages(console: Console) -> None:
         if isinstance(gate, Response):
             return gate
         session, form = gate
-        table = first(form, "table")
-        ids = [i.strip() for i in form.get("request_id", []) if i.strip()][:operate.MAX_LIMIT]
+        table, ids = selection(form)
         if table not in sweeper.targets or not ids:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing to re-drive",
