@@ -140,6 +140,12 @@ def sent_emails(endpoint: str) -> list[dict[str, Any]]:
     return list(data.get("ses", {}).get("Message", []))
 
 
+def emails_to(env: Env, address: str) -> list[dict[str, Any]]:
+    """E-mails the emulator's SES accepted for one address (a test's own payee)."""
+    return [m for m in sent_emails(env.endpoint)
+            if m["destinations"]["ToAddresses"] == [address]]
+
+
 # --- job fixtures shared by the sweeper, status-event and console tests ---------------
 
 def message(request_id: str) -> dict[str, Any]:

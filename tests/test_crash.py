@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import pytest
 
 from shared.pipeline.jobs import Job
-from tests.helpers import Env, eventually, job_in, sent_emails
+from tests.helpers import Env, emails_to, eventually, job_in
 from tools.demo import generate_messages
 from tools.procs import service_process
 
@@ -63,11 +63,6 @@ async def _enriched(env: Env, message: dict[str, object]) -> None:
         await job_in(env.store(), str(message["request_id"]), "COMPLETED", timeout_s=60)
 
 
-def _emails_to(env: Env, address: str) -> list[dict[str, object]]:
-    return [m for m in sent_emails(env.endpoint)
-            if m["destinations"]["ToAddresses"] == [address]]
-
-
 async def _crash_notification(env: Env, point: str, end_state: str) -> tuple[Job, int]:
     """An enriched EUR remittance to a payee address of this test's own; the
     notification process dies at ``point``; a fresh one (and a sweeper) takes over.
@@ -85,7 +80,7 @@ async def _crash_notification(env: Env, point: str, end_state: str) -> tuple[Job
     with process(env, "notification"), process(env, "sweeper"):
         job = await job_in(env.store("notifications"), str(message["request_id"]), end_state,
                            timeout_s=90)
-    return job, len(_emails_to(env, address))
+    return job, len(emails_to(env, address))
 
 
 async def test_crash_after_answer_is_recorded_delivers_once(env: Env) -> None:
@@ -116,7 +111,7 @@ async def test_crash_after_send_is_settled_by_its_ses_event_not_by_a_human(env: 
     await _enriched(env, message)
     with process(env, "notification", REMITFLOW_FAULT_POINT="notify.after_send") as victim:
         await eventually(lambda: died(victim), timeout_s=60, what="crash after the send")
-    mails = _emails_to(env, address)
+    mails = emails_to(env, address)
     assert len(mails) == 1, "SES accepted it before the crash"
     job = await env.store("notifications").require(rid)
     event = json.dumps({
@@ -130,4 +125,4 @@ async def test_crash_after_send_is_settled_by_its_ses_event_not_by_a_human(env: 
     with process(env, "notification"), process(env, "sweeper"):
         sent = await job_in(env.store("notifications"), rid, "SENT", timeout_s=90)
     assert sent.raw["delivery_id"] == mails[0]["id"]
-    assert len(_emails_to(env, address)) == 1, "never resent"
+    assert len(emails_to(env, address)) == 1, "never resent"

@@ -24,7 +24,7 @@ from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
-from tests.helpers import Env, job_in, running, sent_emails
+from tests.helpers import Env, emails_to, job_in, running
 from tools.stack import KINDS, builder
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
@@ -38,11 +38,6 @@ def proxy(emulator: str) -> Iterator[SesFaultProxy]:
     p = SesFaultProxy(emulator).start()
     yield p
     p.stop()
-
-
-def mails_to(env: Env, address: str) -> list[dict[str, Any]]:
-    return [m for m in sent_emails(env.endpoint)
-            if m["destinations"]["ToAddresses"] == [address]]
 
 
 @asynccontextmanager
@@ -80,14 +75,14 @@ def history(job: Job) -> str:
 
 async def test_500_after_acceptance_is_outcome_unknown_never_resent(
         env: Env, proxy: SesFaultProxy) -> None:
-    before = len(mails_to(env, ADDRESS))
+    before = len(emails_to(env, ADDRESS))
     proxy.mode = "after"
     job = await unknown_outcome(env, proxy)
     assert job.raw["failure_reason"] == "outcome_unknown"
     assert "InternalFailure" in job.raw["last_error"]
     assert job.raw.get("delivery_intent") and "delivery_id" not in job.raw
     assert proxy.send_emails == proxy.forwarded == 1
-    assert len(mails_to(env, ADDRESS)) == before + 1, "exactly one e-mail reached SES"
+    assert len(emails_to(env, ADDRESS)) == before + 1, "exactly one e-mail reached SES"
     async with sweeper_api(env) as api:   # a plain re-drive would guess: refused
         resp = await api.post(f"/v1/jobs/notifications/{REQUEST}/redrive",
                               headers={"authorization": f"Bearer {TOKEN}"})
@@ -98,7 +93,7 @@ async def test_resolve_sent_marks_sent_and_sends_nothing(env: Env,
                                                          proxy: SesFaultProxy) -> None:
     proxy.mode = "after"
     await unknown_outcome(env, proxy)
-    before = len(mails_to(env, ADDRESS))
+    before = len(emails_to(env, ADDRESS))
     async with sweeper_api(env) as api:
         denied = await api.post(f"/v1/jobs/notifications/{REQUEST}/resolve",
                                 json={"outcome": "sent"})
@@ -112,16 +107,16 @@ async def test_resolve_sent_marks_sent_and_sends_nothing(env: Env,
     assert "failed_job" not in job.raw and "delivery_intent" not in job.raw
     assert job.raw["resolution"]["note"] == "payee confirmed receipt"
     assert re.search(r"resolved by api[^:]*: sent \(payee confirmed receipt\)", history(job))
-    assert len(mails_to(env, ADDRESS)) == before
+    assert len(emails_to(env, ADDRESS)) == before
 
 
 async def test_resolve_not_sent_sends_exactly_one_email(env: Env,
                                                         proxy: SesFaultProxy) -> None:
-    before = len(mails_to(env, ADDRESS))
+    before = len(emails_to(env, ADDRESS))
     proxy.mode = "before"                 # SES failed without accepting
     failed = await unknown_outcome(env, proxy)
     assert failed.raw["failure_reason"] == "outcome_unknown"
-    assert len(mails_to(env, ADDRESS)) == before
+    assert len(emails_to(env, ADDRESS)) == before
     proxy.mode = "pass"
     async with sweeper_api(env) as api, notification_via(env, proxy):
         resp = await api.post(f"/v1/jobs/notifications/{REQUEST}/resolve",
@@ -129,7 +124,7 @@ async def test_resolve_not_sent_sends_exactly_one_email(env: Env,
                               headers={"authorization": f"Bearer {TOKEN}"})
         assert resp.status_code == 200, resp.text
         job = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
-    mails = mails_to(env, ADDRESS)
+    mails = emails_to(env, ADDRESS)
     assert len(mails) == before + 1
     assert mails[-1]["id"] == job.raw["delivery_id"]
     assert job.attempt == failed.attempt + 1
@@ -141,7 +136,7 @@ async def test_resend_policy_is_at_least_once(env: Env, proxy: SesFaultProxy) ->
     # No SES event window either (resend otherwise waits at least that long for one).
     env = env.with_settings(email_unknown_outcome="resend", email_resend_after_s=0,
                             ses_event_window_s=0, retry_schedules={"email": "0,0"})
-    before = len(mails_to(env, ADDRESS))
+    before = len(emails_to(env, ADDRESS))
     proxy.mode = "before"
     async with running(env, build_enrichment), notification_via(env, proxy):
         await env.send(EXAMPLES.joinpath("settled-usd-ach.json").read_text())
@@ -155,4 +150,4 @@ async def test_resend_policy_is_at_least_once(env: Env, proxy: SesFaultProxy) ->
         assert report.tables["notifications"].redriven == 1
         sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
     assert "resending (at-least-once)" in history(sent)
-    assert len(mails_to(env, ADDRESS)) == before + 1
+    assert len(emails_to(env, ADDRESS)) == before + 1

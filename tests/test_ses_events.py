@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,7 @@ from services.notification.ses_events import SesEvent, message_tags
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
-from tests.helpers import Env, example, history, job_in, running, sent_emails
+from tests.helpers import Env, emails_to, example, history, job_in, running
 
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
 REQUEST = "REQ-2026-000001"
@@ -32,11 +31,6 @@ def proxy(emulator: str) -> Iterator[SesFaultProxy]:
     p = SesFaultProxy(emulator).start()
     yield p
     p.stop()
-
-
-def mails_to(env: Env, address: str) -> list[dict[str, Any]]:
-    return [m for m in sent_emails(env.endpoint)
-            if m["destinations"]["ToAddresses"] == [address]]
 
 
 def ses_event(event_type: str, message_id: str, request_id: str, attempt: int) -> str:
@@ -73,22 +67,22 @@ async def in_doubt(env: Env) -> Job:
 
 
 async def test_send_event_marks_the_unknown_outcome_sent(env: Env, proxy: SesFaultProxy) -> None:
-    before = mails_to(env, ADDRESS)
+    before = emails_to(env, ADDRESS)
     proxy.mode = "after"                         # SES accepted it, the client saw a 500
     async with pipeline_via(env, proxy):
         failed = await in_doubt(env)
-        mails = mails_to(env, ADDRESS)
+        mails = emails_to(env, ADDRESS)
         assert len(mails) == len(before) + 1
         await publish(env, ses_event("Send", mails[-1]["id"], REQUEST, failed.attempt))
         sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=30)
     assert sent.raw["delivery_id"] == mails[-1]["id"]
     assert "delivery_intent" not in sent.raw and "awaiting_ses_event_until" not in sent.raw
     assert "SES Send event for attempt 1: sent" in history(sent)
-    assert len(mails_to(env, ADDRESS)) == len(before) + 1, "never resent"
+    assert len(emails_to(env, ADDRESS)) == len(before) + 1, "never resent"
 
 
 async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultProxy) -> None:
-    before = len(mails_to(env, ADDRESS))
+    before = len(emails_to(env, ADDRESS))
     proxy.mode = "before"                        # nothing reached SES
     async with pipeline_via(env, proxy):
         failed = await in_doubt(env)
@@ -99,7 +93,7 @@ async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultPro
         sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
     assert sent.attempt == failed.attempt + 1
     assert "SES Reject event for attempt 1: not sent" in history(sent)
-    mails = mails_to(env, ADDRESS)
+    mails = emails_to(env, ADDRESS)
     assert len(mails) == before + 1 and mails[-1]["id"] == sent.raw["delivery_id"]
 
 
