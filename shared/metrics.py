@@ -48,6 +48,18 @@ SWEEPER_FAILED = Counter(
 SWEEPER_RECONCILED = Counter(
     "remitflow_sweeper_reconciled_total", "Running jobs reconciled against their execution.",
     ["table", "outcome"])
+HANDOFF_CHECKED = Counter(
+    "remitflow_handoff_checked_total",
+    "Succeeded published jobs whose hand-off to the subscribing tables was checked.",
+    ["table"])
+HANDOFF_REPAIRS = Counter(
+    "remitflow_handoff_repairs_total",
+    "Succeeded jobs missing from a subscribing table: republished, or given up on "
+    "after the last repair.", ["table", "outcome"])
+HANDOFF_CHECKED_UNTIL = Gauge(
+    "remitflow_handoff_checked_until_timestamp_seconds",
+    "Every job of the table that succeeded before this Unix time has been checked.",
+    ["table"])
 SWEEP_DURATION = Histogram(
     "remitflow_sweep_duration_seconds", "Duration of one sweep.", buckets=_LATENCY)
 SWEEPER_ITEMS_READ = Counter(

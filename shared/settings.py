@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     sweeper_leader_lease: bool = Field(
         default=True, description="only the holder of the sweeper:leader lease sweeps; false "
                                   "makes every replica sweep (safe, just more reads)")
+    handoff_grace_s: float = Field(
+        default=600.0, gt=0,
+        description="a published job whose subscribers hold no job for it this long after "
+                    "it succeeded is published again by the sweeper (divided by "
+                    "REMITFLOW_DEV_TIME_SCALE); see docs/architecture.md, Hand-off check")
+    handoff_max_repairs: int = Field(default=3, ge=1, le=100)
     reconcile_after_s: float | None = Field(
         default=None, gt=0,
         description="RUNNING longer than this is checked with DescribeExecution; default: "
@@ -258,6 +264,10 @@ class Settings(BaseSettings):
     def workflow_timeout_s(self) -> int:
         """A whole execution's timeout: three task timeouts plus room for the status writes."""
         return self.task_timeout_s * 3 + 120
+
+    @property
+    def handoff_grace_effective_s(self) -> float:
+        return self.handoff_grace_s / self.dev_time_scale
 
     @property
     def reconcile_after_effective_s(self) -> float:

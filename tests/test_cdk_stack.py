@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.aws.clients import AwsClients
-from shared.pipeline.bootstrap import JOB_INDEXES, load_reference_data
+from shared.pipeline.bootstrap import HANDOFF_INDEXES, JOB_INDEXES, load_reference_data
 from shared.pipeline.jobs import JobStore
 from shared.settings import Settings
 from tests.cdk_support import COPIED, NOT_SUPPORTED, Deployed, client, deploy, synth
@@ -121,7 +121,9 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
     for spec in (*TABLES, *(t for k in KINDS for t in k.extra_tables)):
         tables[spec.short] = _table(ddb, names.name(spec.short))
     tables["leases"] = _table(ddb, names.leases)
-    assert {g["name"] for g in tables[KINDS[0].table]["gsis"]} == {i[0] for i in JOB_INDEXES}
+    for kind in KINDS:
+        expected = {i[0] for i in (*JOB_INDEXES, *(HANDOFF_INDEXES if kind.handoff else ()))}
+        assert {g["name"] for g in tables[kind.table]["gsis"]} == expected
     queues = {}
     ses_queues = tuple(names.name(k.ses_events) for k in KINDS if k.ses_events)
     for base in (*names.queues, *ses_queues):

@@ -161,6 +161,12 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
             Grant("QueueDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
                   tuple(Res("queue", q) for q in
                         (*queues, n.execution_status, Names.dlq(n.execution_status)))),
+            # the hand-off check (shared/operations/handoff.py): subscribers' jobs by key,
+            # a missing one's message published again
+            Grant("HandoffLookups", ("dynamodb:BatchGetItem",),
+                  tuple(Res("table", k.names(prefix).table) for k in KINDS if k.subscribes)),
+            Grant("HandoffRepublish", ("sns:Publish",),
+                  tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
             # execution status events (shared/operations/status_events.py)
             Grant("ConsumeStatusEvents", _CONSUME, (Res("queue", n.execution_status),)),
             Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),

@@ -1,11 +1,12 @@
 """The remitflow stack: every AWS resource the services use, from the code's own sources.
 
 Names come from ``tools/stack.py`` (``KINDS``, ``TABLES``, ``StackNames``) and
-``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py::JOB_INDEXES``;
-the workflows from the same ASL files through ``load_definition`` (queue URLs, topic
-ARN and table names as CloudFormation tokens, timeouts from ``Settings``); the IAM
-policies from ``tools/iam.py``. So the stack cannot drift from what ``remitflow
-bootstrap`` creates for local runs, and ``tests/test_cdk_stack.py`` checks both.
+``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py``
+(``JOB_INDEXES``, ``HANDOFF_INDEXES``); the workflows from the same ASL files through
+``load_definition`` (queue URLs, topic ARN and table names as CloudFormation tokens,
+timeouts from ``Settings``); the IAM policies from ``tools/iam.py``. So the stack
+cannot drift from what ``remitflow bootstrap`` creates for local runs, and
+``tests/test_cdk_stack.py`` checks both.
 
 Beyond bootstrap: point-in-time recovery, deletion protection and retention on
 tables, optional customer-managed KMS key, tags, SQS-managed encryption on queues,
@@ -38,6 +39,7 @@ from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.bootstrap import (
     EVENT_QUEUE_REDRIVE,
+    HANDOFF_INDEXES,
     JOB_INDEXES,
     SES_EVENT_TYPES,
     TASK_QUEUE_REDRIVE,
@@ -112,7 +114,8 @@ class RemitflowStack(cdk.Stack):
 
         self.tables: dict[str, ddb.Table] = {}
         for kind in KINDS:
-            self._table(kind.names(options.prefix).table, "request_id", job=True)
+            self._table(kind.names(options.prefix).table, "request_id", job=True,
+                        handoff=kind.handoff is not None)
         for spec in (*TABLES, *(t for kind in KINDS for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False)
         self._table(self.names.leases, "lease_key", job=False)
@@ -154,7 +157,7 @@ class RemitflowStack(cdk.Stack):
 
     # -- tables ---------------------------------------------------------------------------
 
-    def _table(self, name: str, key: str, *, job: bool) -> None:
+    def _table(self, name: str, key: str, *, job: bool, handoff: bool = False) -> None:
         encryption = (ddb.TableEncryption.CUSTOMER_MANAGED if self.key is not None
                       else ddb.TableEncryption.AWS_MANAGED)
         table = ddb.Table(
@@ -177,6 +180,13 @@ class RemitflowStack(cdk.Stack):
                     sort_key=ddb.Attribute(name=sk, type=ddb.AttributeType(
                         "NUMBER" if sk_type == "N" else "STRING")),
                     projection_type=ddb.ProjectionType.ALL)
+            for index, pk, sk, _ in HANDOFF_INDEXES if handoff else ():
+                # Every succeeded job of a publishing kind, keys only (hand-off check).
+                table.add_global_secondary_index(
+                    index_name=index,
+                    partition_key=ddb.Attribute(name=pk, type=ddb.AttributeType.STRING),
+                    sort_key=ddb.Attribute(name=sk, type=ddb.AttributeType.STRING),
+                    projection_type=ddb.ProjectionType.KEYS_ONLY)
             self._output(f"{name}-stream", table.table_stream_arn or "", "stream ARN")
         self.tables[name] = table
         self._output(name, table.table_name, "table name")

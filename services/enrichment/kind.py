@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.resources import files
 
+from shared.domain.advice import RemittanceAdvice
 from shared.files.drop import FileDrop
 from shared.pipeline.jobs import Status
-from shared.pipeline.kind import JobKind
+from shared.pipeline.kind import HandOff, JobKind
 from shared.settings import Settings
+
+
+def advice_attributes(advice_json: str) -> Mapping[str, str]:
+    """The message attributes an advice is published with (SNS filter policies)."""
+    return RemittanceAdvice.model_validate_json(advice_json).message_attributes()
+
 
 ENRICHMENT = JobKind(
     name="enrichment",
@@ -17,6 +25,9 @@ ENRICHMENT = JobKind(
     success=Status.COMPLETED,
     output_fields={"advice_json": "advice"},
     publishes="remittance-enriched",
+    # The published advice stays on the job: the sweeper's hand-off check can send it
+    # again if the notification side never got it.
+    handoff=HandOff(field="advice", attributes=advice_attributes),
     # A missing payee or invoice is usually reference data arriving late: an hour
     # and a half of tries, then FAILED for a human.
     retry_schedule="30s,2m,10m,30m,1h",

@@ -15,7 +15,13 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
 from shared.files.progress import FileProgress
-from shared.pipeline.assemble import aws_readiness, pipeline, state_machine_arn, status_router
+from shared.pipeline.assemble import (
+    aws_readiness,
+    pipeline,
+    state_machine_arn,
+    status_router,
+    topic_arn,
+)
 from shared.pipeline.jobs import JobStore
 from shared.runtime import ServiceParts
 from shared.settings import Settings
@@ -35,12 +41,6 @@ async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) 
                             max_in_flight=settings.partner_files_max_in_flight,
                             wait_s=settings.receive_wait_s,
                             visibility_s=settings.visibility_timeout_s))
-
-
-def topic_arn(state_machine_arn: str, topic: str) -> str:
-    """The topic's ARN in the state machine's partition, region and account (no call)."""
-    _, partition, _, region, account, *_ = state_machine_arn.split(":")
-    return f"arn:{partition}:sns:{region}:{account}:{topic}"
 
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:

@@ -16,6 +16,7 @@ from services.sweeper.console import console_router
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.operations.deadletters import DeadLetters
+from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.status_events import ExecutionEvents
 from shared.operations.sweep import Sweeper, SweepTarget
@@ -26,6 +27,7 @@ from shared.pipeline.assemble import (
     retry_policy,
     state_machine_arn,
     task_gate,
+    topic_arn,
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
@@ -56,7 +58,30 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
               if settings.sweeper_leader_lease else None)
     return Sweeper(targets=targets, sqs=clients.sqs, queues=queues, leases=leases,
                    interval_s=settings.sweeper_interval_s,
-                   reconcile_after_s=settings.reconcile_after_effective_s)
+                   reconcile_after_s=settings.reconcile_after_effective_s,
+                   handoffs=await handoff_checks(settings, clients, kinds))
+
+
+async def handoff_checks(settings: Settings, clients: AwsClients,
+                         kinds: Sequence[JobKind]) -> list[HandoffCheck]:
+    """One hand-off check per publishing kind, against the kinds subscribed to its topic."""
+    checks = []
+    for kind in kinds:
+        subscribers = [k.names(settings.prefix).table for k in kinds
+                       if kind.publishes and k.subscribes == kind.publishes]
+        if kind.handoff is None or not subscribers:
+            continue
+        kn = kind.names(settings.prefix)
+        assert kn.topic is not None
+        checks.append(HandoffCheck(
+            dynamodb=clients.dynamodb, sns=clients.sns, table=kn.table,
+            subscribers=subscribers,
+            topic_arn=topic_arn(await state_machine_arn(clients, kn.state_machine), kn.topic),
+            message_field=kind.handoff.field, attributes=kind.handoff.attributes,
+            success=kind.success, leases_table=Names(settings.prefix).leases,
+            shards=settings.retry_shards, grace_s=settings.handoff_grace_effective_s,
+            max_repairs=settings.handoff_max_repairs))
+    return checks
 
 
 async def build_status_events(settings: Settings, clients: AwsClients,

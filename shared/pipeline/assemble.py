@@ -47,7 +47,8 @@ def owner_id() -> str:
 
 def job_store(settings: Settings, clients: AwsClients, kind: JobKind) -> JobStore:
     return JobStore(clients.dynamodb, kind.names(settings.prefix).table,
-                    shards=settings.retry_shards, success=kind.success)
+                    shards=settings.retry_shards, success=kind.success,
+                    handoff=kind.handoff is not None)
 
 
 _LEGACY = frozenset({"retry_backoff_base_s", "retry_backoff_cap_s"})
@@ -107,6 +108,12 @@ async def state_machine_arn(clients: AwsClients, name: str) -> str:
             if machine["name"] == name:
                 return machine["stateMachineArn"]
     raise RuntimeError(f"state machine {name} not found: run `remitflow bootstrap`")
+
+
+def topic_arn(state_machine_arn: str, topic: str) -> str:
+    """The topic's ARN in the state machine's partition, region and account (no call)."""
+    _, partition, _, region, account, *_ = state_machine_arn.split(":")
+    return f"arn:{partition}:sns:{region}:{account}:{topic}"
 
 
 async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, parse: Parser,

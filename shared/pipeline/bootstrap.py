@@ -35,6 +35,9 @@ JOB_INDEXES = (
     ("failed-index", "failed_job", "failed_at", "S"),
     ("running-index", "running_job", "running_since", "N"),
 )
+# Tables of kinds that publish: every succeeded job, keys only (1 WRU when it enters,
+# never rewritten), read by time window by the hand-off check.
+HANDOFF_INDEXES = (("handoff-index", "handoff_job", "handoff_at", "S"),)
 TASK_QUEUE_REDRIVE = 5
 # Intake queues: the DLQ is our decision (an invalid message, moved with its reason);
 # transient failures back off through visibility and never count. SQS's own redrive
@@ -66,7 +69,8 @@ def load_definition(source: Traversable, substitutions: dict[str, Any]) -> str:
     return json.dumps(walk(json.loads(text)), indent=2, sort_keys=True)
 
 
-async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool) -> None:
+async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
+                        handoff: bool = False) -> None:
     try:
         desc = (await ddb.describe_table(TableName=name))["Table"]
     except Exception as exc:
@@ -83,6 +87,13 @@ async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool) 
                          "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
                                        {"AttributeName": sk, "KeyType": "RANGE"}],
                          "Projection": {"ProjectionType": "ALL"}})
+    for index, pk, sk, sk_type in HANDOFF_INDEXES if job and handoff else ():
+        attrs += [{"AttributeName": pk, "AttributeType": "S"},
+                  {"AttributeName": sk, "AttributeType": sk_type}]
+        gsis.append({"IndexName": index,
+                     "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
+                                   {"AttributeName": sk, "KeyType": "RANGE"}],
+                     "Projection": {"ProjectionType": "KEYS_ONLY"}})
     if desc is None:
         kwargs: dict[str, Any] = {
             "TableName": name, "BillingMode": "PAY_PER_REQUEST",
@@ -215,8 +226,9 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     names = Names(settings.prefix)
     ddb = clients.dynamodb
     resolved = [(kind, kind.names(settings.prefix)) for kind in kinds]
-    for _, kn in resolved:
-        await _ensure_table(ddb, kn.table, "request_id", job=True)
+    for kind, kn in resolved:
+        await _ensure_table(ddb, kn.table, "request_id", job=True,
+                            handoff=kind.handoff is not None)
     for spec in (*tables, *(t for kind in kinds for t in kind.extra_tables)):
         await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
     await _ensure_table(ddb, names.leases, "lease_key", job=False)

@@ -68,6 +68,10 @@ INDEX_ATTRIBUTE: dict[Status, str] = {
 }
 INDEX_NAME = {"running": "running-index", "retry": "retry-index", "failed": "failed-index"}
 INDEX_SORT = {"running": "running_since", "retry": "next_attempt_at", "failed": "failed_at"}
+# A published job enters the hand-off index when it succeeds and stays there (keys
+# only): the sweeper checks each one once after a grace period, by time window
+# (shared/operations/handoff.py; docs/architecture.md, "Hand-off check").
+HANDOFF_INDEX, HANDOFF_SHARD, HANDOFF_AT = "handoff-index", "handoff_job", "handoff_at"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -158,11 +162,12 @@ class JobStore:
     """Typed access to one job table (``remitflow-remittances`` or ``-notifications``)."""
 
     def __init__(self, dynamodb: DynamoDBClient, table: str, *, shards: int = 4,
-                 success: Status = Status.COMPLETED) -> None:
+                 success: Status = Status.COMPLETED, handoff: bool = False) -> None:
         self.dynamodb = dynamodb
         self.table = table
         self.shards = shards
         self.success = success
+        self.handoff = handoff
 
     async def create(self, request_id: str, payload: str, payload_sha256: str,
                      extra: dict[str, Any] | None = None) -> Job | None:
@@ -225,6 +230,10 @@ class JobStore:
                     ts if state == "failed" else int(time.time()))
             else:
                 removes.update({attr, INDEX_SORT[state]})
+        if self.handoff and to is self.success:
+            # as the workflow's success write does: into the hand-off index
+            sets[HANDOFF_SHARD] = index_shard(job.request_id, self.shards)
+            sets[HANDOFF_AT] = ts
         removes -= set(sets)
         return await self._update(job, sets, removes, history=history)
 

@@ -9,7 +9,7 @@ under ``services/`` with one :class:`JobKind` (see ``docs/architecture.md``,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources.abc import Traversable
 
@@ -24,6 +24,24 @@ class TableSpec:
 
     short: str
     key: str
+
+
+def _no_attributes(message: str) -> Mapping[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """What a publishing kind hands to its subscribers, so it can be handed again.
+
+    The hand-off check (:mod:`shared.operations.handoff`) republishes a succeeded
+    job whose subscribers hold no job for it after a grace period: the message is
+    the job attribute ``field`` (what the task published), with the message
+    attributes ``attributes(message)`` the task published it with.
+    """
+
+    field: str
+    attributes: Callable[[str], Mapping[str, str]] = _no_attributes
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,9 @@ class JobKind:
             workflow and, when its write was lost, by the reconciler).
         publishes: short name of the SNS topic the kind publishes to, if any (its task
             handler publishes, before answering the task).
+        handoff: how a published job's message is found again (with ``publishes``):
+            its table gets the sparse ``handoff-index`` and the sweeper checks that
+            every succeeded job reached the subscribing kinds.
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
         retry_schedule: default delays between attempts (``"5s,5m,30m"``, see
@@ -82,6 +103,7 @@ class JobKind:
     success: Status = Status.COMPLETED
     output_fields: Mapping[str, str] = field(default_factory=dict)
     publishes: str | None = None
+    handoff: HandOff | None = None
     subscribes: str | None = None
     retry_schedule: str | None = None
     schedule_by: str | None = None
