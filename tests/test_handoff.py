@@ -14,7 +14,7 @@ from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
 from shared.metrics import HANDOFF_REPAIRS
-from shared.operations.sweep import SweepReport, Sweeper
+from shared.operations.sweep import Sweeper, SweepReport
 from shared.pipeline.jobs import HANDOFF_AT, HANDOFF_INDEX, HANDOFF_SHARD, JobStore, Status
 from tests.helpers import Env, emails_to, eventually, example, job_in, running
 from tools.stack import KINDS
@@ -111,7 +111,8 @@ async def test_a_subscriber_that_never_takes_it_is_given_up_on(env: Env) -> None
     for _ in range(3):
         outcomes.append((await _sweep(sweeper)).handoff[remittances])
         if outcomes[-1].repaired:
-            await eventually(lambda: _lose_advices(env), what="the republished advice", timeout_s=10)
+            await eventually(lambda: _lose_advices(env), what="the republished advice",
+                             timeout_s=10)
     assert [(o.repaired, o.gave_up) for o in outcomes] == [(1, 0), (1, 0), (0, 1)]
     assert _repairs(remittances, "gave_up") == gave_up + 1
     job = await env.store().require("REQ-HANDOFF-GIVEUP")
