@@ -46,7 +46,7 @@ async def _sweep(sweeper: Sweeper) -> SweepReport:
 
 
 def _repairs(table: str, outcome: str) -> float:
-    return HANDOFF_REPAIRS.labels(table=table, outcome=outcome)._value.get()
+    return float(HANDOFF_REPAIRS.labels(table=table, outcome=outcome)._value.get())
 
 
 async def test_a_lost_advice_is_published_again_and_notified_once(env: Env) -> None:
