@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     sweeper_leader_lease: bool = Field(
         default=True, description="only the holder of the sweeper:leader lease sweeps; false "
                                   "makes every replica sweep (safe, just more reads)")
+    start_check_after_s: float = Field(
+        default=120.0, gt=0,
+        description="a RUNNING job this old whose execution does not exist (a process "
+                    "killed between its RUNNING write and StartExecution) is started by "
+                    "the sweeper, instead of waiting for the reconcile")
     handoff_grace_s: float = Field(
         default=600.0, gt=0,
         description="a published job whose subscribers hold no job for it this long after "

@@ -195,6 +195,39 @@ async def test_reconcile_running_jobs(env: Env) -> None:
     assert (await store.require("REQ-RECENT")).status is Status.RUNNING
 
 
+async def test_a_lost_start_is_made_long_before_the_reconcile(env: Env) -> None:
+    """A process killed between the RUNNING write and StartExecution: the sweep starts
+    the attempt's own execution once the job is past the start check (2 minutes by
+    default), not a workflow timeout later; a job whose execution exists is left."""
+    store = env.store()
+    settings = env.with_settings(reconcile_after_s=1200, start_check_after_s=120).settings
+    sweeper = await build_sweeper(settings, env.clients, KINDS)
+    starter = sweeper.targets["remittances"].starter
+    lost = await store.create("REQ-START-LOST", "{}", "x")
+    assert lost is not None
+    name = execution_name("REQ-START-LOST", 1)
+    await store.transition(lost, Status.RUNNING, sort_value=int(time.time()) - 300, set_={
+        "attempt": 1, "execution_name": name, "execution_arn": starter.execution_arn(name)})
+    fine = await store.create("REQ-START-FINE", "{}", "x")
+    assert fine is not None
+    began = await starter.begin(fine)
+    assert began is not None
+    await store.dynamodb.update_item(
+        TableName=store.table, Key={"request_id": {"S": "REQ-START-FINE"}},
+        UpdateExpression="SET running_since = :t",
+        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 300)}})
+
+    report = await sweeper.sweep_once()
+
+    assert report.tables["remittances"].reconciled == {"started_late": 1}
+    assert sorted(await names_of(env, env.names.enrichment_sm)) == sorted(
+        [name, execution_name("REQ-START-FINE", 1)])
+    job = await store.require("REQ-START-LOST")
+    assert (job.status, job.attempt) == (Status.RUNNING, 1)
+    again = await sweeper.sweep_once()
+    assert again.tables["remittances"].reconciled == {}, "an execution exists now"
+
+
 async def test_a_job_whose_stream_record_was_lost_is_started(env: Env) -> None:
     """RECEIVED jobs sit in the running index: if no starter ever saw their stream
     record (lost past retention), the sweeper starts them once they are overdue."""

@@ -59,6 +59,7 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
     return Sweeper(targets=targets, sqs=clients.sqs, queues=queues, leases=leases,
                    interval_s=settings.sweeper_interval_s,
                    reconcile_after_s=settings.reconcile_after_effective_s,
+                   start_check_after_s=settings.start_check_after_s,
                    handoffs=await handoff_checks(settings, clients, kinds))
 
 

@@ -77,6 +77,32 @@ async def reconcile(store: JobStore, starter: WorkflowStarter, job: Job,
     return outcome
 
 
+async def start_if_missing(starter: WorkflowStarter, job: Job) -> str | None:
+    """A ``RUNNING`` job well past its start whose execution does not exist: start it.
+
+    The starter writes ``RUNNING`` and then calls ``StartExecution``; a process killed
+    in between leaves a job that nothing moves until the reconcile, a workflow timeout
+    later. The sweep looks sooner (``REMITFLOW_START_CHECK_AFTER_S``): the execution's
+    name is the attempt's own, so starting it now is the start that was lost (and
+    already-started is success). Returns ``"started_late"``, or ``None`` when the
+    execution exists (it is the workflow's, or the reconcile's, to settle).
+    """
+    name = job.execution_name
+    if job.status is not Status.RUNNING or not name:
+        return None
+    arn = str(job.raw.get("execution_arn") or starter.execution_arn(name))
+    try:
+        await starter.sfn.describe_execution(executionArn=arn)
+        return None
+    except Exception as exc:
+        if error_code(exc) != "ExecutionDoesNotExist":
+            raise
+    await starter.start(job)
+    SWEEPER_RECONCILED.labels(table=starter.store.table, outcome="started_late").inc()
+    log.warning("sweeper.started_late", request_id=job.request_id, execution=name)
+    return "started_late"
+
+
 async def settle_job(store: JobStore, starter: WorkflowStarter, job: Job, status: str,
                      output: str | None, output_fields: Mapping[str, str], *,
                      note: str) -> Status:

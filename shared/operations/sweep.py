@@ -38,7 +38,7 @@ from shared.metrics import (
 )
 from shared.operations.handoff import HandoffCheck, HandoffReport
 from shared.operations.leader import Leases
-from shared.operations.reconcile import reconcile
+from shared.operations.reconcile import reconcile, start_if_missing
 from shared.operations.resolve import Outcome, Resolvable, in_doubt, resolve
 from shared.pipeline.jobs import (
     Job,
@@ -137,7 +137,8 @@ class Sweeper(Lifecycle):
     def __init__(self, *, targets: Sequence[SweepTarget], sqs: SQSClient,
                  queues: Sequence[str], leases: Leases | None, interval_s: float,
                  reconcile_after_s: float, page_size: int = 100, concurrency: int = 16,
-                 lease_key: str = LEADER_KEY, handoffs: Sequence[HandoffCheck] = ()) -> None:
+                 lease_key: str = LEADER_KEY, handoffs: Sequence[HandoffCheck] = (),
+                 start_check_after_s: float | None = None) -> None:
         super().__init__()
         self.targets = {t.short: t for t in targets}
         self.handoffs = tuple(handoffs)
@@ -147,6 +148,8 @@ class Sweeper(Lifecycle):
         self.leases = leases
         self.interval_s = interval_s
         self.reconcile_after_s = reconcile_after_s
+        self.start_check_after_s = min(start_check_after_s or reconcile_after_s,
+                                       reconcile_after_s)
         self.page_size = page_size
         self.concurrency = concurrency
         self.lease_key = lease_key
@@ -332,7 +335,15 @@ class Sweeper(Lifecycle):
 
     async def _reconcile(self, target: SweepTarget, table: TableReport, now: float,
                          guarded: bool, report: SweepReport) -> None:
+        overdue_before = now - self.reconcile_after_s
+
         async def check(job: Job) -> None:
+            if float(job.raw.get("running_since", 0)) > overdue_before:
+                # past the start check, not yet overdue: only a lost start is acted on
+                late = await start_if_missing(target.starter, job)
+                if late is not None:
+                    table.reconciled[late] = table.reconciled.get(late, 0) + 1
+                return
             outcome = await reconcile(target.store, target.starter, job, target.output_fields)
             if outcome == "deferred":  # no room in the task queue: the next sweep starts it
                 table.deferred += 1
@@ -340,7 +351,7 @@ class Sweeper(Lifecycle):
                 return
             table.reconciled[outcome] = table.reconciled.get(outcome, 0) + 1
 
-        await self._pages(target, "running", int(now - self.reconcile_after_s), table,
+        await self._pages(target, "running", int(now - self.start_check_after_s), table,
                           guarded, report, check)
 
     async def _backlog(self, target: SweepTarget, table: TableReport) -> None:
