@@ -7,6 +7,11 @@ from concurrent handlers into ``DeleteMessageBatch`` calls of up to ten (one
 request instead of ten), flushing after ``linger_s`` or when ten are waiting; a
 message is acknowledged only once its handler has finished, so a crash before
 the flush means a redelivery, never a loss.
+
+The linger (:data:`DELETE_LINGER_S`, half a second) is off the pipeline's path: a
+message is deleted after its effect is durable (the job stored, the task
+answered), so waiting for company costs no latency, and at a few messages a
+second it makes one delete request serve two or three messages instead of one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 log = get_logger(__name__)
+DELETE_LINGER_S = 0.5
 
 
 class Receiver:
@@ -114,7 +120,8 @@ class Receiver:
 class Deleter:
     """Batches deletes of finished messages (``await deleter.delete(message)``)."""
 
-    def __init__(self, sqs: SQSClient, queue_url: str, *, linger_s: float = 0.05) -> None:
+    def __init__(self, sqs: SQSClient, queue_url: str, *,
+                 linger_s: float = DELETE_LINGER_S) -> None:
         self.sqs = sqs
         self.queue_url = queue_url
         self.linger_s = linger_s
