@@ -20,6 +20,8 @@ ENRICHMENT = JobKind(
     # A missing payee or invoice is usually reference data arriving late: an hour
     # and a half of tries, then FAILED for a human.
     retry_schedule="30s,2m,10m,30m,1h",
+    # the handler needs only the payload: the task worker reads no item when it is small
+    inline_payload=True,
 )
 
 

@@ -101,6 +101,11 @@ def task_gate(settings: Settings, clients: AwsClients, queue: str,
     return TaskQueueGate(clients.sqs, queue_url, queue=queue, limit=settings.task_backlog_max)
 
 
+def inline_payload_max(settings: Settings, kind: JobKind) -> int:
+    """The starter's inline limit for ``kind``: the setting if the kind inlines, else 0."""
+    return settings.inline_payload_max_bytes if kind.inline_payload else 0
+
+
 async def state_machine_arn(clients: AwsClients, name: str) -> str:
     async for page in clients.sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
@@ -131,7 +136,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
     gate = task_gate(settings, clients, task_queue, task_url)
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients,
                                                                           kn.state_machine),
-                              policy, start_attempts=settings.start_attempts, gate=gate)
+                              policy, start_attempts=settings.start_attempts, gate=gate,
+                              inline_payload_max=inline_payload_max(settings, kind))
     names = Names(settings.prefix)
     intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
                     queue_url=await urls.url(intake_queue),

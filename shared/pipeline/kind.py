@@ -70,6 +70,12 @@ class JobKind:
             effect done (``{"delivery_id": "operator"}``).
         extra_tables: plain tables the kind's service keeps besides its job table
             (created by bootstrap and the CDK stack like the reference tables).
+        inline_payload: the starter puts a small stored payload (up to
+            ``REMITFLOW_INLINE_PAYLOAD_MAX_BYTES``) into the execution input, whose
+            ``Process`` state passes the input to the task (``"input.$": "$"``),
+            so the task worker reads no item (:class:`~shared.pipeline.tasks.Task`).
+            For a handler that needs only the payload; the notification kind needs
+            its delivery intent from the item and keeps reading it.
         ses_events: the kind sends e-mail through an SES configuration set whose
             sending events reach ``<prefix>-<ses_events>`` (a queue with a DLQ, via
             a topic of the same name); ``None`` when it sends no e-mail.
@@ -90,6 +96,7 @@ class JobKind:
     operator_output: Mapping[str, str] = field(default_factory=dict)
     extra_tables: tuple[TableSpec, ...] = ()
     ses_events: str | None = None
+    inline_payload: bool = False
 
     def names(self, prefix: str) -> KindNames:
         n = Names(prefix)

@@ -25,6 +25,7 @@ from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
+from shared.pipeline.budgets import inline_size
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.retry import Backoff
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
@@ -136,11 +137,18 @@ def redrive_span(job: Job) -> contextlib.AbstractContextManager[object]:
 
 
 class WorkflowStarter:
-    """Starts attempts of one table's state machine."""
+    """Starts attempts of one table's state machine.
+
+    With ``inline_payload_max`` > 0 (a kind with ``inline_payload``), a stored
+    ``payload`` whose escaped size is within it goes into the execution input, and
+    the task worker answers without reading the item; a larger one, or a job read
+    without its payload, is left out and the task worker reads the item as before.
+    """
 
     def __init__(self, sfn: SFNClient, store: JobStore, state_machine_arn: str,
                  retry: RetryPolicy, *, start_attempts: int = 3,
-                 gate: TaskQueueGate | None = None) -> None:
+                 gate: TaskQueueGate | None = None, inline_payload_max: int = 0) -> None:
+        self.inline_payload_max = inline_payload_max
         self.sfn = sfn
         self.store = store
         self.state_machine_arn = state_machine_arn
@@ -199,11 +207,16 @@ class WorkflowStarter:
         """
         name = job.execution_name or execution_name(job.request_id, job.attempt)
         retry_at = self.retry.next_attempt_at(job.attempt, job=job)
-        body = json.dumps({"request_id": job.request_id, "attempt": job.attempt,
-                           "retry_at": str(retry_at),
-                           "retry_shard": index_shard(job.request_id, self.store.shards),
-                           # the workflow passes it to its task and its published message
-                           TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))})
+        data = {"request_id": job.request_id, "attempt": job.attempt,
+                "retry_at": str(retry_at),
+                "retry_shard": index_shard(job.request_id, self.store.shards),
+                # the workflow passes it to its task and its published message
+                TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))}
+        payload = job.raw.get("payload")
+        if self.inline_payload_max and isinstance(payload, str) \
+                and inline_size(payload, self.inline_payload_max) > 0:
+            data["payload"] = payload
+        body = json.dumps(data)
         set_attributes(execution=name)
         table = self.store.table
         for n in range(1, self.start_attempts + 1):

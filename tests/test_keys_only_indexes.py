@@ -1,0 +1,115 @@
+"""Keys-only sparse indexes and the inlined payload (``docs/indexes.md``).
+
+The indexes hold keys only, so every reader pages keys and reads the items back
+(``shared/pipeline/indexes.py``); the enrichment task worker answers a task whose
+execution input carried the payload without reading the job item.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from services.enrichment.service import build as enrichment
+from shared.pipeline import indexes
+from shared.pipeline.bootstrap import JOB_INDEXES
+from shared.pipeline.jobs import Job, Status
+from tests.helpers import Env, eventually, job_in, message, running
+from tools.stack import builder
+
+sweeper_service = builder("sweeper")
+
+
+async def test_indexes_are_created_keys_only(env: Env) -> None:
+    for short in ("remittances", "notifications"):
+        desc = await env.clients.dynamodb.describe_table(TableName=env.names.table(short))
+        gsis = {g["IndexName"]: g["Projection"] for g in desc["Table"]["GlobalSecondaryIndexes"]}
+        assert gsis == {i[0]: {"ProjectionType": "KEYS_ONLY"} for i in JOB_INDEXES}
+
+
+async def _parked(env: Env, request_id: str, due: int, **extra: Any) -> Job:
+    """A job written RETRY_PENDING straight into the table (due at ``due``)."""
+    store = env.store()
+    created = await store.create(request_id, json.dumps(message(request_id)), "sha",
+                                 extra=extra)
+    assert created is not None
+    return await store.transition(created, Status.RETRY_PENDING, sort_value=due,
+                                  set_={"last_error": "test"})
+
+
+async def test_query_index_reads_items_behind_the_keys(env: Env) -> None:
+    store = env.store()
+    for n in range(5):
+        await _parked(env, f"REQ-KO-{n}", int(time.time()) - 10,
+                      partner="acme" if n % 2 else "globex")
+    jobs, cursor, scanned = await store.query_index("retry", due_before=int(time.time()))
+    assert sorted(j.request_id for j in jobs) == [f"REQ-KO-{n}" for n in range(5)]
+    assert cursor is None and scanned == 5
+    assert all(j.status is Status.RETRY_PENDING and "payload" in j.raw for j in jobs)
+    # a filter a keys-only index cannot apply is applied to the items read
+    acme, _, read = await store.query_index("retry", where={"partner": "acme"})
+    assert sorted(j.request_id for j in acme) == ["REQ-KO-1", "REQ-KO-3"] and read == 5
+    # paging keeps its position in the index
+    first, cursor, _ = await store.query_index("retry", limit=2)
+    rest, end, _ = await store.query_index("retry", limit=10, cursor=cursor)
+    assert len(first) == 2 and end is None
+    assert {j.request_id for j in first + rest} == {f"REQ-KO-{n}" for n in range(5)}
+    assert await store.count_index("retry") == (5, 5)
+
+
+async def test_a_job_that_left_the_state_is_not_listed() -> None:
+    row = {"request_id": "r", "retry_job": "s1", "next_attempt_at": 10}
+    assert indexes.still_in(row, "retry", 10) and not indexes.still_in(row, "retry", 9)
+    assert not indexes.still_in({"request_id": "r"}, "retry", None)
+
+
+async def test_a_sweep_redrives_a_due_job_through_the_keys_only_index(env: Env) -> None:
+    await _parked(env, "REQ-KO-DUE", int(time.time()) - 5)
+    async with running(env, enrichment), running(env, sweeper_service):
+        job = await job_in(env.store(), "REQ-KO-DUE", "COMPLETED", timeout_s=45)
+    assert job.attempt == 1 and job.raw["execution_name"] == "REQ-KO-DUE-a1"
+    assert not {"running_job", "retry_job", "failed_job"} & set(job.raw)
+
+
+def _count_job_reads(env: Env) -> Counter[str]:
+    """GetItem calls on the job table made through the shared clients (a botocore hook)."""
+    seen: Counter[str] = Counter()
+    table = env.names.remittances
+
+    def before(params: dict[str, Any], **_: Any) -> None:
+        if params.get("TableName") == table:
+            seen["GetItem"] += 1
+
+    env.clients.dynamodb.meta.events.register("before-parameter-build.dynamodb.GetItem", before)
+    return seen
+
+
+async def _completed(env: Env, request_id: str) -> dict[str, Any]:
+    """Wait for COMPLETED reading with BatchGetItem, so the test adds no GetItem."""
+    async def probe() -> dict[str, Any] | None:
+        rows = await indexes.batch_get(env.clients.dynamodb, env.names.remittances,
+                                       [request_id])
+        row = rows.get(request_id)
+        return row if row and row["status"] == "COMPLETED" else None
+    return await eventually(probe, timeout_s=45, what=f"{request_id} COMPLETED")
+
+
+async def test_a_small_payload_is_answered_without_reading_the_item(env: Env) -> None:
+    reads = _count_job_reads(env)
+    async with running(env, enrichment):
+        await env.send(message("REQ-INLINE-1"))
+        row = await _completed(env, "REQ-INLINE-1")
+    assert json.loads(row["advice"])["request_id"] == "REQ-INLINE-1"
+    assert reads["GetItem"] == 0
+
+
+async def test_a_large_payload_is_read_from_the_item(env: Env) -> None:
+    reads = _count_job_reads(env)
+    big = dict(message("REQ-INLINE-BIG"), blob="b" * (env.settings.inline_payload_max_bytes + 1))
+    async with running(env, enrichment):
+        await env.send(big)
+        row = await _completed(env, "REQ-INLINE-BIG")
+    assert json.loads(row["advice"])["request_id"] == "REQ-INLINE-BIG"
+    assert reads["GetItem"] >= 1
