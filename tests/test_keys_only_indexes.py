@@ -113,3 +113,14 @@ async def test_a_large_payload_is_read_from_the_item(env: Env) -> None:
         row = await _completed(env, "REQ-INLINE-BIG")
     assert json.loads(row["advice"])["request_id"] == "REQ-INLINE-BIG"
     assert reads["GetItem"] >= 1
+
+
+def test_cost_model_counts_index_writes_by_projection() -> None:
+    from tools.bench.cost import INDEX_EVENTS, index_wru
+
+    enrichment, notification = INDEX_EVENTS["enrichment"], INDEX_EVENTS["notification"]
+    # ALL rewrites the ~1.7 KB item (2 WRU) on enter, move (delete + put), change, leave
+    assert index_wru(enrichment, 1.73, "ALL") == 8 and index_wru(notification, 1.52, "ALL") == 12
+    # keys only: 1 WRU per entry write, nothing for a non-key change
+    assert index_wru(enrichment, 1.73, "KEYS_ONLY") == 4
+    assert index_wru(notification, 1.52, "KEYS_ONLY") == 4
