@@ -104,6 +104,11 @@ class Settings(BaseSettings):
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)
     task_timeout_s: int = Field(default=300, ge=10)
+    inline_payload_max_bytes: int = Field(
+        default=16 * 1024, ge=0, le=32 * 1024, description="a kind that inlines its payload "
+        "(JobKind.inline_payload) puts a stored payload up to this size (escaped JSON) into "
+        "the execution input, so its task worker reads no item; 0: never (shared/pipeline/"
+        "starter.py)")
     task_backlog_max: int = Field(
         default=32, ge=0, description="back-pressure: start workflows only while the task "
         "queue holds fewer unreceived tasks than this (0: no limit); see docs/capacity.md")

@@ -62,6 +62,10 @@ _CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibil
             "sqs:GetQueueUrl", "sqs:GetQueueAttributes")
 _JOB_TABLE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query",
               "dynamodb:DescribeTable")
+# The sparse indexes hold keys only: a page of them is read back with BatchGetItem
+# (shared/pipeline/indexes.py) by whoever lists an index: the sweeper, and the
+# notification service re-driving the jobs parked for an endpoint.
+_READ_INDEXED_JOBS = ("dynamodb:BatchGetItem",)
 _LEADER_LEASE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                  "dynamodb:DeleteItem")
 # The stream consumer also scans its shard leases (shared/stream/leases.py).
@@ -133,6 +137,8 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         kind = _kind("notification")
         return [*job_kind_grants(kind, prefix),
                 Grant("ReadReferenceData", _READ_REFERENCE, _table(n.name(PAYEES))),
+                Grant("ReadIndexedJobs", _READ_INDEXED_JOBS,
+                      (Res("table", kind.names(prefix).table),)),
                 # webhook endpoint health (services/notification/endpoints.py)
                 Grant("EndpointHealth", ("dynamodb:GetItem", "dynamodb:UpdateItem",
                                          "dynamodb:Scan"),
@@ -152,6 +158,8 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         return [
             Grant("JobTablesAndIndexes", _JOB_TABLE,
                   tuple(r for kn in names for r in _table(kn.table))),
+            Grant("ReadIndexedJobs", _READ_INDEXED_JOBS,
+                  tuple(Res("table", kn.table) for kn in names)),
             Grant("Leases", _LEADER_LEASE, (Res("table", n.leases),)),
             Grant("RedriveWorkflows", ("states:StartExecution",),
                   tuple(Res("state_machine", kn.state_machine) for kn in names)),

@@ -40,6 +40,7 @@ from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.bootstrap import (
     EVENT_QUEUE_REDRIVE,
     HANDOFF_INDEXES,
+    JOB_INDEX_PROJECTION,
     JOB_INDEXES,
     SES_EVENT_TYPES,
     TASK_QUEUE_REDRIVE,
@@ -173,13 +174,17 @@ class RemitflowStack(cdk.Stack):
             encryption=encryption, encryption_key=self.key)
         if job:
             for index, pk, sk, sk_type in JOB_INDEXES:
-                # Sparse: an item is in the index only while it carries ``pk``.
+                # Sparse: an item is in the index only while it carries ``pk``. Keys
+                # only; CloudFormation cannot change a projection in place either
+                # (docs/indexes.md: rename the index or remove and re-add it).
                 table.add_global_secondary_index(
                     index_name=index,
                     partition_key=ddb.Attribute(name=pk, type=ddb.AttributeType.STRING),
                     sort_key=ddb.Attribute(name=sk, type=ddb.AttributeType(
                         "NUMBER" if sk_type == "N" else "STRING")),
-                    projection_type=ddb.ProjectionType.ALL)
+                    projection_type=ddb.ProjectionType(
+                        JOB_INDEX_PROJECTION["ProjectionType"]),
+                    non_key_attributes=JOB_INDEX_PROJECTION.get("NonKeyAttributes"))
             for index, pk, sk, _ in HANDOFF_INDEXES if handoff else ():
                 # Every succeeded job of a publishing kind, keys only (hand-off check).
                 table.add_global_secondary_index(

@@ -23,6 +23,7 @@ from shared.pipeline.budgets import (
     Budget,
     escaped_size,
     first_problem,
+    inline_size,
     utf8_size,
 )
 from shared.pipeline.intake import InvalidMessage, Parsed
@@ -49,9 +50,11 @@ def parse_partner_message(body: str, *, extra_fields: frozenset[str] = frozenset
     except ValidationError as exc:
         raise InvalidMessage("schema", _summarise(exc)) from exc
     # partner on the item: the operator console and GET /v1/jobs filter by it
+    sizes = _estimated_sizes(message, extra_fields)
+    # a small payload travels in the execution input too (kind.inline_payload)
+    sizes[WORKFLOW_STATE] += inline_size(body)
     return Parsed(request_id=message.request_id, payload=body, content_hash=content_hash(data),
-                  extra={"partner": message.partner},
-                  sizes=_estimated_sizes(message, extra_fields))
+                  extra={"partner": message.partner}, sizes=sizes)
 
 
 # Room for what enrichment adds from reference data (payee, invoice descriptions).
@@ -164,12 +167,14 @@ async def handle_task(task: Task, *, directory: PayeeDirectory,
     next attempt, which the notification intake absorbs: one job per ``request_id``
     (``tests/test_notification.py::test_duplicate_advice_sends_one_email``).
     """
-    payload = task.job.raw["payload"]
+    payload = task.payload   # from the task message when the starter inlined it
     message = PartnerNotification.model_validate_json(payload)
     advice = await enrich(message, directory=directory, extra_fields=extra_fields)
     advice_json = advice.model_dump_json()
     sizes = advice_sizes(advice_json)
     sizes[JOB_ITEM] += utf8_size(payload)
+    if task.inline_payload is not None:   # the workflow state carries it beside the result
+        sizes[WORKFLOW_STATE] += escaped_size(payload)
     problem = first_problem(sizes)
     if problem:
         raise BusinessError("AdviceTooLarge", problem)

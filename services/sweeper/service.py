@@ -22,6 +22,7 @@ from shared.operations.status_events import ExecutionEvents
 from shared.operations.sweep import Sweeper, SweepTarget
 from shared.pipeline.assemble import (
     aws_readiness,
+    inliner,
     job_store,
     owner_id,
     retry_policy,
@@ -48,7 +49,8 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
                          await QueueUrls(clients.sqs).url(kn.task_queue))
         starter = WorkflowStarter(clients.sfn, store,
                                   await state_machine_arn(clients, kn.state_machine),
-                                  policy, start_attempts=settings.start_attempts, gate=gate)
+                                  policy, start_attempts=settings.start_attempts, gate=gate,
+                                  inline=inliner(settings, kind))
         targets.append(SweepTarget(kind.table, store, starter, kind.output_fields,
                                    kind.in_doubt_field, kind.operator_output))
         queues += [q for queue in (kn.intake_queue, kn.task_queue)

@@ -31,8 +31,8 @@ from typing import Any
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.operations.sweep import REDRIVABLE, NotRedrivable, Sweeper
+from shared.pipeline.indexes import INDEX_SORT
 from shared.pipeline.jobs import (
-    INDEX_SORT,
     Job,
     JobNotFound,
     JobStore,

@@ -22,6 +22,7 @@ from shared.pipeline.intake import Intake, Parser
 from shared.pipeline.jobs import JobStore
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import (
+    Inliner,
     RetryPolicy,
     Schedule,
     WorkflowStarter,
@@ -102,6 +103,15 @@ def task_gate(settings: Settings, clients: AwsClients, queue: str,
     return TaskQueueGate(clients.sqs, queue_url, queue=queue, limit=settings.task_backlog_max)
 
 
+def inliner(settings: Settings, kind: JobKind) -> Inliner | None:
+    """The starter's inlining for ``kind``: its task view of a payload and the size
+    limit, or ``None`` when the kind does not inline or the limit is 0."""
+    view = kind.inline_payload
+    if view is None or not settings.inline_payload_max_bytes:
+        return None
+    return Inliner(lambda payload: view(payload, settings), settings.inline_payload_max_bytes)
+
+
 async def state_machine_arn(clients: AwsClients, name: str) -> str:
     async for page in clients.sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
@@ -138,7 +148,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
     gate = task_gate(settings, clients, task_queue, task_url)
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(clients,
                                                                           kn.state_machine),
-                              policy, start_attempts=settings.start_attempts, gate=gate)
+                              policy, start_attempts=settings.start_attempts, gate=gate,
+                              inline=inliner(settings, kind))
     names = Names(settings.prefix)
     intake = Intake(sqs=clients.sqs, queue_name=intake_queue,
                     queue_url=await urls.url(intake_queue),

@@ -22,6 +22,7 @@ from shared.files.drop import FileDrop, ensure_file_drop
 from shared.logs import get_logger
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
+from shared.pipeline.indexes import PROJECTION as INDEX_PROJECTION
 from shared.pipeline.kind import JobKind, TableSpec
 from shared.settings import Settings
 
@@ -35,6 +36,8 @@ JOB_INDEXES = (
     ("failed-index", "failed_job", "failed_at", "S"),
     ("running-index", "running_job", "running_since", "N"),
 )
+# Keys only (shared/pipeline/indexes.py says why; docs/indexes.md how to migrate a table).
+JOB_INDEX_PROJECTION: dict[str, Any] = dict(INDEX_PROJECTION)
 # Tables of kinds that publish: every succeeded job, keys only (1 WRU when it enters,
 # never rewritten), read by time window by the hand-off check.
 HANDOFF_INDEXES = (("handoff-index", "handoff_job", "handoff_at", "S"),)
@@ -86,7 +89,7 @@ async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
             gsis.append({"IndexName": index,
                          "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
                                        {"AttributeName": sk, "KeyType": "RANGE"}],
-                         "Projection": {"ProjectionType": "ALL"}})
+                         "Projection": dict(JOB_INDEX_PROJECTION)})
     for index, pk, sk, sk_type in HANDOFF_INDEXES if job and handoff else ():
         attrs += [{"AttributeName": pk, "AttributeType": "S"},
                   {"AttributeName": sk, "AttributeType": sk_type}]
@@ -115,12 +118,19 @@ async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
         await ddb.update_table(TableName=name, StreamSpecification={
             "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
         log.info("bootstrap.updated", kind="table", name=name, change="stream")
-    existing = {g["IndexName"] for g in desc.get("GlobalSecondaryIndexes", [])}
+    existing = {g["IndexName"]: g for g in desc.get("GlobalSecondaryIndexes", [])}
     for gsi in gsis:
         if gsi["IndexName"] not in existing:
             await ddb.update_table(TableName=name, AttributeDefinitions=attrs,
                                    GlobalSecondaryIndexUpdates=[{"Create": gsi}])
             log.info("bootstrap.updated", kind="table", name=name, change=gsi["IndexName"])
+        elif existing[gsi["IndexName"]].get("Projection") != gsi["Projection"]:
+            # A projection cannot change in place, and delete + create leaves the index
+            # missing while it backfills: the operator's step (docs/indexes.md). The
+            # readers work with either projection meanwhile.
+            log.warning("bootstrap.index_projection_differs", table=name,
+                        index=gsi["IndexName"], has=existing[gsi["IndexName"]].get("Projection"),
+                        wants=gsi["Projection"], fix="docs/indexes.md")
 
 
 async def _ensure_queue(clients: AwsClients, name: str, *, visibility_s: int,

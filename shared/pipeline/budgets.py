@@ -51,6 +51,10 @@ TASK_OUTPUT = Budget("task output (Step Functions SendTaskSuccess)", 256 * KB, 4
 WORKFLOW_STATE = Budget("workflow state (Step Functions input/state)", 256 * KB, 4 * KB)
 TOPIC_MESSAGE = Budget("published message (SNS/SQS)", 256 * KB, 4 * KB)
 BUDGETS = (JOB_ITEM, TASK_OUTPUT, WORKFLOW_STATE, TOPIC_MESSAGE)
+INLINE_PAYLOAD_CEILING = 32 * KB
+"""The largest payload a starter may put into the execution input
+(``REMITFLOW_INLINE_PAYLOAD_MAX_BYTES`` is at most this): the workflow state then
+carries it beside the task result, so :func:`inline_size` counts it there."""
 
 
 def utf8_size(text: str) -> int:
@@ -60,6 +64,13 @@ def utf8_size(text: str) -> int:
 def escaped_size(text: str) -> int:
     """Bytes of ``text`` as a JSON string inside ``json.dumps`` (ASCII-escaped) output."""
     return len(json.dumps(text))
+
+
+def inline_size(payload: str, limit: int = INLINE_PAYLOAD_CEILING) -> int:
+    """Bytes ``payload`` adds to the execution input (and so to the workflow state)
+    when a starter inlines it: its escaped size if within ``limit``, else 0."""
+    size = escaped_size(payload)
+    return size if size <= limit else 0
 
 
 def first_problem(sizes: Mapping[Budget, int]) -> str | None:

@@ -29,6 +29,8 @@ from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item, own_write, to_item, to_value
 from shared.logs import get_logger
 from shared.metrics import JOB_WRITES_RECOGNISED
+from shared.pipeline import indexes
+from shared.pipeline.indexes import INDEX_SORT
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -66,8 +68,6 @@ INDEX_ATTRIBUTE: dict[Status, str] = {
     Status.RETRY_PENDING: "retry_job",
     Status.FAILED: "failed_job",
 }
-INDEX_NAME = {"running": "running-index", "retry": "retry-index", "failed": "failed-index"}
-INDEX_SORT = {"running": "running_since", "retry": "next_attempt_at", "failed": "failed_at"}
 # A published job enters the hand-off index when it succeeds and stays there (keys
 # only): the sweeper checks each one once after a grace period, by time window
 # (shared/operations/handoff.py; docs/architecture.md, "Hand-off check").
@@ -292,74 +292,23 @@ class JobStore:
                           cursor: dict[str, Any] | None = None,
                           where: dict[str, str] | None = None
                           ) -> tuple[list[Job], dict[str, Any] | None, int]:
-        """Page through one sparse index (all shards); returns jobs, cursor, items read.
+        """Page through one sparse index (all shards); returns jobs, cursor, entries read.
 
-        ``where`` keeps only items whose attributes equal the given strings (a
-        ``FilterExpression``: items read still count, so a page may come back short).
+        The index holds keys only: each page is a ``Query`` then a strongly consistent
+        ``BatchGetItem`` (:func:`shared.pipeline.indexes.read_page`). Jobs that left
+        the state since the index was read are dropped, and ``where`` keeps only
+        items whose attributes equal the given strings, so a page may come back short.
         """
-        jobs: list[Job] = []
-        scanned = 0
-        start_shard = int(cursor["shard"]) if cursor else 0
-        last_key = cursor.get("key") if cursor else None
-        for shard in range(start_shard, self.shards):
-            while True:
-                kwargs: dict[str, Any] = {
-                    "TableName": self.table, "IndexName": INDEX_NAME[state],
-                    "KeyConditionExpression": "#pk = :pk",
-                    "ExpressionAttributeNames": {"#pk": f"{state}_job"},
-                    "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}},
-                    "Limit": limit - len(jobs),
-                }
-                if due_before is not None:
-                    kwargs["KeyConditionExpression"] += " AND #sk <= :due"
-                    kwargs["ExpressionAttributeNames"]["#sk"] = INDEX_SORT[state]
-                    kwargs["ExpressionAttributeValues"][":due"] = to_value(due_before)
-                if last_key:
-                    kwargs["ExclusiveStartKey"] = last_key
-                if where:
-                    kwargs["FilterExpression"] = " AND ".join(
-                        f"#w{i} = :w{i}" for i in range(len(where)))
-                    for i, (key, value) in enumerate(where.items()):
-                        kwargs["ExpressionAttributeNames"][f"#w{i}"] = key
-                        kwargs["ExpressionAttributeValues"][f":w{i}"] = {"S": value}
-                resp = await self.dynamodb.query(**kwargs)
-                scanned += int(resp.get("ScannedCount", 0))
-                jobs.extend(Job.from_raw(from_item(i)) for i in resp.get("Items", []))
-                last_key = resp.get("LastEvaluatedKey")
-                if len(jobs) >= limit:
-                    if last_key:
-                        return jobs, {"shard": shard, "key": last_key}, scanned
-                    nxt = shard + 1
-                    return jobs, ({"shard": nxt} if nxt < self.shards else None), scanned
-                if not last_key:
-                    break
-        return jobs, None, scanned
+        rows, nxt, scanned = await indexes.read_page(
+            self.dynamodb, self.table, state, shards=self.shards, due_before=due_before,
+            limit=limit, cursor=cursor, where=where)
+        return [Job.from_raw(row) for row in rows], nxt, scanned
 
     async def count_index(self, state: str, *, due_before: Any = None) -> tuple[int, int]:
-        """``Select=COUNT`` over one sparse index, all shards: (count, items read).
+        """``Select=COUNT`` over one sparse index, all shards: (count, entries read).
 
         Reads the index only and returns no items, so its cost is the backlog in that
         state, never the table. ``due_before`` bounds the index sort key (inclusive).
         """
-        total = scanned = 0
-        for shard in range(self.shards):
-            start: dict[str, Any] | None = None
-            while True:
-                kwargs: dict[str, Any] = {
-                    "TableName": self.table, "IndexName": INDEX_NAME[state],
-                    "Select": "COUNT", "KeyConditionExpression": "#pk = :pk",
-                    "ExpressionAttributeNames": {"#pk": f"{state}_job"},
-                    "ExpressionAttributeValues": {":pk": {"S": f"s{shard}"}}}
-                if due_before is not None:
-                    kwargs["KeyConditionExpression"] += " AND #sk <= :due"
-                    kwargs["ExpressionAttributeNames"]["#sk"] = INDEX_SORT[state]
-                    kwargs["ExpressionAttributeValues"][":due"] = to_value(due_before)
-                if start:
-                    kwargs["ExclusiveStartKey"] = start
-                resp = await self.dynamodb.query(**kwargs)
-                total += int(resp.get("Count", 0))
-                scanned += int(resp.get("ScannedCount", 0))
-                start = resp.get("LastEvaluatedKey")
-                if not start:
-                    break
-        return total, scanned
+        return await indexes.count(self.dynamodb, self.table, state, shards=self.shards,
+                                   due_before=due_before)

@@ -15,6 +15,7 @@ from importlib.resources.abc import Traversable
 
 from shared.aws.names import Names
 from shared.pipeline.jobs import Status
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,16 @@ class JobKind:
             effect done (``{"delivery_id": "operator"}``).
         extra_tables: plain tables the kind's service keeps besides its job table
             (created by bootstrap and the CDK stack like the reference tables).
+        inline_payload: the task's view of a stored payload (what its handler needs
+            and nothing more, ``None`` for "read the item"), which the starter puts
+            into the execution input when it is small (up to
+            ``REMITFLOW_INLINE_PAYLOAD_MAX_BYTES``); the ``Process`` state passes the
+            input to the task (``"input.$": "$"``), so the task worker reads no item
+            (:class:`~shared.pipeline.tasks.Task`). The execution history is one
+            more place the data lives, hence a view: the enrichment kind leaves out
+            partner extras outside ``REMITFLOW_ADVICE_EXTRA_FIELDS``. For a handler
+            that needs only the payload; the notification kind needs its delivery
+            intent from the item and keeps reading it.
         ses_events: the kind sends e-mail through an SES configuration set whose
             sending events reach ``<prefix>-<ses_events>`` (a queue with a DLQ, via
             a topic of the same name); ``None`` when it sends no e-mail.
@@ -112,6 +123,7 @@ class JobKind:
     operator_output: Mapping[str, str] = field(default_factory=dict)
     extra_tables: tuple[TableSpec, ...] = ()
     ses_events: str | None = None
+    inline_payload: Callable[[str, Settings], str | None] | None = None
 
     def names(self, prefix: str) -> KindNames:
         n = Names(prefix)

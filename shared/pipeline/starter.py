@@ -17,7 +17,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
+from shared.pipeline.budgets import inline_size
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.retry import Backoff
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
@@ -135,12 +136,28 @@ def redrive_span(job: Job) -> contextlib.AbstractContextManager[object]:
                 remitflow__status=job.status.value)
 
 
+@dataclass(frozen=True)
+class Inliner:
+    """What a starter puts of a payload into the execution input: the kind's task view
+    (``None``: not inlined) within ``max_bytes`` (escaped)."""
+
+    view: Callable[[str], str | None]
+    max_bytes: int
+
+
 class WorkflowStarter:
-    """Starts attempts of one table's state machine."""
+    """Starts attempts of one table's state machine.
+
+    With ``inline`` (a kind with ``inline_payload``), the task's view of the stored
+    ``payload`` goes into the execution input when its escaped size is within the
+    limit, and the task worker answers without reading the item; a larger one, or a
+    job read without its payload, is left out and the task worker reads the item.
+    """
 
     def __init__(self, sfn: SFNClient, store: JobStore, state_machine_arn: str,
                  retry: RetryPolicy, *, start_attempts: int = 3,
-                 gate: TaskQueueGate | None = None) -> None:
+                 gate: TaskQueueGate | None = None, inline: Inliner | None = None) -> None:
+        self.inline = inline
         self.sfn = sfn
         self.store = store
         self.state_machine_arn = state_machine_arn
@@ -199,11 +216,17 @@ class WorkflowStarter:
         """
         name = job.execution_name or execution_name(job.request_id, job.attempt)
         retry_at = self.retry.next_attempt_at(job.attempt, job=job)
-        body = json.dumps({"request_id": job.request_id, "attempt": job.attempt,
-                           "retry_at": str(retry_at),
-                           "retry_shard": index_shard(job.request_id, self.store.shards),
-                           # the workflow passes it to its task and its published message
-                           TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))})
+        data = {"request_id": job.request_id, "attempt": job.attempt,
+                "retry_at": str(retry_at),
+                "retry_shard": index_shard(job.request_id, self.store.shards),
+                # the workflow passes it to its task and its published message
+                TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))}
+        payload = job.raw.get("payload")
+        if self.inline is not None and isinstance(payload, str):
+            view = self.inline.view(payload)
+            if view is not None and inline_size(view, self.inline.max_bytes) > 0:
+                data["payload"] = view
+        body = json.dumps(data)
         set_attributes(execution=name)
         table = self.store.table
         for n in range(1, self.start_attempts + 1):

@@ -12,6 +12,10 @@ While the handler runs, the worker heartbeats the task and
 extends the message's visibility. The message is deleted only after the answer
 was accepted (or the task is gone), so a crash mid-task re-runs the handler:
 handlers must be idempotent (notification records deliveries before answering).
+
+A kind with ``inline_payload`` also gets ``input`` (the execution input), which
+carries the stored payload when the starter found it small: the worker then runs
+the handler without reading the item (:class:`Task`, ``item=None``).
 """
 
 from __future__ import annotations
@@ -65,11 +69,34 @@ class Superseded(Exception):
 
 @dataclass(frozen=True)
 class Task:
+    """One task to answer: the job as read, or only its payload from the task message.
+
+    ``item`` is ``None`` when the execution input carried the payload (a kind with
+    ``inline_payload``): the worker then read nothing, and a handler reads
+    :attr:`payload`; :attr:`job` is for handlers that need the whole item (their
+    kind does not inline, so the item is always read for them).
+    """
+
     token: str
     request_id: str
     attempt: int
     execution_name: str
-    job: Job
+    item: Job | None
+    inline_payload: str | None = None
+
+    @property
+    def job(self) -> Job:
+        if self.item is None:
+            raise RuntimeError(f"{self.request_id}: task answered from its message, "
+                               "no item read (the kind inlines its payload)")
+        return self.item
+
+    @property
+    def payload(self) -> str:
+        """The job's stored payload: from the task message if inlined, else the item."""
+        if self.inline_payload is not None:
+            return self.inline_payload
+        return str(self.job.raw["payload"])
 
 
 Handler = Callable[[Task], Awaitable[dict[str, Any]]]
@@ -116,6 +143,19 @@ class TaskWorker(SqsWorker):
     async def _answer_traced(self, message: MessageTypeDef, body: dict[str, Any]) -> None:
         token = body["task_token"]
         request_id = body["request_id"]
+        inline = (body.get("input") or {}).get("payload")
+        if isinstance(inline, str):
+            # No item read: the execution input carried the payload. The checks below
+            # are skipped, which is safe: every status write of the attempt (the
+            # workflow's Mark* states) is conditioned on its execution name and
+            # RUNNING, so a superseded attempt changes nothing; its handler may
+            # publish once more, which the subscriber absorbs (one job per request id).
+            task = Task(token=token, request_id=request_id,
+                        attempt=int(body.get("attempt", 1)),
+                        execution_name=body["execution_name"], item=None,
+                        inline_payload=inline)
+            await self._run_handler(message, task)
+            return
         job = await self.store.get(request_id)
         if job is None or job.status is not Status.RUNNING \
                 or job.execution_name != body.get("execution_name"):
@@ -126,7 +166,13 @@ class TaskWorker(SqsWorker):
             await self._delete(message)
             return
         task = Task(token=token, request_id=request_id, attempt=int(body.get("attempt", 1)),
-                    execution_name=body["execution_name"], job=job)
+                    execution_name=body["execution_name"], item=job)
+        await self._run_handler(message, task)
+
+    async def _run_handler(self, message: MessageTypeDef, task: Task) -> None:
+        """Heartbeats while the handler runs, then the answer, then the delete."""
+        token, request_id = task.token, task.request_id
+
         async def heartbeat() -> None:
             await self.sfn.send_task_heartbeat(taskToken=token)
 

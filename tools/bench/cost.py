@@ -8,10 +8,14 @@ state transitions, and the job items' sizes. Model, stated once:
 * SQS: every request is billed (empty receives too); each payload < 64 KB. The
   partner's ``SendMessageBatch`` (10 per request) and SNS's delivery into the
   notification queue are counted as SQS requests.
-* DynamoDB: a write is ``ceil(item KB)`` WRU; the job tables' sparse GSIs project
-  ALL, so an item entering, changing inside, or leaving an index is another
-  ``ceil(item KB)`` WRU (remittance: enter + leave = 2; notification: enter, two
-  delivery updates while RUNNING, leave = 4). GetItem is strongly consistent
+* DynamoDB: a write is ``ceil(item KB)`` WRU. Index writes follow the projection
+  (:func:`index_wru`, ``docs/indexes.md``): per remittance on the success path each
+  job item enters ``running-index`` (PutItem), moves within it when the starter
+  writes ``running_since`` (a key change: delete + put), changes while in it (the
+  notification's two delivery records) and leaves it (Mark*). ``ALL`` writes the
+  whole item each time (``ceil(item KB)`` WRU, the move twice, each change once);
+  ``KEYS_ONLY`` writes a key entry under 1 KB (1 WRU, the move twice) and nothing for
+  a change to a non-key attribute. GetItem is strongly consistent
   (``ceil(KB/4)`` RRU); BatchGetItem reads two small items eventually consistent
   (1 RRU); a GSI Query is eventually consistent (0.5 RRU, results are small); a
   lease-table Scan 1 RRU.
@@ -28,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 PRICES_PATH = Path(__file__).with_name("prices.json")
-GSI_WRITES = {"enrichment": 2, "notification": 4}
+# Index events per remittance on the success path (see the module docstring).
+INDEX_EVENTS = {"enrichment": {"enter": 1, "move": 1, "change": 0, "leave": 1},
+                "notification": {"enter": 1, "move": 1, "change": 2, "leave": 1}}
+PROJECTION = "KEYS_ONLY"   # shared/pipeline/indexes.py PROJECTION
 _READS = {"BatchGetItem": 1.0, "Query": 0.5, "Scan": 1.0}
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
 
@@ -44,9 +51,22 @@ def normalise(op: str) -> str:
     return f"{service}.{name[:1].upper()}{name[1:]}"
 
 
+def index_wru(events: dict[str, int], item_kb: float, projection: str = PROJECTION) -> float:
+    """Index write units for one item's index events under ``projection``.
+
+    A key move is a delete and a put (two writes); a change to a non-key attribute
+    rewrites the entry only when the projection carries it (``ALL``).
+    """
+    unit = math.ceil(item_kb) if projection == "ALL" else 1
+    writes = events.get("enter", 0) + 2 * events.get("move", 0) + events.get("leave", 0)
+    if projection == "ALL":
+        writes += events.get("change", 0)
+    return float(writes * unit)
+
+
 def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, float],
          transitions: float, item_kb: dict[str, float], partner_batch: int = 10,
-         *, per_remittance: bool = True) -> dict[str, Any]:
+         *, per_remittance: bool = True, projection: str = PROJECTION) -> dict[str, Any]:
     """USD per million remittances with a breakdown, and billable requests per remittance.
 
     ``per_remittance=False`` prices call rates only (no partner batch, no index writes):
@@ -102,8 +122,8 @@ def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, flo
             write(n / 2, kb_for["notification"])
     if per_remittance:
         sqs(1 / partner_batch)
-        for service, writes in GSI_WRITES.items():
-            units["dynamodb_wru"] += writes * math.ceil(kb_for[service])
+        for service, events in INDEX_EVENTS.items():
+            units["dynamodb_wru"] += index_wru(events, kb_for[service], projection)
     units["state_transitions"] += transitions
 
     price_of = {"sqs_requests": p["sqs_standard_request"],
