@@ -83,7 +83,7 @@ async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
     assert env.names.partner_files_queue in first
     assert len(notify["QueueConfigurations"]) == 1
     assert {g["IndexName"] for g in again["Table"]["GlobalSecondaryIndexes"]} == {
-        "retry-index", "failed-index", "running-index"}
+        "retry-index", "failed-index", "running-index", "handoff-index"}
     assert tables["Table"]["LatestStreamArn"] == again["Table"]["LatestStreamArn"]
     assert again["Table"]["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
 

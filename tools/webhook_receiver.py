@@ -70,7 +70,10 @@ class Receiver:
                     receiver.by_id[webhook_id] += 1
                     receiver.received.append({"id": webhook_id, "payload": payload,
                                               "traceparent": headers.get("traceparent")})
-                if receiver.echo:
+                if receiver.echo and receiver.by_id[webhook_id] > 1:
+                    # Standard Webhooks: a receiver processes each webhook-id once.
+                    print(f"  webhook ↺ {webhook_id} seen before: dropped by its id", flush=True)
+                elif receiver.echo:
                     data = payload.get("data", {}) if isinstance(payload, dict) else {}
                     print(f"  webhook ✓ {webhook_id} {data.get('request_id')} "
                           f"{data.get('amount')} {data.get('currency')} (signature verified)",
