@@ -77,6 +77,10 @@ STREAM_TRIMMED = Counter(
     "Reads that hit trimmed stream data (continued from TRIM_HORIZON).", ["table"])
 STREAM_THROTTLED = Counter(
     "remitflow_stream_throttled_total", "Stream reads throttled (backed off).", ["table"])
+STREAM_LEASE_WRITES = Counter(
+    "remitflow_stream_lease_writes_total",
+    "Shard lease writes (UpdateItem) by kind: checkpoint (coalesced, renewal folded in), "
+    "renew, take, release, handoff, finish.", ["table", "kind"])
 
 # --- execution status events (EventBridge → SQS → sweeper) --------------------------------
 EXECUTION_EVENTS = Counter(

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     stream_start_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     stream_max_attempts: int = Field(default=3, ge=1, le=100)
     stream_sync_interval_s: float = Field(default=30.0, gt=0)
+    stream_checkpoint_interval_s: float = Field(
+        default=2.0, ge=0, le=60, description="write a shard's checkpoint at most this often "
+        "(0: after every batch); a crash replays up to this much (docs/stream.md)")
     start_attempts: int = Field(default=3, ge=1, le=10)
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)

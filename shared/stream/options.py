@@ -17,6 +17,9 @@ class StreamOptions:
         batch_size: records per processor call (GetRecords ``Limit``).
         batching_window_ms: how long to gather more records before calling it.
         max_attempts: processor failures of one record before ``on_poison``.
+        checkpoint_interval_s: write a shard's processed position at most this often
+            (0: after every batch). Shutdown, hand-off and shard end always write it;
+            a crash replays what was processed since (the processor is idempotent).
         failover_s: a lease whose counter has not moved for this long is taken over.
         renew_s: lease renewal interval (default a third of ``failover_s``).
         sync_s: how often the shard list is compared with the lease table.
@@ -32,6 +35,7 @@ class StreamOptions:
     batch_size: int = 100
     batching_window_ms: int = 0
     max_attempts: int = 3
+    checkpoint_interval_s: float = 2.0
     failover_s: float = 10.0
     renew_s: float | None = None
     sync_s: float = 30.0
@@ -52,6 +56,7 @@ class StreamOptions:
             batch_size=settings.stream_batch_size,
             batching_window_ms=settings.stream_batching_window_ms,
             max_attempts=settings.stream_max_attempts, failover_s=settings.stream_failover_s,
+            checkpoint_interval_s=settings.stream_checkpoint_interval_s,
             sync_s=settings.stream_sync_interval_s, poll_s=settings.stream_poll_interval_s,
             idle_max_s=settings.stream_idle_max_s,
             start_position=settings.stream_start_position,
