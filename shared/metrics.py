@@ -37,6 +37,10 @@ STREAM_RECORDS = Counter(
 AWS_REQUESTS = Counter(
     "remitflow_aws_requests_total", "AWS API calls made by this process.",
     ["service", "operation"])
+AWS_EMPTY_READS = Counter(
+    "remitflow_aws_empty_reads_total", "Polls that came back empty: ReceiveMessage without "
+    "messages, GetRecords without records (billed, but proportional to time, not traffic).",
+    ["service", "operation"])
 DELIVERIES = Counter(
     "remitflow_deliveries_total", "Payee notifications, by channel and outcome.",
     ["channel", "outcome"])
