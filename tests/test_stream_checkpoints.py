@@ -7,6 +7,7 @@ A crash is a cancelled ``run()``; expiry is an injected clock (``tests/test_stre
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from shared.metrics import STREAM_LEASE_WRITES
@@ -101,3 +102,27 @@ async def test_a_crash_before_the_checkpoint_redelivers_and_loses_nothing(env: E
     redelivered = [s for c, s, _ in sink.delivered if c == "H"]
     assert redelivered[:10] == [r.sequence for r in stream.records()[:10]]
     assert set(sink.seqs()) == {r.sequence for r in stream.records()}, "a record was lost"
+
+
+async def test_after_records_the_reader_keeps_polling_then_backs_off(env: Env) -> None:
+    """Low traffic, low latency: for ``busy_window_s`` after a read with records the
+    shard is read every ``poll_s`` (a record waits at most that); once the window is
+    over it backs off to ``idle_max_s`` again (cheap when idle)."""
+    stream, sink, clock = MemoryStream(shards=1), Sink(), Clock()
+    c = consumer(env, stream, "P", sink, clock, poll_s=0.05, idle_max_s=0.8,
+                 busy_window_s=1.5, renew_s=1.0)
+    async with started(c):
+        await until(lambda: len(c.held) == 1, "P holds the shard")
+        stream.put("P0")
+        await until(lambda: len(sink.seqs()) == 1, "first record")
+        before = stream.reads
+        await asyncio.sleep(1.0)                     # inside the window: every 0.05 s
+        busy = stream.reads - before
+        await asyncio.sleep(1.0)                     # window over at 1.5 s: backing off
+        await asyncio.sleep(1.5)
+        before = stream.reads
+        await asyncio.sleep(1.6)
+        idle = stream.reads - before
+    # Doubling from 0.05 s would be 4 reads in the first second (0.05+0.1+0.2+0.4).
+    assert busy >= 8, f"{busy} reads in the busy second"
+    assert idle <= 3, f"{idle} reads in 1.6 idle seconds at idle_max_s=0.8"

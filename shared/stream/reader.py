@@ -124,7 +124,7 @@ class ShardReader:
         owned, shard, ctx, opts = self.owned, self.shard, self.ctx, self.ctx.options
         position, last = owned.lease.checkpoint, None
         iterator: str | None = None
-        idle, failures = opts.poll_s, 0
+        idle, failures, busy_until = opts.poll_s, 0, float("-inf")
         while not owned.stop.is_set() and position != SHARD_END:
             try:
                 if iterator is None:
@@ -161,6 +161,7 @@ class ShardReader:
                     owned.delivering = False
                     owned.read_at = time.monotonic()
                 last, idle = records[-1].sequence, opts.poll_s
+                busy_until = time.monotonic() + opts.busy_window_s
             if nxt is None:
                 await self._write(ctx.leases.finish)
                 owned.processed = None
@@ -169,9 +170,15 @@ class ShardReader:
                 return "shard_end"
             await self._checkpoint_if_due()
             iterator = nxt or None
-            if not records and await sleep_or_stop(owned.stop, idle):
+            if len(records) >= opts.batch_size:
+                continue        # a full batch: more is waiting, read on at once
+            # Caught up: wait before the next read. For busy_window_s after records the
+            # wait stays poll_s (low latency at low traffic: a record waits at most
+            # poll_s); after that it doubles up to idle_max_s (cheap when idle).
+            busy = time.monotonic() < busy_until
+            if await sleep_or_stop(owned.stop, opts.poll_s if busy else idle):
                 break
-            idle = opts.poll_s if records else min(opts.idle_max_s, idle * 2)
+            idle = opts.poll_s if busy else min(opts.idle_max_s, idle * 2)
         return "shutdown"
 
     async def _let_go(self, reason: str) -> str:
