@@ -37,6 +37,10 @@ STREAM_RECORDS = Counter(
 AWS_REQUESTS = Counter(
     "remitflow_aws_requests_total", "AWS API calls made by this process.",
     ["service", "operation"])
+AWS_EMPTY_READS = Counter(
+    "remitflow_aws_empty_reads_total", "Polls that came back empty: ReceiveMessage without "
+    "messages, GetRecords without records (billed, but proportional to time, not traffic).",
+    ["service", "operation"])
 DELIVERIES = Counter(
     "remitflow_deliveries_total", "Payee notifications, by channel and outcome.",
     ["channel", "outcome"])
@@ -89,6 +93,10 @@ STREAM_TRIMMED = Counter(
     "Reads that hit trimmed stream data (continued from TRIM_HORIZON).", ["table"])
 STREAM_THROTTLED = Counter(
     "remitflow_stream_throttled_total", "Stream reads throttled (backed off).", ["table"])
+STREAM_LEASE_WRITES = Counter(
+    "remitflow_stream_lease_writes_total",
+    "Shard lease writes (UpdateItem) by kind: checkpoint (coalesced, renewal folded in), "
+    "renew, take, release, handoff, finish.", ["table", "kind"])
 
 # --- execution status events (EventBridge → SQS → sweeper) --------------------------------
 EXECUTION_EVENTS = Counter(

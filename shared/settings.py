@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     # 86,400 reads a day per shard, about $0.02 a day; docs/capacity.md, "Latency".
     stream_poll_interval_s: float = Field(default=0.25, gt=0)
     stream_idle_max_s: float = Field(default=1.0, gt=0)
+    stream_busy_window_s: float = Field(
+        default=10.0, ge=0, le=3600, description="keep reading a shard every "
+        "stream_poll_interval_s for this long after a read that returned records, then back "
+        "off to stream_idle_max_s (docs/stream.md)")
     stream_stall_after_s: float = Field(
         default=60.0, gt=0, description="a held shard not read for this long makes /readyz "
                                          "false (its lag gauge keeps growing meanwhile)")
@@ -100,6 +104,9 @@ class Settings(BaseSettings):
     stream_start_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     stream_max_attempts: int = Field(default=3, ge=1, le=100)
     stream_sync_interval_s: float = Field(default=30.0, gt=0)
+    stream_checkpoint_interval_s: float = Field(
+        default=2.0, ge=0, le=60, description="write a shard's checkpoint at most this often "
+        "(0: after every batch); a crash replays up to this much (docs/stream.md)")
     start_attempts: int = Field(default=3, ge=1, le=10)
 
     task_heartbeat_s: float = Field(default=20.0, gt=0)

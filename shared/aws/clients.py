@@ -2,7 +2,11 @@
 
 Every request this process sends is counted by a botocore event hook into
 ``remitflow_aws_requests_total{service,operation}`` (retries included: that is
-what AWS bills); with tracing on, every call inside a span is a child span
+what AWS bills); reads that came back empty (a ``ReceiveMessage`` without messages,
+a ``GetRecords`` without records) are also counted into
+``remitflow_aws_empty_reads_total{service,operation}``: that is polling, work
+proportional to time rather than to traffic (``tools/bench`` bills it per day, not
+per remittance). With tracing on, every call inside a span is a child span
 (``shared/tracing.py``). SES gets its own client with SDK retries off
 (``docs/architecture.md``, "Delivery").
 """
@@ -18,7 +22,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from shared.metrics import AWS_REQUESTS
+from shared.metrics import AWS_EMPTY_READS, AWS_REQUESTS
 from shared.settings import Settings
 from shared.tracing import instrument_client
 
@@ -36,6 +40,20 @@ def _count_request(event_name: str, **kwargs: Any) -> None:
     # event_name is "before-send.<service-id>.<Operation>"
     _, service, operation = event_name.split(".", 2)
     AWS_REQUESTS.labels(service=service, operation=operation).inc()
+
+
+# Reads whose answer may be empty, and the list in the answer that says so.
+_POLLS = {("sqs", "ReceiveMessage"): "Messages", ("dynamodb-streams", "GetRecords"): "Records"}
+
+
+def _count_empty_read(event_name: str, http_response: Any = None, parsed: Any = None,
+                      **kwargs: Any) -> None:
+    # event_name is "after-call.<service-id>.<Operation>"; emitted for errors too
+    _, service, operation = event_name.split(".", 2)
+    key = _POLLS.get((service, operation))
+    if (key and http_response is not None and http_response.status_code < 300
+            and isinstance(parsed, dict) and not parsed.get(key)):
+        AWS_EMPTY_READS.labels(service=service, operation=operation).inc()
 
 
 def error_code(exc: BaseException) -> str:
@@ -83,6 +101,7 @@ class AwsClients:
                 session.create_client(name, config=config, **kwargs)  # type: ignore[call-overload]
             )
             client.meta.events.register("before-send.*.*", _count_request)
+            client.meta.events.register("after-call.*.*", _count_empty_read)
             instrument_client(client)  # child spans, only when tracing is on
             return client
 

@@ -4,10 +4,15 @@ What the KCL and its DynamoDB Streams adapter do, in asyncio (``docs/stream.md``
 has the whole protocol). This module owns leases and lifecycle; reading one
 shard is :mod:`shared.stream.reader`. Guarantees:
 
-* **At-least-once, in order per shard.** A batch is checkpointed only after the
-  processor returned for it (its effects are durable); a crash replays at most the
-  records after the last checkpoint. Records of one item stay in order: a shard is
-  read sequentially and a child shard only after its parents reached ``SHARD_END``.
+* **At-least-once, in order per shard.** A position is checkpointed only after the
+  processor returned for every record up to it (its effects are durable); a crash
+  replays at most the records after the last checkpoint. Checkpoints are coalesced
+  (at most every ``checkpoint_interval_s``, folded into the lease renewal when one
+  is due, always written on shutdown, hand-off and shard end; see
+  :mod:`shared.stream.reader`), so a crash replays up to that interval's records:
+  the processor is idempotent (the stream starter's execution names are). Records
+  of one item stay in order: a shard is read sequentially and a child shard only
+  after its parents reached ``SHARD_END``.
 * **Fenced.** Checkpoints are conditioned on lease owner and counter
   (:mod:`shared.stream.leases`): a consumer that lost its lease cannot move them.
 * **Partial failures.** A processor returns (or raises :class:`BatchFailure` with)
@@ -55,7 +60,7 @@ from shared.stream.batch import (
 )
 from shared.stream.leases import ExpiryObserver, LeaseLost, ShardLease, ShardLeaseTable, plan
 from shared.stream.options import StreamOptions
-from shared.stream.reader import Owned, ReadContext, ShardReader
+from shared.stream.reader import Owned, ReadContext, ShardReader, checkpoint_processed
 from shared.stream.source import DynamoDBStreamSource, Record, Shard, StreamSource
 from shared.worker import Lifecycle
 
@@ -221,12 +226,26 @@ class StreamConsumer(Lifecycle):
                  checkpoint=lease.checkpoint)
 
     async def _renew_all(self) -> None:
+        """Renew each held lease, in one write with its pending checkpoint if it has one.
+
+        A lease written (checkpoint) within the last half renew interval is not renewed
+        again: its counter moved, and its ``steal_by`` came back with that write. So the
+        counter still moves at least every 1.5 renew intervals, well inside ``failover_s``.
+        """
+        fresh = self.options.renew_every_s / 2
         for owned in list(self._owned.values()):
             if owned.lost:
                 continue
             async with owned.lock:
                 try:
-                    owned.lease = await self.leases.renew(owned.lease)
+                    if owned.processed is not None:
+                        lease = await checkpoint_processed(self.leases, owned, owned.lease)
+                    elif time.monotonic() - owned.written_at >= fresh:
+                        lease = await self.leases.renew(owned.lease)
+                    else:
+                        lease = owned.lease
+                    if lease is not owned.lease:
+                        owned.lease, owned.written_at = lease, time.monotonic()
                 except LeaseLost:
                     log.warning("stream.lease_lost", table=self.table,
                                 shard=owned.lease.shard_id)

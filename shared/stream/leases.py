@@ -28,7 +28,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import uuid
@@ -40,7 +39,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shared.aws.clients import error_code
 from shared.aws.dynamo import own_write
 from shared.logs import get_logger
-from shared.metrics import LEASE_AMBIGUOUS_WRITES, STREAM_CHECKPOINT_CONFLICTS
+from shared.metrics import (
+    LEASE_AMBIGUOUS_WRITES,
+    STREAM_CHECKPOINT_CONFLICTS,
+    STREAM_LEASE_WRITES,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -143,19 +146,20 @@ class ShardLeaseTable:
         try:
             return await self._write(
                 lease, "SET #owner = :me", "#counter = :c AND #cp <> :end",
-                {":me": {"S": self.owner}, ":end": {"S": SHARD_END}}, remove="steal_by")
+                {":me": {"S": self.owner}, ":end": {"S": SHARD_END}}, remove="steal_by",
+                kind="take")
         except LeaseLost:
             return None
 
     async def renew(self, lease: ShardLease) -> ShardLease:
         """Bump the counter (heartbeat); the result carries any pending ``steal_by``."""
-        return await self._owned(lease, "SET #owner = :me", {})
+        return await self._owned(lease, "SET #owner = :me", {}, kind="renew")
 
     async def checkpoint(self, lease: ShardLease, position: str) -> ShardLease:
         """Store ``position``; raises :class:`LeaseLost` (and counts a conflict) if fenced."""
         try:
             return await self._owned(lease, "SET #owner = :me, #cp = :pos",
-                                     {":pos": {"S": position}})
+                                     {":pos": {"S": position}}, kind="checkpoint")
         except LeaseLost:
             STREAM_CHECKPOINT_CONFLICTS.labels(table=self.stream_table).inc()
             raise
@@ -164,19 +168,39 @@ class ShardLeaseTable:
         """Checkpoint ``SHARD_END`` and give the lease up, in one write."""
         return await self._write(lease, "SET #cp = :end", self._mine,
                                  {":me": {"S": self.owner}, ":end": {"S": SHARD_END}},
-                                 remove="#owner, steal_by")
+                                 remove="#owner, steal_by", kind="finish")
 
-    async def release(self, lease: ShardLease) -> None:
-        """Give the lease up so any consumer may take it at once (no failover wait)."""
-        with contextlib.suppress(LeaseLost):
-            await self._write(lease, "SET #cp = #cp", self._mine, {":me": {"S": self.owner}},
-                              remove="#owner, steal_by")
+    async def release(self, lease: ShardLease, position: str | None = None) -> bool:
+        """Give the lease up so any consumer may take it at once (no failover wait).
 
-    async def hand_off(self, lease: ShardLease, to: str) -> None:
-        """Move the lease to the consumer that asked for it (after our last checkpoint)."""
-        with contextlib.suppress(LeaseLost):
-            await self._write(lease, "SET #owner = :to", self._mine,
-                              {":me": {"S": self.owner}, ":to": {"S": to}}, remove="steal_by")
+        ``position``, when given, is checkpointed in the same write (what was processed
+        since the last checkpoint). False when the lease was no longer ours.
+        """
+        update, values = self._position(position)
+        try:
+            await self._write(lease, update, self._mine, {":me": {"S": self.owner}, **values},
+                              remove="#owner, steal_by", kind="release")
+        except LeaseLost:
+            return False
+        return True
+
+    async def hand_off(self, lease: ShardLease, to: str, position: str | None = None) -> bool:
+        """Move the lease to the consumer that asked for it, checkpointing ``position``
+        (what was processed) in the same write; False when it was no longer ours."""
+        update, values = self._position(position)
+        try:
+            await self._write(lease, f"{update}, #owner = :to", self._mine,
+                              {":me": {"S": self.owner}, ":to": {"S": to}, **values},
+                              remove="steal_by", kind="handoff")
+        except LeaseLost:
+            return False
+        return True
+
+    @staticmethod
+    def _position(position: str | None) -> tuple[str, dict[str, Any]]:
+        if position is None:
+            return "SET #cp = #cp", {}
+        return "SET #cp = :pos", {":pos": {"S": position}}
 
     async def request_steal(self, lease: ShardLease) -> bool:
         """Ask ``lease.owner`` to hand ``lease`` over; does not touch the counter."""
@@ -252,12 +276,15 @@ class ShardLeaseTable:
 
     _mine = "#owner = :me AND #counter = :c"
 
-    async def _owned(self, lease: ShardLease, update: str, values: dict[str, Any]
-                     ) -> ShardLease:
-        return await self._write(lease, update, self._mine, {":me": {"S": self.owner}, **values})
+    async def _owned(self, lease: ShardLease, update: str, values: dict[str, Any],
+                     kind: str) -> ShardLease:
+        return await self._write(lease, update, self._mine, {":me": {"S": self.owner}, **values},
+                                 kind=kind)
 
     async def _write(self, lease: ShardLease, update: str, condition: str,
-                     values: dict[str, Any], remove: str | None = None) -> ShardLease:
+                     values: dict[str, Any], remove: str | None = None, *,
+                     kind: str) -> ShardLease:
+        STREAM_LEASE_WRITES.labels(table=self.stream_table, kind=kind).inc()
         token = uuid.uuid4().hex
         expression = (f"{update}, #counter = #counter + :one, heartbeat_at = :now, "
                       "write_token = :tok" + (f" REMOVE {remove}" if remove else ""))

@@ -17,10 +17,17 @@ class StreamOptions:
         batch_size: records per processor call (GetRecords ``Limit``).
         batching_window_ms: how long to gather more records before calling it.
         max_attempts: processor failures of one record before ``on_poison``.
+        checkpoint_interval_s: write a shard's processed position at most this often
+            (0: after every batch). Shutdown, hand-off and shard end always write it;
+            a crash replays what was processed since (the processor is idempotent).
         failover_s: a lease whose counter has not moved for this long is taken over.
         renew_s: lease renewal interval (default a third of ``failover_s``).
         sync_s: how often the shard list is compared with the lease table.
-        poll_s / idle_max_s: wait after an empty read, doubling up to ``idle_max_s``.
+        poll_s / idle_max_s: wait after a read that was not a full batch; it stays
+            ``poll_s`` for ``busy_window_s`` after the last read that returned records,
+            then doubles up to ``idle_max_s``. One reader per shard reads at most
+            ``1 / poll_s`` times a second (DynamoDB Streams allows 5 per shard).
+        busy_window_s: how long after records the reader keeps polling every ``poll_s``.
         retry_base_s: first backoff after a failed read or write.
         max_steal: leases asked of busier consumers per balancing round.
         start_position: where a new shard lease starts (``TRIM_HORIZON`` or ``LATEST``).
@@ -32,11 +39,13 @@ class StreamOptions:
     batch_size: int = 100
     batching_window_ms: int = 0
     max_attempts: int = 3
+    checkpoint_interval_s: float = 2.0
     failover_s: float = 10.0
     renew_s: float | None = None
     sync_s: float = 30.0
     poll_s: float = 0.25
     idle_max_s: float = 1.0
+    busy_window_s: float = 10.0
     retry_base_s: float = 0.2
     max_steal: int = 2
     start_position: str = TRIM_HORIZON
@@ -52,8 +61,9 @@ class StreamOptions:
             batch_size=settings.stream_batch_size,
             batching_window_ms=settings.stream_batching_window_ms,
             max_attempts=settings.stream_max_attempts, failover_s=settings.stream_failover_s,
+            checkpoint_interval_s=settings.stream_checkpoint_interval_s,
             sync_s=settings.stream_sync_interval_s, poll_s=settings.stream_poll_interval_s,
-            idle_max_s=settings.stream_idle_max_s,
+            idle_max_s=settings.stream_idle_max_s, busy_window_s=settings.stream_busy_window_s,
             start_position=settings.stream_start_position,
             stall_after_s=settings.stream_stall_after_s)
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

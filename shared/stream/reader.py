@@ -2,9 +2,18 @@
 
 A :class:`ShardReader` runs as one task per shard the consumer holds
 (:mod:`shared.stream.consumer` owns leases and lifecycle; ``docs/stream.md`` has
-the protocol). It checkpoints a batch only after the processor returned for it,
-so a crash replays at most the records after the last checkpoint, and every
-checkpoint is fenced by the lease's owner and counter.
+the protocol). Every checkpoint is fenced by the lease's owner and counter.
+
+Checkpoints are coalesced, as the KCL lets an application do: a position becomes
+*processed* only after the processor returned for every record up to it (its effects
+are durable), and is written at most every ``checkpoint_interval_s`` (0: after every
+batch), by the lease renewal when one is due (one write does both), and always when
+the reader lets go: ``SHARD_END`` at the shard's end, the release or hand-off write on
+shutdown and steals. A checkpoint never passes an unprocessed record. After a crash
+(``kill -9``) the records processed since the last checkpoint, at most
+``checkpoint_interval_s`` of them, are delivered again to the successor: that is safe
+because the processor must be idempotent anyway (at-least-once; the stream starter
+starts deterministically named executions, so a replayed record starts nothing new).
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ class Owned:
     read_at: float = field(default_factory=time.monotonic)      # last successful read
     delivering: bool = False    # the processor has a batch (may wait on back-pressure)
     caught_up_at: float = field(default_factory=time.time)      # wall time we were current
+    processed: str | None = None    # delivered (processor returned), not yet checkpointed
+    written_at: float = field(default_factory=time.monotonic)   # last owner write of the lease
 
     def lag_s(self) -> float:
         """How far behind this shard's reader is; keeps growing when reads stop."""
@@ -113,7 +124,7 @@ class ShardReader:
         owned, shard, ctx, opts = self.owned, self.shard, self.ctx, self.ctx.options
         position, last = owned.lease.checkpoint, None
         iterator: str | None = None
-        idle, failures = opts.poll_s, 0
+        idle, failures, busy_until = opts.poll_s, 0, float("-inf")
         while not owned.stop.is_set() and position != SHARD_END:
             try:
                 if iterator is None:
@@ -150,15 +161,24 @@ class ShardReader:
                     owned.delivering = False
                     owned.read_at = time.monotonic()
                 last, idle = records[-1].sequence, opts.poll_s
+                busy_until = time.monotonic() + opts.busy_window_s
             if nxt is None:
                 await self._write(ctx.leases.finish)
+                owned.processed = None
                 ctx.on_shard_end()
                 log.info("stream.shard_end", table=ctx.table, shard=shard)
                 return "shard_end"
+            await self._checkpoint_if_due()
             iterator = nxt or None
-            if not records and await sleep_or_stop(owned.stop, idle):
+            if len(records) >= opts.batch_size:
+                continue        # a full batch: more is waiting, read on at once
+            # Caught up: wait before the next read. For busy_window_s after records the
+            # wait stays poll_s (low latency at low traffic: a record waits at most
+            # poll_s); after that it doubles up to idle_max_s (cheap when idle).
+            busy = time.monotonic() < busy_until
+            if await sleep_or_stop(owned.stop, opts.poll_s if busy else idle):
                 break
-            idle = opts.poll_s if records else min(opts.idle_max_s, idle * 2)
+            idle = opts.poll_s if busy else min(opts.idle_max_s, idle * 2)
         return "shutdown"
 
     async def _let_go(self, reason: str) -> str:
@@ -168,11 +188,14 @@ class ShardReader:
             return "shard_end"
         if owned.lost or reason == "lost":
             return "lost"
-        async with owned.lock:
+        async with owned.lock:   # the processed position goes in the same write
+            position, leases = owned.processed, self.ctx.leases
             if owned.hand_to:
-                await self.ctx.leases.hand_off(owned.lease, owned.hand_to)
+                if await leases.hand_off(owned.lease, owned.hand_to, position):
+                    owned.processed = None
                 return "handoff"
-            await self.ctx.leases.release(owned.lease)
+            if await leases.release(owned.lease, position):
+                owned.processed = None
         return reason
 
     async def _fetch(self, iterator: str) -> tuple[list[Record], str | None]:
@@ -218,16 +241,16 @@ class ShardReader:
                 break
             at = next((i for i, r in enumerate(pending) if r.sequence == failed), 0)
             if at:
-                await self._checkpoint(pending[at - 1].sequence)
+                await self._processed(pending[at - 1].sequence)
                 pending, attempt = pending[at:], 0
             attempt += 1
             if ctx.on_poison is not None and attempt >= ctx.options.max_attempts:
                 await self._poison(pending[0])
-                await self._checkpoint(pending[0].sequence)
+                await self._processed(pending[0].sequence)
                 pending, attempt = pending[1:], 0
             elif await self.backoff.sleep(owned.stop, attempt):
                 raise Stopped
-        await self._checkpoint(records[-1].sequence)
+        await self._processed(records[-1].sequence)
 
     async def _poison(self, record: Record) -> None:
         ctx, on_poison = self.ctx, self.ctx.on_poison
@@ -241,10 +264,16 @@ class ShardReader:
         await retry(lambda: on_poison(record), backoff=self.backoff, stop=self.owned.stop,
                     on_failure=failed)
 
-    async def _checkpoint(self, position: str) -> None:
-        async def write(lease: ShardLease) -> ShardLease:
-            return await self.ctx.leases.checkpoint(lease, position)
-        await self._write(write)
+    async def _processed(self, position: str) -> None:
+        """Every record up to ``position`` is processed: checkpoint it now or when due."""
+        self.owned.processed = position
+        await self._checkpoint_if_due()
+
+    async def _checkpoint_if_due(self) -> None:
+        owned = self.owned
+        if owned.processed is not None and (
+                time.monotonic() - owned.written_at >= self.ctx.options.checkpoint_interval_s):
+            await self._write(lambda lease: checkpoint_processed(self.ctx.leases, owned, lease))
 
     async def _write(self, write: Callable[[ShardLease], Awaitable[ShardLease]]) -> None:
         """An owner write, retried on transient errors; :class:`LeaseLost` is final.
@@ -256,7 +285,9 @@ class ShardReader:
 
         async def once() -> None:
             async with owned.lock:
-                owned.lease = await write(owned.lease)
+                lease = await write(owned.lease)
+                if lease is not owned.lease:
+                    owned.lease, owned.written_at = lease, time.monotonic()
 
         def failed(failures: int, exc: Exception) -> None:
             WORKER_ERRORS.labels(worker="stream").inc()
@@ -279,3 +310,19 @@ class ShardReader:
 
 
 _NEVER = asyncio.Event()
+
+
+async def checkpoint_processed(leases: ShardLeaseTable, owned: Owned,
+                               lease: ShardLease) -> ShardLease:
+    """Write ``owned.processed`` as the checkpoint (the caller holds ``owned.lock``).
+
+    Returns ``lease`` itself when nothing is pending (another write took it along).
+    The position is cleared only if no newer one was processed during the write.
+    """
+    position = owned.processed
+    if position is None:
+        return lease
+    written = await leases.checkpoint(lease, position)
+    if owned.processed == position:
+        owned.processed = None
+    return written

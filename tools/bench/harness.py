@@ -32,6 +32,7 @@ from tools.stack import bootstrap_stack
 from tools.webhook_receiver import Receiver
 
 SERVICES = ("enrichment", "notification", "sweeper")
+EMPTY_READS = "remitflow_aws_empty_reads_total"
 
 
 def epoch(value: Any) -> float:
@@ -62,6 +63,7 @@ class Snapshot:
     calls: dict[str, dict[str, float]]
     cpu_s: dict[str, float]
     emulator_cpu_s: float
+    empty: dict[str, dict[str, float]] = field(default_factory=dict)   # empty polls, by service
 
 
 @dataclass
@@ -135,10 +137,12 @@ class Stack:
         self.emulator.stop()
 
     def snapshot(self) -> Snapshot:
+        metrics = {n: s.metrics() for n, s in self.services.items()}
         return Snapshot(at=time.time(),
-                        calls={n: aws_calls(s.metrics()) for n, s in self.services.items()},
+                        calls={n: aws_calls(m) for n, m in metrics.items()},
                         cpu_s={n: s.cpu_s() for n, s in self.services.items()},
-                        emulator_cpu_s=self.emulator.cpu_s())
+                        emulator_cpu_s=self.emulator.cpu_s(),
+                        empty={n: aws_calls(m, EMPTY_READS) for n, m in metrics.items()})
 
     def sent_ok(self) -> float:
         return counter_sum(self.services["notification"].metrics(), "remitflow_tasks_total",
@@ -160,6 +164,7 @@ class Stack:
                 "aws_calls_per_s": {k: round(v / dt, 3)
                                     for k, v in sorted(diff_calls(first, second).items())},
                 "aws_calls_per_s_by_service": by_service,
+                "empty_reads_per_s": empty_rates(first, second),
                 "cpu_ms_per_s": {k: round((second.cpu_s[k] - first.cpu_s[k]) * 1000 / dt, 2)
                                  for k in second.cpu_s},
                 "emulator_cpu_ms_per_s": round(
@@ -288,14 +293,22 @@ class Stack:
                 "emulator_task_calls": {k: round(v / per, 2) for k, v in inner.items()}}
 
 
-def diff_calls(a: Snapshot, b: Snapshot) -> dict[str, float]:
+def diff_calls(a: Snapshot, b: Snapshot, *, empty: bool = False) -> dict[str, float]:
+    """Calls (or, with ``empty``, empty polls) between two snapshots, all services."""
     out: defaultdict[str, float] = defaultdict(float)
-    for service, calls in b.calls.items():
+    for service, calls in (b.empty if empty else b.calls).items():
+        before = (a.empty if empty else a.calls).get(service, {})
         for op, v in calls.items():
-            delta = v - a.calls.get(service, {}).get(op, 0.0)
+            delta = v - before.get(op, 0.0)
             if delta:
                 out[op] += delta
     return dict(out)
+
+
+def empty_rates(a: Snapshot, b: Snapshot) -> dict[str, float]:
+    """Empty polls per second between two snapshots, by ``service.Operation``."""
+    dt = max(1e-9, b.at - a.at)
+    return {k: round(v / dt, 3) for k, v in sorted(diff_calls(a, b, empty=True).items())}
 
 
 async def _scan(clients: AwsClients, table: str, ids: set[str]) -> dict[str, dict[str, Any]]:

@@ -124,11 +124,12 @@ def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], floa
     return out
 
 
-def aws_calls(samples: dict[str, dict[tuple[tuple[str, str], ...], float]]
-              ) -> dict[str, float]:
-    """``remitflow_aws_requests_total`` as ``{"service.Operation": count}``."""
+def aws_calls(samples: dict[str, dict[tuple[tuple[str, str], ...], float]],
+              name: str = "remitflow_aws_requests_total") -> dict[str, float]:
+    """``remitflow_aws_requests_total`` (or another ``{service,operation}`` counter, e.g.
+    ``remitflow_aws_empty_reads_total``) as ``{"service.Operation": count}``."""
     out: dict[str, float] = {}
-    for labels, value in samples.get("remitflow_aws_requests_total", {}).items():
+    for labels, value in samples.get(name, {}).items():
         d = dict(labels)
         out[f"{d['service']}.{d['operation']}"] = value
     return out

@@ -7,8 +7,9 @@ from collections import Counter
 from typing import Any
 
 from tools.bench.cost import bill, normalise
-from tools.bench.harness import RunResult, epoch, percentiles
+from tools.bench.harness import RunResult, empty_rates, epoch, percentiles
 
+POLLS = ("sqs.ReceiveMessage", "dynamodb-streams.GetRecords")   # may come back empty
 TARGETS = {"billable_requests": 14, "state_transitions": 4, "usd_per_million": 200.0,
            "p99_ms_at_2_per_s": 1000.0, "rss_mib": 150}
 
@@ -134,25 +135,49 @@ def per_remittance(run: RunResult, idle: dict[str, Any]) -> dict[str, Any]:
         net[service] = round(max(0.0, used - idle["cpu_ms_per_s"][service] * seconds) / n, 2)
     out["worker_cpu_ms_per_remittance_net_of_idle"] = net
     out["remittances_per_s_per_core"] = {k: round(1000 / v, 1) for k, v in net.items() if v}
-    calls = out["aws_calls_per_remittance"]
+    # Polls (ReceiveMessage, GetRecords) count per remittance only when they returned
+    # something: calls - empty reads, counted by the services (``shared/aws/clients.py``).
+    # Everything else that is time-proportional (leases, sweeps) is the idle rate's.
+    full = {svc: {op: (v - run.before.calls.get(svc, {}).get(op, 0.0)
+                       - run.after.empty.get(svc, {}).get(op, 0.0)
+                       + run.before.empty.get(svc, {}).get(op, 0.0)) / n
+                  for op, v in calls.items() if op in POLLS}
+            for svc, calls in run.after.calls.items()}
+    idle_calls: dict[str, dict[str, float]] = idle["aws_calls_per_s_by_service"]
+
+    def net_of_idle(svc: str, op: str, v: float) -> float:
+        if op in POLLS and svc in full:
+            return max(0.0, full[svc].get(op, 0.0))
+        return max(0.0, float(v) - idle_calls.get(svc, {}).get(op, 0.0) * seconds / n)
+
+    by_service_net = {svc: {op: net_of_idle(svc, op, v) for op, v in calls.items()}
+                      for svc, calls in out["aws_calls_per_remittance_by_service"].items()}
+    merged: Counter[str] = Counter()
+    for calls in by_service_net.values():
+        merged.update(calls)
     out["aws_calls_per_remittance_net_of_idle"] = {
-        k: round(max(0.0, v - idle["aws_calls_per_s"].get(k, 0.0) * seconds / n), 3)
-        for k, v in calls.items()}
+        k: round(merged[k], 3) for k in out["aws_calls_per_remittance"]}
+    out["aws_calls_per_remittance_net_of_idle_by_service"] = {
+        svc: {op: round(v, 3) for op, v in calls.items()}
+        for svc, calls in by_service_net.items()}
     out["attempts"] = run.notes.get("transitions", {}).get("attempts", {})
-    # The bill of the work the remittances caused: the services' calls net of what the
-    # idle window made in as much time (polls, leases, sweeps are billed per second).
-    idle_calls = idle["aws_calls_per_s_by_service"]
-    by_service_net = {
-        svc: {op: max(0.0, v - idle_calls.get(svc, {}).get(op, 0.0) * seconds / n)
-              for op, v in calls.items()}
-        for svc, calls in out["aws_calls_per_remittance_by_service"].items()}
+    # The bill of the work the remittances caused; polls that found nothing, lease
+    # renewals and sweeps are billed per day below (they cost money, per second).
     out["cost_usd_per_million_gross"] = out["cost_usd_per_million"]
     out["cost_usd_per_million"] = bill(
         by_service_net, out["workflow_calls_per_remittance"],
         out["state_transitions_per_remittance"], run.notes.get("item_kb", {}))
-    out["cost_usd_per_million"]["note"] = "services' calls net of idle; idle per second below"
+    out["cost_usd_per_million"]["note"] = (
+        "services' calls net of idle: polls counted only when they returned something; "
+        "empty polls and the idle rate of other time-proportional calls per day below")
     idle_bill = bill(idle_calls, {}, 0.0, run.notes.get("item_kb", {}), per_remittance=False)
     out["idle_usd_per_day"] = round(idle_bill["total"] * 86_400 / 1_000_000, 2)
+    out["empty_reads_per_s"] = empty_rates(run.before, run.after)
+    empty_by_service = {
+        svc: {op: (v - run.before.empty.get(svc, {}).get(op, 0.0)) / max(1e-9, seconds)
+              for op, v in ops.items()} for svc, ops in run.after.empty.items()}
+    empty_bill = bill(empty_by_service, {}, 0.0, {}, per_remittance=False)
+    out["empty_reads_usd_per_day"] = round(empty_bill["total"] * 86_400 / 1_000_000, 4)
     return out
 
 
@@ -245,8 +270,11 @@ def summary(r: dict[str, Any]) -> str:
             f"{k} {v:.1f}" for k, v in cpu.items()),
         "  idle            " + ", ".join(f"{k} {v:.1f}" for k, v in
                                           r["idle"]["cpu_ms_per_s"].items())
-        + f" CPU ms/s; {sum(r['idle']['aws_calls_per_s'].values()):.1f} AWS calls/s "
-        f"(${s.get('idle_usd_per_day', 0):.2f}/day)",
+        + f" CPU ms/s; {sum(r['idle']['aws_calls_per_s'].values()):.1f} AWS calls/s, of "
+        f"which {sum(r['idle'].get('empty_reads_per_s', {}).values()):.1f} empty polls "
+        f"(${s.get('idle_usd_per_day', 0):.2f}/day); at steady load "
+        f"{sum(s.get('empty_reads_per_s', {}).values()):.1f} empty polls/s "
+        f"(${s.get('empty_reads_usd_per_day', 0):.3f}/day)",
         "  peak RSS MiB    " + ", ".join(f"{k} {v:.0f}" for k, v in r["rss_mib"].items())
         + "  growth " + ", ".join(f"{k} {v:+.1f}" for k, v in r["rss_growth_mib"].items()),
         f"  cost            ${cost['total']:.2f} per million remittances ("
