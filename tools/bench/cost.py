@@ -33,7 +33,8 @@ from typing import Any
 
 PRICES_PATH = Path(__file__).with_name("prices.json")
 # Index events per remittance on the success path (see the module docstring).
-INDEX_EVENTS = {"enrichment": {"enter": 1, "move": 1, "change": 0, "leave": 1},
+# Enrichment enters two: running-index at creation, handoff-index when it completes.
+INDEX_EVENTS = {"enrichment": {"enter": 2, "move": 1, "change": 0, "leave": 1},
                 "notification": {"enter": 1, "move": 1, "change": 2, "leave": 1}}
 PROJECTION = "KEYS_ONLY"   # shared/pipeline/indexes.py PROJECTION
 _READS = {"BatchGetItem": 1.0, "Query": 0.5, "Scan": 1.0}
@@ -92,6 +93,8 @@ def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, flo
             svc, _, name = op.partition(".")
             if svc == "sqs":
                 sqs(n)
+            elif svc == "dynamodb" and name == "UpdateItem(lease)":
+                write(n, 1.0)   # a shard lease item, well under 1 KB
             elif svc == "dynamodb" and name in _WRITES:
                 write(n, kb)
             elif svc == "dynamodb" and name == "GetItem":
@@ -106,6 +109,7 @@ def bill(per_service: dict[str, dict[str, float]], workflow_calls: dict[str, flo
             elif svc == "sns" and name == "Publish":
                 units["sns_publishes"] += n
                 requests["sns"] += n
+                sqs(n)  # delivery into the notification-events queue
             elif svc == "ses" and name in ("SendEmail", "SendRawEmail"):
                 units["ses_emails"] += n
                 requests["ses"] += n
