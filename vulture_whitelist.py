@@ -37,3 +37,6 @@ do_HEAD
 do_PUT
 # logging.Logger attribute set to route library records through our handler (shared/logs.py)
 handlers
+# HandoffReport fields: serialised in the sweep report (POST /v1/sweep, asdict)
+window_start
+window_end
