@@ -13,11 +13,12 @@ from collections import Counter
 from typing import Any
 
 from services.enrichment.service import build as enrichment
+from services.sweeper.service import build_sweeper
 from shared.pipeline import indexes
 from shared.pipeline.bootstrap import JOB_INDEXES
 from shared.pipeline.jobs import Job, Status
 from tests.helpers import Env, eventually, job_in, message, running
-from tools.stack import builder
+from tools.stack import KINDS, builder
 
 sweeper_service = builder("sweeper")
 
@@ -142,7 +143,32 @@ def test_cost_model_counts_index_writes_by_projection() -> None:
     enrichment, notification = INDEX_EVENTS["enrichment"], INDEX_EVENTS["notification"]
     # ALL rewrites the ~1.7 KB item (2 WRU) on enter, move (delete + put), change, leave
     # (enrichment also enters handoff-index when it completes)
-    assert index_wru(enrichment, 1.73, "ALL") == 10 and index_wru(notification, 1.52, "ALL") == 12
+    assert index_wru(enrichment, 1.73, "ALL") == 8 and index_wru(notification, 1.52, "ALL") == 10
     # keys only: 1 WRU per entry write, nothing for a non-key change
-    assert index_wru(enrichment, 1.73, "KEYS_ONLY") == 5
-    assert index_wru(notification, 1.52, "KEYS_ONLY") == 4
+    assert index_wru(enrichment, 1.73, "KEYS_ONLY") == 3
+    assert index_wru(notification, 1.52, "KEYS_ONLY") == 2
+
+
+async def test_a_prompt_first_start_keeps_the_running_index_entry(env: Env) -> None:
+    """RECEIVED is already in running-index; a start within a minute keeps the entry's
+    key (no delete + put in the index), a late one (a job that waited) moves it."""
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
+    starter = sweeper.targets["remittances"].starter
+    store = env.store()
+    prompt = await store.create("REQ-KEEP-PROMPT", "{}", "x")
+    late = await store.create("REQ-KEEP-LATE", "{}", "x")
+    assert prompt is not None and late is not None
+    old = int(time.time()) - 600
+    await env.clients.dynamodb.update_item(
+        TableName=store.table, Key={"request_id": {"S": "REQ-KEEP-LATE"}},
+        UpdateExpression="SET running_since = :old",
+        ExpressionAttributeValues={":old": {"N": str(old)}})
+    late = await store.require("REQ-KEEP-LATE")
+    began = await starter.begin(prompt)
+    moved = await starter.begin(late)
+    assert began is not None and moved is not None
+    assert began.status is Status.RUNNING
+    assert began.raw["running_since"] == prompt.raw["running_since"]
+    assert began.raw["running_job"] == prompt.raw["running_job"]
+    assert int(moved.raw["running_since"]) >= int(time.time()) - 5
+

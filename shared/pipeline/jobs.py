@@ -72,6 +72,7 @@ INDEX_ATTRIBUTE: dict[Status, str] = {
 # only): the sweeper checks each one once after a grace period, by time window
 # (shared/operations/handoff.py; docs/architecture.md, "Hand-off check").
 HANDOFF_INDEX, HANDOFF_SHARD, HANDOFF_AT = "handoff-index", "handoff_job", "handoff_at"
+KEEP_IN_FLIGHT_S = 60.0   # see JobStore._in_flight_since
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -224,6 +225,8 @@ class JobStore:
         removes = set(remove)
         for status, attr in INDEX_ATTRIBUTE.items():
             state = {"running_job": "running", "retry_job": "retry", "failed_job": "failed"}[attr]
+            if status == to and self._in_flight_since(job, to, sort_value):
+                continue   # already in running-index since just now: no key rewrite
             if status == to:
                 sets[attr] = index_shard(job.request_id, self.shards)
                 sets[INDEX_SORT[state]] = sort_value if sort_value is not None else (
@@ -236,6 +239,20 @@ class JobStore:
             sets[HANDOFF_AT] = ts
         removes -= set(sets)
         return await self._update(job, sets, removes, history=history)
+
+    @staticmethod
+    def _in_flight_since(job: Job, to: Status, sort_value: Any) -> bool:
+        """A new job sits in ``running-index`` from its creation; its first start within
+        :data:`KEEP_IN_FLIGHT_S` keeps that entry. Rewriting ``running_since`` would
+        move the index key: a delete and a put in the index for no decision anyone
+        makes (the sweep's checks measure from it, and a minute earlier is harmless)."""
+        if to is not Status.RUNNING or job.status is not Status.RECEIVED:
+            return False
+        since = job.raw.get("running_since")
+        if not job.raw.get("running_job") or since is None:
+            return False
+        now = float(sort_value) if sort_value is not None else time.time()
+        return 0 <= now - float(since) <= KEEP_IN_FLIGHT_S
 
     async def update(self, job: Job, set_: dict[str, Any], remove: tuple[str, ...] = (),
                      *, history: str | None = None) -> Job:

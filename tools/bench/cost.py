@@ -34,8 +34,10 @@ from typing import Any
 PRICES_PATH = Path(__file__).with_name("prices.json")
 # Index events per remittance on the success path (see the module docstring).
 # Enrichment enters two: running-index at creation, handoff-index when it completes.
-INDEX_EVENTS = {"enrichment": {"enter": 2, "move": 1, "change": 0, "leave": 1},
-                "notification": {"enter": 1, "move": 1, "change": 2, "leave": 1}}
+# The first start keeps the creation's running_since (JobStore._in_flight_since): no
+# key move on the success path.
+INDEX_EVENTS = {"enrichment": {"enter": 2, "move": 0, "change": 1, "leave": 1},
+                "notification": {"enter": 1, "move": 0, "change": 3, "leave": 1}}
 PROJECTION = "KEYS_ONLY"   # shared/pipeline/indexes.py PROJECTION
 _READS = {"BatchGetItem": 1.0, "Query": 0.5, "Scan": 1.0}
 _WRITES = {"PutItem", "UpdateItem", "DeleteItem"}
