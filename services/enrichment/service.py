@@ -11,7 +11,7 @@ import functools
 from services.enrichment.bankfiles.worker import FileIntake, FileOptions
 from services.enrichment.handler import handle_task, parse_partner_message
 from services.enrichment.kind import ENRICHMENT, partner_files
-from shared.aws.clients import AwsClients, QueueUrls
+from shared.aws.clients import AwsClients, QueueUrls, string_attributes
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
 from shared.files.progress import FileProgress
@@ -53,8 +53,8 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         # One span per publish; its context rides to the notification intake.
         with span("publish", kind=SpanKind.PRODUCER, messaging__destination__name=topic):
             attrs = {**attributes, TRACEPARENT: traceparent()}
-            await clients.sns.publish(TopicArn=topic, Message=advice_json, MessageAttributes={
-                k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()})
+            await clients.sns.publish(TopicArn=topic, Message=advice_json,
+                                      MessageAttributes=string_attributes(attrs))
 
     handler = functools.partial(handle_task, directory=directory, publish=publish,
                                 extra_fields=settings.advice_extras_allowed)

@@ -13,6 +13,7 @@ per remittance). With tracing on, every call inside a span is a child span
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
@@ -54,6 +55,11 @@ def _count_empty_read(event_name: str, http_response: Any = None, parsed: Any = 
     if (key and http_response is not None and http_response.status_code < 300
             and isinstance(parsed, dict) and not parsed.get(key)):
         AWS_EMPTY_READS.labels(service=service, operation=operation).inc()
+
+
+def string_attributes(values: Mapping[str, str]) -> dict[str, Any]:
+    """SNS/SQS ``MessageAttributes`` for plain string values."""
+    return {k: {"DataType": "String", "StringValue": v} for k, v in values.items()}
 
 
 def error_code(exc: BaseException) -> str:

@@ -34,27 +34,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from shared.aws.clients import error_code
+from shared.aws.clients import error_code, string_attributes
 from shared.logs import get_logger
 from shared.metrics import HANDOFF_CHECKED, HANDOFF_CHECKED_UNTIL, HANDOFF_REPAIRS
-from shared.pipeline.jobs import HANDOFF_AT, HANDOFF_INDEX, HANDOFF_SHARD, Status
+from shared.pipeline.indexes import BATCH_GET_MAX, batch_get
+from shared.pipeline.jobs import HANDOFF_AT, HANDOFF_INDEX, HANDOFF_SHARD, Status, iso_at
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_sns import SNSClient
 
 log = get_logger(__name__)
-BATCH = 100   # BatchGetItem's limit
 BEGINNING = "1970-01-01T00:00:00.000Z"   # before the first check (key values cannot be "")
-
-
-def iso(unix_s: float) -> str:
-    """Unix seconds as the ISO form the success writes use (UTC, milliseconds, ``Z``)."""
-    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 @dataclass
@@ -136,7 +129,7 @@ class HandoffCheck:
                     ) -> HandoffReport:
         """Check every job that succeeded after the last window and before now - grace."""
         end_unix = (time.time() if now is None else now) - self.grace_s
-        start, end = await self.checked_until(), iso(end_unix)
+        start, end = await self.checked_until(), iso_at(end_unix)
         report = HandoffReport(table=self.table, window_start=start, window_end=end)
         if end <= start:
             return report
@@ -174,9 +167,12 @@ class HandoffCheck:
         return ids, resp.get("LastEvaluatedKey")
 
     async def _check_ids(self, ids: list[str], report: HandoffReport) -> None:
-        for i in range(0, len(ids), BATCH):
-            chunk = ids[i:i + BATCH]
-            present = await asyncio.gather(*(self._present(t, chunk) for t in self.subscribers))
+        for i in range(0, len(ids), BATCH_GET_MAX):
+            chunk = ids[i:i + BATCH_GET_MAX]
+            # keys only, eventually consistent: a job downstream is ≥ the grace period old
+            present = await asyncio.gather(*(
+                batch_get(self.dynamodb, t, chunk, consistent=False, projection="request_id")
+                for t in self.subscribers))
             report.checked += len(chunk)
             HANDOFF_CHECKED.labels(table=self.table).inc(len(chunk))
             for request_id in chunk:
@@ -184,21 +180,6 @@ class HandoffCheck:
                            if request_id not in found]
                 if missing:
                     await self._repair(request_id, missing, report)
-
-    async def _present(self, table: str, ids: list[str]) -> set[str]:
-        """Which of ``ids`` have a job in ``table`` (keys only, retried while unprocessed)."""
-        found: set[str] = set()
-        request: dict[str, Any] = {table: {
-            "Keys": [{"request_id": {"S": i}} for i in ids],
-            "ProjectionExpression": "request_id"}}
-        for attempt in range(10):
-            resp = await self.dynamodb.batch_get_item(RequestItems=request)
-            found.update(item["request_id"]["S"] for item in resp["Responses"].get(table, []))
-            request = dict(resp.get("UnprocessedKeys") or {})
-            if not request:
-                return found
-            await asyncio.sleep(min(0.05 * 2 ** attempt, 2.0))
-        raise RuntimeError(f"{table}: BatchGetItem left keys unprocessed after 10 tries")
 
     async def _repair(self, request_id: str, missing: list[str],
                       report: HandoffReport) -> None:
@@ -218,9 +199,8 @@ class HandoffCheck:
                       missing_in=missing, repairs=repairs,
                       hint="the subscriber refused it: read its intake's dead-letter queue")
             return
-        attributes = self.attributes(message)
-        await self.sns.publish(TopicArn=self.topic_arn, Message=message, MessageAttributes={
-            k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()})
+        await self.sns.publish(TopicArn=self.topic_arn, Message=message,
+                               MessageAttributes=string_attributes(self.attributes(message)))
         # Check it again after another grace period (unless another check got here first).
         try:
             await self.dynamodb.update_item(
@@ -228,7 +208,7 @@ class HandoffCheck:
                 UpdateExpression="SET #at = :now, handoff_repairs = :n",
                 ConditionExpression="#at = :seen",
                 ExpressionAttributeNames={"#at": HANDOFF_AT},
-                ExpressionAttributeValues={":now": {"S": iso(time.time())},
+                ExpressionAttributeValues={":now": {"S": iso_at(time.time())},
                                            ":n": {"N": str(repairs + 1)},
                                            ":seen": {"S": seen}})
         except Exception as exc:

@@ -23,7 +23,6 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -38,6 +37,7 @@ from shared.pipeline.jobs import (
     JobStore,
     VersionConflict,
     execution_name,
+    iso_at,
 )
 from shared.redact import mask_text
 
@@ -135,8 +135,7 @@ def _cutoff(state: str, older_than_s: float | None, now: float) -> Any:
         return None
     at = now - older_than_s
     if state == "failed" or state == "rejected":
-        return (datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"))
+        return iso_at(at)
     return int(at)
 
 

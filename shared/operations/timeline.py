@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.aws.clients import error_code
 from shared.operations.sweep import SweepTarget
-from shared.pipeline.jobs import Job, execution_name
+from shared.pipeline.jobs import Job, execution_name, iso_at
 from shared.redact import mask, mask_text
 
 MAX_EXECUTIONS = 20
@@ -95,8 +95,7 @@ def split_history(entries: Any) -> list[tuple[str, str]]:
 def _iso(value: Any) -> str | None:
     """An SDK datetime in the jobs' own format (``…T12:00:00.123Z``), so times sort together."""
     if isinstance(value, datetime):
-        return (value.astimezone(UTC).isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z"))
+        return iso_at(value.timestamp())
     return str(value) if value else None
 
 

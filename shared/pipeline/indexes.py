@@ -60,19 +60,22 @@ def key_query(table: str, state: str, shard: int, due_before: Any) -> dict[str, 
 
 
 async def batch_get(dynamodb: DynamoDBClient, table: str, request_ids: list[str], *,
-                    consistent: bool = True) -> dict[str, dict[str, Any]]:
+                    consistent: bool = True, projection: str | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """The items of ``request_ids`` (absent ones left out), by request id.
 
     Strongly consistent by default: the sweeper decides on what it reads (and its
     writes are conditioned on the version it read). Unprocessed keys are asked for
     again with a short backoff, up to a bound, then :class:`IndexReadIncomplete`.
+    ``projection`` (a ``ProjectionExpression``) reads only those attributes.
     """
     out: dict[str, dict[str, Any]] = {}
     unique = list(dict.fromkeys(request_ids))
     for start in range(0, len(unique), BATCH_GET_MAX):
         request: dict[str, Any] = {table: {
             "Keys": [{"request_id": {"S": rid}} for rid in unique[start:start + BATCH_GET_MAX]],
-            "ConsistentRead": consistent}}
+            "ConsistentRead": consistent,
+            **({"ProjectionExpression": projection} if projection else {})}}
         rounds = 0
         while request:
             resp = await dynamodb.batch_get_item(RequestItems=request)

@@ -88,8 +88,15 @@ class JobNotFound(KeyError):
     pass
 
 
+def iso_at(unix_s: float) -> str:
+    """Unix seconds in the jobs' time format (UTC, milliseconds, ``Z``): strings that sort
+    as the times do."""
+    return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_at(time.time())
 
 
 def execution_name(request_id: str, attempt: int) -> str:
