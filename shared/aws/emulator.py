@@ -2,7 +2,8 @@
 
 Moto runs state machines only after ``POST /moto-api/config`` switches execution on,
 and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
-are set here before anything else talks to it.
+are set here before anything else talks to it. Its Step Functions interpreter gets
+caches first (``emulator_sfn``; docs/emulator.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import urllib.request
 from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+from shared.aws import emulator_sfn
 
 
 def configure(endpoint: str) -> None:
@@ -56,6 +59,8 @@ class Emulator:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
+            emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)

@@ -290,6 +290,15 @@ def summary(r: dict[str, Any]) -> str:
             f"billable requests, {b['worker_cpu_ms_per_remittance']['total']:.1f} ms CPU, "
             f"${bc['total']:.2f}/M  -> baseline/batched: requests "
             f"x{x['requests']:.2f}, CPU x{x['cpu']:.2f}, cost x{x['cost']:.2f}")
+    if "emulator_sfn_cache" in r:
+        e = r["emulator_sfn_cache"]
+        lines.append(
+            f"  emulator        Step Functions caches off -> on: "
+            f"{e['off']['emulator_cpu_ms_per_remittance_flat']:.0f} -> "
+            f"{e['on']['emulator_cpu_ms_per_remittance_flat']:.0f} ms CPU per remittance "
+            f"(x{e['cpu_ratio_off_to_on']:.2f}); limit {e['off']['emulator_limit_rps']:.2f} -> "
+            f"{e['on']['emulator_limit_rps']:.2f}/s; utilisation "
+            f"{e['off']['utilisation']:.2f} -> {e['on']['utilisation']:.2f}")
     met = [f"{k} {'ok' if v['met'] else 'MISSED'} ({v['value']} {v['target']})"
            for k, v in r["targets"].items()]
     lines.append("  targets         " + "\n                  ".join(met))

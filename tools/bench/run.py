@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import os
+import statistics
 import sys
 import time
 from importlib.metadata import version
@@ -104,6 +105,23 @@ async def baseline(args: argparse.Namespace) -> dict[str, Any]:
         stack.stop()
 
 
+def emulator_ab(args: argparse.Namespace, cached: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same batched run on moto as shipped (caches off), beside the cached runs."""
+    print("bench: once more with the emulator's Step Functions caches off", flush=True)
+    os.environ["REMITFLOW_EMULATOR_SFN_CACHE"] = "off"
+    try:
+        plain = asyncio.run(batched(args))
+    finally:
+        os.environ.pop("REMITFLOW_EMULATOR_SFN_CACHE", None)
+    keys = ("emulator_cpu_ms_per_remittance_flat", "emulator_limit_rps", "pipeline_rps",
+            "utilisation")
+    on = {k: statistics.median(float(r[k]) for r in cached) for k in keys}
+    off = {k: float(plain[k]) for k in keys}
+    return {"off": off, "on": on,
+            "cpu_ratio_off_to_on": round(off[keys[0]] / max(1e-9, on[keys[0]]), 2),
+            "limit_ratio_on_to_off": round(on[keys[1]] / max(1e-9, off[keys[1]]), 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
     p.add_argument("--count", type=int, default=1000, help="remittances, batched design")
@@ -128,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=900.0)
     p.add_argument("--log-level", default="INFO", help="services' REMITFLOW_LOG_LEVEL")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--emulator-ab", action="store_true",
+                   help="also run once with the emulator's Step Functions caches off "
+                        "(shared/aws/emulator_sfn.py) and print both, same run")
     args = p.parse_args(argv)
     if args.controlled is None:
         args.controlled = max(30, args.count // 10)
@@ -146,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(one)
     result = runs[-1]
     result["repetitions"] = spread(runs)
+    if args.emulator_ab:
+        result["emulator_sfn_cache"] = emulator_ab(args, runs)
     result["command"] = " ".join(["python -m tools.bench.run", *(argv or sys.argv[1:])])
     if args.baseline_count > 0:
         base = asyncio.run(baseline(args))

@@ -1,0 +1,139 @@
+"""Step Functions in the embedded emulator without re-doing work on every state.
+
+moto's workflow interpreter (a port of LocalStack's) repeats three costly steps:
+
+- it parses the whole definition with antlr4 when a state machine is created or
+  updated and again for **every execution** (``ExecutionWorker._get_evaluation_entrypoint``);
+- it builds a new JSONPath parser (``jsonpath_ng.ext.parse``, and ``jsonpath_ng.parse``
+  for a ``ResultPath``: a PLY ``yacc`` table read each) for **every path it
+  evaluates**, i.e. several times per state;
+- it creates a new boto3 client for **every service task** (``boto_client_for``).
+
+The parsed program keeps no run-time state (every retry counter, variable and
+result lives in the execution's ``Environment``), a JSONPath expression is pure,
+and a boto3 client is thread-safe, so each is built once per distinct input and
+reused. A definition is keyed by its full text: an updated state machine (a new
+version) is parsed again, an unchanged one never.
+
+This patches moto's internals, so it is tied to the moto version pinned in
+``constraints.txt``: :func:`install` refuses to start (``EmulatorPatchError``) when
+moto is another version or when an attribute it replaces is missing, rather than run
+silently unpatched or half-patched. The finding is written up for moto's tracker in
+``docs/emulator.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import threading
+from typing import Any
+
+#: The moto release whose internals this module was written against.
+VERIFIED_MOTO = "5.2.5"
+
+_PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
+_JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
+_RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
+_BOTO = "moto.stepfunctions.parser.asl.utils.boto_client"
+#: Service integrations our workflows use (docs/architecture.md "Data flow"); each
+#: imported ``boto_client_for`` by name, so each module's reference is replaced.
+_TASK_SERVICES = tuple(
+    f"moto.stepfunctions.parser.asl.component.state.exec.state_task.service.{m}"
+    for m in ("state_task_service_sqs", "state_task_service_sns",
+              "state_task_service_dynamodb"))
+
+_installed = False
+_lock = threading.Lock()
+
+
+class EmulatorPatchError(RuntimeError):
+    """moto is not the version (or no longer has the internals) these caches rely on."""
+
+
+def _require(module: Any, name: str) -> Any:
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise EmulatorPatchError(
+            f"moto {_moto_version()} has no {module.__name__}.{name}: the emulator's "
+            "Step Functions caches (shared/aws/emulator_sfn.py) need updating for this "
+            "moto; see docs/emulator.md") from None
+
+
+def _moto_version() -> str:
+    import moto
+
+    return str(moto.__version__)
+
+
+def check_version(version: str | None = None) -> None:
+    """Refuse any moto but the verified one (``constraints.txt`` pins it)."""
+    found = version or _moto_version()
+    if found != VERIFIED_MOTO:
+        raise EmulatorPatchError(
+            f"moto {found} is installed, but the emulator's Step Functions caches "
+            f"(shared/aws/emulator_sfn.py) were verified against moto {VERIFIED_MOTO}. "
+            "Re-check the patched internals (docs/emulator.md) and update VERIFIED_MOTO, "
+            "or install the pinned version: pip install -c constraints.txt -e '.[dev]'")
+
+
+def install() -> None:
+    """Put the caches in place (idempotent); raise ``EmulatorPatchError`` if moto moved."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        check_version()
+        parser_mod = importlib.import_module(_PARSER)
+        json_path = importlib.import_module(_JSON_PATH)
+        result_path = importlib.import_module(_RESULT_PATH)
+        boto_mod = importlib.import_module(_BOTO)
+        services = [importlib.import_module(m) for m in _TASK_SERVICES]
+
+        asl = _require(parser_mod, "AmazonStateLanguageParser")
+        original_parse = _require(asl, "parse")
+        _require(json_path, "extract_json")
+        original_path_parse = _require(json_path, "parse")
+        original_result_parse = _require(result_path, "parse")
+        original_client = _require(boto_mod, "boto_client_for")
+        for module in services:
+            if _require(module, "boto_client_for") is not original_client:
+                raise EmulatorPatchError(f"{module.__name__}.boto_client_for is not moto's")
+
+        asl.parse = staticmethod(functools.lru_cache(maxsize=64)(original_parse))
+        json_path.parse = functools.lru_cache(maxsize=4096)(original_path_parse)  # type: ignore[attr-defined]
+        result_path.parse = functools.lru_cache(maxsize=1024)(original_result_parse)  # type: ignore[attr-defined]
+        cached_client = _client_cache(original_client)
+        for name, module in list(sys.modules.items()):
+            if name.startswith("moto.stepfunctions.") and \
+                    getattr(module, "boto_client_for", None) is original_client:
+                module.boto_client_for = cached_client  # type: ignore[attr-defined]
+        _installed = True
+
+
+def _client_cache(original: Any) -> Any:
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    clients: dict[tuple[str, str, bool, str], Any] = {}
+    lock = threading.Lock()
+
+    @functools.wraps(original)
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        # moto's own function ignores state_credentials too; the key is what it reads.
+        key = (region, service, bool(botocore_stubber.enabled), str(moto_server_port()))
+        with lock:
+            client = clients.get(key)
+            if client is None:
+                client = clients[key] = original(region, service, state_credentials)
+            return client
+
+    return boto_client_for
+
+
+def parse_cache_info() -> Any:
+    """``functools`` cache statistics of the definition parser (tests, docs/emulator.md)."""
+    asl = importlib.import_module(_PARSER).AmazonStateLanguageParser
+    return asl.parse.cache_info()

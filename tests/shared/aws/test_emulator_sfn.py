@@ -1,0 +1,82 @@
+"""The emulator's Step Functions caches: parsed once per definition, re-parsed on change.
+
+docs/emulator.md has the finding; ``shared/aws/emulator_sfn.py`` the caches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from shared.aws import emulator_sfn
+from tests.helpers import Env
+
+
+def _pass_machine(value: str) -> str:
+    return json.dumps({"StartAt": "Say", "States": {
+        "Say": {"Type": "Pass", "Parameters": {"said": value, "echo.$": "$.word"},
+                "ResultPath": "$.out", "End": True}}})
+
+
+async def _run(env: Env, arn: str, word: str) -> dict[str, Any]:
+    sfn = env.clients.sfn
+    started = await sfn.start_execution(stateMachineArn=arn, name=uuid.uuid4().hex,
+                                        input=json.dumps({"word": word}))
+    for _ in range(200):
+        described = await sfn.describe_execution(executionArn=started["executionArn"])
+        if described["status"] != "RUNNING":
+            assert described["status"] == "SUCCEEDED", described
+            return dict(json.loads(described["output"])["out"])
+        await asyncio.sleep(0.05)
+    raise AssertionError("execution still running")
+
+
+@pytest.mark.e2e
+async def test_an_updated_definition_is_parsed_again(env: Env) -> None:
+    """Over the emulator's HTTP API: a new definition takes effect at once, the old one
+    is never served from the cache, and an unchanged one keeps working."""
+    sfn = env.clients.sfn
+    role = f"arn:aws:iam::123456789012:role/{env.names.prefix}-cache-test"
+    created = await sfn.create_state_machine(
+        name=f"{env.names.prefix}-cache-{uuid.uuid4().hex[:6]}", roleArn=role,
+        definition=_pass_machine("first"), type="STANDARD")
+    arn = created["stateMachineArn"]
+
+    assert await _run(env, arn, "a") == {"said": "first", "echo": "a"}
+    assert await _run(env, arn, "b") == {"said": "first", "echo": "b"}
+    await sfn.update_state_machine(stateMachineArn=arn, definition=_pass_machine("second"))
+    assert await _run(env, arn, "c") == {"said": "second", "echo": "c"}
+    assert await _run(env, arn, "d") == {"said": "second", "echo": "d"}
+
+
+@pytest.mark.unit
+def test_a_definition_is_parsed_once_per_text() -> None:
+    emulator_sfn.install()
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    one, two = _pass_machine(uuid.uuid4().hex), _pass_machine(uuid.uuid4().hex)
+    before = emulator_sfn.parse_cache_info()
+    first = AmazonStateLanguageParser.parse(one)
+    assert AmazonStateLanguageParser.parse(one) is first
+    AmazonStateLanguageParser.parse(two)
+    after = emulator_sfn.parse_cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (2, 1)
+
+
+@pytest.mark.unit
+def test_another_moto_fails_loudly_at_start() -> None:
+    with pytest.raises(emulator_sfn.EmulatorPatchError, match="verified against moto 5"):
+        emulator_sfn.check_version("5.3.0")
+    emulator_sfn.check_version(emulator_sfn.VERIFIED_MOTO)
+
+
+@pytest.mark.unit
+def test_a_missing_internal_fails_loudly() -> None:
+    import types
+
+    with pytest.raises(emulator_sfn.EmulatorPatchError, match=r"no gone\.parse"):
+        emulator_sfn._require(types.ModuleType("gone"), "parse")
