@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint fmt lock soak clean
+.PHONY: help venv run test test-fast lint fmt lock soak clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,8 +21,14 @@ venv: $(STAMP) ## create .venv and install the project (editable, dev extras)
 run: venv ## emulator + bootstrap + three services + demo traffic (Ctrl-C stops)
 	$(VENV)/bin/remitflow dev
 
+# One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;
+# a test past the per-test budget fails the run (tests/layers.py, docs/testing.md).
+PYTEST_WORKERS ?= 2
 test: venv ## the whole suite against the embedded emulator (no network, no Docker)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
+
+test-fast: venv ## the unit layer only, for the inner loop (no emulator, under a minute)
+	$(PY) -m pytest -q -m unit -n $(PYTEST_WORKERS) --durations=10
 
 lint: venv ## ruff, mypy --strict, import contracts (docs/architecture.md), dead code
 	$(VENV)/bin/ruff check .

@@ -28,7 +28,7 @@ format
 # read by the console's Jinja2 templates (services/sweeper/console/templates/)
 heartbeat_at
 oldest_age_s
-# selenium ChromeOptions attribute (tests/test_console_browser.py)
+# selenium ChromeOptions attribute (tests/browser/test_console_browser.py)
 binary_location
 # http.server hooks of the SES fault proxy (tests/faultproxy_ses.py)
 protocol_version

@@ -2,7 +2,7 @@
 CloudFormation, completing by hand only what moto's CloudFormation cannot create.
 
 What moto's CloudFormation does not do, listed so nothing is assumed silently
-(``tests/test_cdk_stack.py`` asserts the list is exact):
+(``tests/deploy/test_cdk_stack.py`` asserts the list is exact):
 
 - ``AWS::SNS::Subscription``, ``AWS::SQS::QueuePolicy``, ``AWS::SES::EmailIdentity``:
   not supported (a warning, then the stack completes without them). Created here

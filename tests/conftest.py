@@ -1,28 +1,73 @@
-"""Shared fixtures: one emulator process per session, a fresh prefix (own resources) per test.
+"""Shared fixtures: one emulator and one bootstrapped stack per test process.
 
 The emulator is moto server in its own process on a free loopback port, spoken to
-over real HTTP; nothing in the AWS APIs is mocked.
+over real HTTP; nothing in the AWS APIs is mocked. With ``pytest -n 2`` (``make
+test``) each xdist worker has its own emulator and its own stack.
+
+``env`` is that session's stack (built once, reference data loaded once): tests
+isolate themselves by key (their own request ids, payees and partners). A test that
+needs resources no other test touches (it breaks them, counts everything on a queue,
+or runs a worker that must see only its own messages) asks for them in one line:
+``@pytest.mark.own_stack("why")``, and its ``env`` is then freshly bootstrapped
+under its own prefix (one stack is always being built ahead, while tests run).
+Layers and budgets: ``tests/layers.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
 from shared.pipeline.bootstrap import load_reference_data
+from shared.settings import Settings
 from tests.helpers import Env, free_port, test_settings
+from tests.layers import budget_report, mark_layers, over_budget, record
 from tools.demo import reference_data
 from tools.stack import bootstrap_stack
 
 SESSION_API_TOKEN = "session-" + secrets.token_urlsafe(24)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in ("unit: no emulator, no processes (make test-fast)",
+                 "e2e: against the embedded emulator and/or real service processes",
+                 "browser: headless Chromium against the console",
+                 "deploy: chart, CDK, IAM and container checks",
+                 "slow: allowed past the per-test budget (tests/layers.py SLOW)",
+                 "own_stack(reason): this test's env is a fresh stack of its own"):
+        config.addinivalue_line("markers", line)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_layers(items)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            exitstatus: int, config: pytest.Config) -> None:
+    problems = budget_report()
+    if problems:
+        terminalreporter.section("per-test budget exceeded", red=True)
+        for line in problems:
+            terminalreporter.write_line(line)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    record(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if over_budget() and session.exitstatus == 0:
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +90,61 @@ def emulator() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-@pytest.fixture
-async def env(emulator: str) -> AsyncIterator[Env]:
-    """Freshly bootstrapped resources under a unique prefix, with the demo reference data."""
-    prefix = "t" + uuid.uuid4().hex[:10]
+async def _bootstrapped(prefix: str) -> Settings:
     settings = test_settings(prefix)
     async with AwsClients(settings) as clients:
         await bootstrap_stack(settings, clients)
         await load_reference_data(clients, settings, reference_data())
+    return settings
+
+
+class StackPool:
+    """Fresh stacks for ``own_stack`` tests, bootstrapped one ahead on a thread of its
+    own while the current test runs (most of a test is waiting on the emulator)."""
+
+    def __init__(self) -> None:
+        self._threads = ThreadPoolExecutor(1, thread_name_prefix="stack-pool")
+        self._next: Future[Settings] | None = None
+
+    def _build(self) -> Future[Settings]:
+        return self._threads.submit(asyncio.run, _bootstrapped("t" + uuid.uuid4().hex[:10]))
+
+    def take(self) -> Settings:
+        ready = self._next or self._build()
+        self._next = self._build()
+        return ready.result()
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def stack_pool(emulator: str) -> Iterator[StackPool]:
+    pool = StackPool()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="session")
+def session_prefix(emulator: str) -> str:
+    """The shared stack's prefix; built on first use (a unit-only run builds nothing)."""
+    prefix = "s" + uuid.uuid4().hex[:10]
+    # First asked for from inside a test's event loop: build it on a loop of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _bootstrapped(prefix)).result()
+    return prefix
+
+
+@pytest.fixture
+async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
+    """The session's stack, or a fresh one of its own for an ``own_stack`` test."""
+    own = request.node.get_closest_marker("own_stack")
+    if own is not None:
+        assert own.args and str(own.args[0]).strip(), "own_stack needs a one-line reason"
+        settings = request.getfixturevalue("stack_pool").take()
+    else:
+        settings = test_settings(request.getfixturevalue("session_prefix"))
+    async with AwsClients(settings) as clients:
         yield Env(settings=settings, clients=clients, endpoint=emulator)

@@ -1,7 +1,7 @@
 """Which AWS operations each service performs, on which resources: the one source of truth.
 
 The CDK roles (``deploy/cdk``) and the checked-in policies (``deploy/iam/<service>.json``)
-are both rendered from :data:`GRANTS`; ``tests/test_iam_operations.py`` runs the
+are both rendered from :data:`GRANTS`; ``tests/deploy/test_iam_operations.py`` runs the
 pipeline and checks every ``remitflow_aws_requests_total`` label a service reports
 against what its policy allows, so a call added to the code without a grant fails
 a test here instead of ``AccessDenied`` on AWS (emulators do not enforce IAM).

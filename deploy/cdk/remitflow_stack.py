@@ -6,7 +6,7 @@ Names come from ``tools/stack.py`` (``KINDS``, ``TABLES``, ``StackNames``) and
 ``load_definition`` (queue URLs, topic ARN and table names as CloudFormation tokens,
 timeouts from ``Settings``); the IAM policies from ``tools/iam.py``. So the stack
 cannot drift from what ``remitflow bootstrap`` creates for local runs, and
-``tests/test_cdk_stack.py`` checks both.
+``tests/deploy/test_cdk_stack.py`` checks both.
 
 Beyond bootstrap: point-in-time recovery, deletion protection and retention on
 tables, optional customer-managed KMS key, tags, SQS-managed encryption on queues,

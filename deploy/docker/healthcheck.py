@@ -9,7 +9,7 @@ import sys
 import urllib.request
 
 # Standard library only (it runs every few seconds): a copy of tools/stack.py's PORTS,
-# held equal to it by tests/test_deploy_defects.py.
+# held equal to it by tests/deploy/test_deploy_defects.py.
 DEFAULT_PORTS = {"enrichment": 8081, "notification": 8082, "sweeper": 8083}
 
 

@@ -165,7 +165,7 @@ async def handle_task(task: Task, *, directory: PayeeDirectory,
     workflow has no Publish state). A failed publish fails the attempt (transient, so
     retried); a publish whose attempt then fails or is re-run is published again by the
     next attempt, which the notification intake absorbs: one job per ``request_id``
-    (``tests/test_notification.py::test_duplicate_advice_sends_one_email``).
+    (``tests/services/notification/test_notification.py::test_duplicate_advice_sends_one_email``).
     """
     payload = task.payload   # from the task message when the starter inlined it
     message = PartnerNotification.model_validate_json(payload)

@@ -1,7 +1,7 @@
 """An in-memory, multi-shard stream behind :class:`~shared.stream.source.StreamSource`.
 
 Shipped as the test fake of the stream source (like Temporal ships its testing
-environment); the conformance suite in ``tests/test_stream_sources.py`` runs the
+environment); the conformance suite in ``tests/shared/stream/test_stream_sources.py`` runs the
 same cases against it and against DynamoDB Streams on the emulator.
 
 The emulator's stream has one shard that never splits; this one has as many as a

@@ -13,7 +13,7 @@ import time
 
 from services.enrichment.bankfiles import Transaction, read_bank_file
 from services.enrichment.bankfiles.formats import CAMT_054_001_08, schema_for
-from tests.bankfiles.gen import chunks
+from tests.services.enrichment.bankfiles.gen import chunks
 
 
 def main(count: int) -> None:

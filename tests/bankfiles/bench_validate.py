@@ -12,7 +12,7 @@ import time
 
 from services.enrichment.bankfiles import formats, read_bank_file, reader, safexml
 from services.enrichment.bankfiles.formats import CAMT_054_001_08
-from tests.bankfiles.gen import document
+from tests.services.enrichment.bankfiles.gen import document
 
 
 def main(count: int) -> None:

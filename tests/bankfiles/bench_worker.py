@@ -24,7 +24,7 @@ from shared.aws.emulator import wait_until_up
 from shared.files.drop import ObjectRef
 from shared.files.progress import FileProgress
 from shared.settings import Settings
-from tests.bankfiles.gen import chunks
+from tests.services.enrichment.bankfiles.gen import chunks
 from tools.stack import StackNames as Names
 from tools.stack import bootstrap_stack, file_drops
 

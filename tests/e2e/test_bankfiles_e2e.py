@@ -31,8 +31,8 @@ from shared.metrics import FILES
 from shared.pipeline.assemble import job_store
 from shared.runtime import ServiceParts
 from shared.settings import Settings
-from tests.bankfiles.gen import document
 from tests.helpers import Env, eventually, free_port, job_in, running
+from tests.services.enrichment.bankfiles.gen import document
 from tools.stack import file_drops
 from tools.webhook_receiver import Receiver
 

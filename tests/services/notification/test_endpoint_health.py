@@ -25,7 +25,7 @@ from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.dynamo import to_item
 from shared.metrics import AWS_REQUESTS
 from tests.helpers import Env, example, history, job_in, running
-from tests.notification.support import Reply, ScriptedServer
+from tests.services.notification.support import Reply, ScriptedServer
 from tools.stack import builder
 
 TOKEN = "endpoint-test-token"

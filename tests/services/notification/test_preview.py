@@ -10,7 +10,7 @@ import pytest
 from services.notification.preview import preview
 from services.notification.rules import ConfigError
 from services.notification.webhook import webhook_id_for
-from tests.notification.support import make_advice, make_payee, make_usd_author_advice
+from tests.services.notification.support import make_advice, make_payee, make_usd_author_advice
 
 
 def test_email_preview() -> None:

@@ -12,7 +12,7 @@ import pytest
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import DEFAULT_TEMPLATES_DIR, ConfigError, RuleSet
 from shared.domain.advice import RemittanceAdvice
-from tests.notification.support import (
+from tests.services.notification.support import (
     make_advice,
     make_invoice,
     make_payee,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from services.notification.rules import ConfigError, RuleSet
-from tests.notification.support import make_advice, make_payee, make_usd_author_advice
+from tests.services.notification.support import make_advice, make_payee, make_usd_author_advice
 
 KNOWN = {"payment_settled", "payment_returned", "royalty_settled", "tax_settled"}
 

@@ -23,7 +23,7 @@ from services.notification.webhook import (
     sign,
     webhook_id_for,
 )
-from tests.notification.support import SECRET, Reply, ScriptedServer, make_advice
+from tests.services.notification.support import SECRET, Reply, ScriptedServer, make_advice
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from services.notification.pools import HostPools
 from services.notification.webhook import deliver, webhook_id_for
-from tests.notification.support import SECRET, make_advice
+from tests.services.notification.support import SECRET, make_advice
 
 PAYLOAD = make_advice().model_dump(mode="json")
 HOSTS = ("payee-a.test", "payee-b.test")

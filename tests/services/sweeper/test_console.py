@@ -1,6 +1,6 @@
 """The operator console over HTTP (in-process ASGI): sign-in, CSRF, headers, pages, actions.
 
-The browser scenarios are in ``tests/test_console_browser.py``; these check the
+The browser scenarios are in ``tests/browser/test_console_browser.py``; these check the
 same behaviour without a browser, fast, and the things a browser hides (headers,
 cookie attributes, a forged POST).
 """

@@ -297,7 +297,7 @@ def sweeper_process(env: Env, log: Path, **extra: str) -> Iterator[tuple[str,
 async def test_two_active_sweeper_processes_redrive_each_job_once(env: Env,
                                                                    tmp_path: Path) -> None:
     # No task worker takes the 40 tasks: without the back-pressure limit (tested in
-    # tests/test_backpressure.py) both sweepers race for every job.
+    # tests/shared/pipeline/test_backpressure.py) both sweepers race for every job.
     extra = {"REMITFLOW_SWEEPER_LEADER_LEASE": "false", "REMITFLOW_SWEEPER_INTERVAL_S": "0.2",
              "REMITFLOW_TASK_BACKLOG_MAX": "0"}
     with sweeper_process(env, tmp_path / "a.log", **extra) as (url_a, proc_a), \

@@ -2,7 +2,7 @@
 emulator answered 500, botocore retried, the retry failed its version condition.
 The writer must recognise its own write (its write token) instead of reading it as
 "someone else won". One test per write kind; the shard lease writes are in
-tests/test_stream_faults.py."""
+tests/shared/stream/test_stream_faults.py."""
 
 from __future__ import annotations
 

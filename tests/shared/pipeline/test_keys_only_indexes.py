@@ -27,7 +27,7 @@ async def test_indexes_are_created_keys_only(env: Env) -> None:
     for short in ("remittances", "notifications"):
         desc = await env.clients.dynamodb.describe_table(TableName=env.names.table(short))
         gsis = {g["IndexName"]: g["Projection"] for g in desc["Table"]["GlobalSecondaryIndexes"]
-                if g["IndexName"] != "handoff-index"}   # keys only too: tests/test_handoff.py
+                if g["IndexName"] != "handoff-index"}   # keys only too: test_handoff.py
         assert gsis == {i[0]: {"ProjectionType": "KEYS_ONLY"} for i in JOB_INDEXES}
 
 

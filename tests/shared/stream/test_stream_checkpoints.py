@@ -2,7 +2,7 @@
 
 The lease table is the emulator's real DynamoDB table; the stream is
 :class:`~shared.stream.memory.MemoryStream` (records put exactly when the test says).
-A crash is a cancelled ``run()``; expiry is an injected clock (``tests/test_stream.py``).
+A crash is a cancelled ``run()``; expiry is an injected clock (``tests/shared/stream/support.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from shared.stream.leases import TRIM_HORIZON, ShardLeaseTable
 from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
 from tests.helpers import Env, eventually
-from tests.test_stream import FAILOVER_S, Clock, Sink, started, until
+from tests.shared.stream.support import FAILOVER_S, Clock, Sink, started, until
 
 
 def consumer(env: Env, stream: MemoryStream, name: str, sink: Sink, clock: Clock,

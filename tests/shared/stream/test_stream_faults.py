@@ -1,5 +1,5 @@
 """The stream consumer under answers AWS really gives: reads that stop, writes whose
-response is lost. (The lease protocol itself: tests/test_stream.py.)"""
+response is lost. (The lease protocol itself: tests/shared/stream/test_stream.py.)"""
 
 from __future__ import annotations
 

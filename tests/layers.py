@@ -1,0 +1,69 @@
+"""The suite's layers (markers) and its per-test time budget.
+
+Layers, given from where a test lives and what it uses, so no test has to remember:
+
+- ``browser``: under ``tests/browser/``;  ``deploy``: under ``tests/deploy/``;
+- ``e2e``: under ``tests/e2e/``, or anything that uses the emulator (``env``, ``emulator``);
+- ``unit``: the rest: no emulator, no service process (``make test-fast``).
+
+Budget: no single test (setup, call and teardown) may take longer than
+``BUDGET_S`` in ``make test``; the session fails otherwise, naming the test. The few
+that may are listed in :data:`SLOW`, each with its reason, and carry the ``slow``
+marker. ``docs/testing.md`` has the suite's measured wall time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+BUDGET_S = 60.0
+
+#: node id (without parameters) → why it may take longer than the budget.
+SLOW: dict[str, str] = {}
+
+_EMULATOR_FIXTURES = frozenset({"env", "emulator", "session_prefix"})
+_LAYER_DIRS = {"browser": "browser", "deploy": "deploy", "e2e": "e2e"}
+_LAYERS = ("unit", "e2e", "browser", "deploy")
+
+_durations: dict[str, float] = {}
+
+
+def layer_of(item: pytest.Item) -> str:
+    for name in _LAYERS:
+        if item.get_closest_marker(name) is not None:
+            return name
+    parts = Path(str(item.path)).parts
+    if "tests" in parts:
+        below = parts[parts.index("tests") + 1:]
+        if below and below[0] in _LAYER_DIRS:
+            return _LAYER_DIRS[below[0]]
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return "e2e" if fixtures & _EMULATOR_FIXTURES else "unit"
+
+
+def base_id(nodeid: str) -> str:
+    return nodeid.split("[", 1)[0]
+
+
+def mark_layers(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(layer_of(item))
+        if base_id(item.nodeid) in SLOW:
+            item.add_marker(pytest.mark.slow(SLOW[base_id(item.nodeid)]))
+
+
+def record(report: pytest.TestReport) -> None:
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def over_budget() -> list[tuple[str, float]]:
+    return sorted(((nodeid, seconds) for nodeid, seconds in _durations.items()
+                   if seconds > BUDGET_S and base_id(nodeid) not in SLOW),
+                  key=lambda pair: -pair[1])
+
+
+def budget_report() -> list[str]:
+    return [f"{seconds:6.1f}s  {nodeid}  (budget {BUDGET_S:.0f}s: make it faster, or add it "
+            "to tests/layers.py SLOW with the reason)" for nodeid, seconds in over_budget()]

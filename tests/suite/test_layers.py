@@ -1,0 +1,48 @@
+"""The suite's own rules (tests/layers.py): layers given by place and fixtures, and a
+budget whose exceptions each name an existing test and say why."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.layers import BUDGET_S, SLOW, base_id, layer_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("nodeid", sorted(SLOW))
+def test_every_slow_exception_names_a_test_and_a_reason(nodeid: str) -> None:
+    path, _, name = nodeid.partition("::")
+    source = ROOT / path
+    assert source.is_file(), f"{nodeid}: no such file"
+    functions = {n.name for n in ast.walk(ast.parse(source.read_text()))
+                 if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    assert name.split("::")[-1] in functions, f"{nodeid}: no such test"
+    assert len(SLOW[nodeid].split()) >= 4, f"{nodeid}: say why in a sentence"
+
+
+def test_the_budget_is_a_minute() -> None:
+    assert BUDGET_S == 60
+
+
+def test_parameters_share_their_test_s_budget_entry() -> None:
+    assert base_id("tests/e2e/test_crash.py::test_kill[enrichment-3]") == \
+        "tests/e2e/test_crash.py::test_kill"
+
+
+def test_this_test_is_a_unit_test(request: pytest.FixtureRequest) -> None:
+    assert layer_of(request.node) == "unit"
+    assert request.node.get_closest_marker("unit") is not None
+
+
+def test_a_test_with_the_emulator_is_end_to_end(request: pytest.FixtureRequest) -> None:
+    items = [i for i in request.session.items if "env" in getattr(i, "fixturenames", ())]
+    if not items:
+        pytest.skip("no test on the emulator was selected (make test-fast)")
+    assert all(i.get_closest_marker("e2e") and not i.get_closest_marker("unit")
+               for i in items)
+    browser = [i for i in request.session.items if "/browser/" in str(i.path)]
+    assert all(i.get_closest_marker("browser") for i in browser)
