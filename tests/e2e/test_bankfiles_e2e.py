@@ -36,6 +36,10 @@ from tests.services.enrichment.bankfiles.gen import document
 from tools.stack import file_drops
 from tools.webhook_receiver import Receiver
 
+pytestmark = pytest.mark.own_stack(
+    "its workers take every file event and "
+    "it counts every job a file makes")
+
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
 OK = ("COMPLETED",)

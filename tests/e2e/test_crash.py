@@ -20,6 +20,8 @@ from tests.helpers import Env, emails_to, eventually, job_in
 from tools.demo import generate_messages
 from tools.procs import service_process
 
+pytestmark = pytest.mark.own_stack("kills real service processes and counts every effect")
+
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
         "REMITFLOW_LEASE_TTL_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
         "REMITFLOW_SHUTDOWN_GRACE_S": "5", "REMITFLOW_SWEEPER_INTERVAL_S": "1",

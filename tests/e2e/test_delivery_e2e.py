@@ -25,6 +25,10 @@ from tests.helpers import WEBHOOK_SECRET as SECRET
 from tests.helpers import Env, example, free_port, job_in, point_webhook_payee_at, running
 from tools.stack import builder
 
+pytestmark = pytest.mark.own_stack(
+    "runs the pipeline's workers over "
+    "the whole queues and counts deliveries")
+
 SCHEDULE = "5s,5m,30m,2h,5h,10h,10h"   # Standard Webhooks, after the first attempt
 SCALE = 300.0                          # 5 min → 1 s, 30 min → 6 s, 2 h → 24 s
 DOWN_S = 9.0                           # longer than the first three delays (7 s)

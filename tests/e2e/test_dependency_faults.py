@@ -13,6 +13,7 @@ from threading import Thread
 from urllib.parse import urlparse
 
 import httpx
+import pytest
 
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
@@ -20,6 +21,8 @@ from shared.aws.dynamo import to_item
 from tests.helpers import Env, eventually, free_port, job_in, running
 from tools.demo import generate_messages
 from tools.procs import service_process
+
+pytestmark = pytest.mark.own_stack("breaks dependencies of real service processes")
 
 
 class Outage:

@@ -13,6 +13,8 @@ from shared.pipeline.bootstrap import bootstrap
 from tests.helpers import Env, eventually, service_process
 from tools.stack import KINDS, TABLES, file_drops
 
+pytestmark = pytest.mark.own_stack("its service process takes every message on the intake queue")
+
 TOKEN = "s3cret-test-token"
 
 

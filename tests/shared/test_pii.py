@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from services.enrichment.service import build
 from tests.helpers import Env, eventually, job_in, running
 from tools.demo import generate_messages
+
+pytestmark = pytest.mark.own_stack("runs the enrichment workers over the whole intake queue")
 
 PRIVATE = {"payer_name": "Grace Hopper", "payer_iban": "DE44500105175407324931",
            "payer_address": "1 Main St, Springfield"}

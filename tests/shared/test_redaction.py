@@ -14,10 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shared.aws.dynamo import to_item
 from tests.helpers import Env, free_port, job_in
 from tools.demo import generate_messages
 from tools.webhook_receiver import Receiver
+
+pytestmark = pytest.mark.own_stack(
+    "greps the logs of a whole "
+    "run, which would process other tests' leftovers")
 
 SECRET = "whsec_cmVtaXRmbG93LWRlbW8td2ViaG9vay1zZWNyZXQtMzJi"
 TOKEN = "tok-9f8e7d6c5b4a39281706"

@@ -28,6 +28,8 @@ from tests.pipeline_procs import all_ready, services
 from tools.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tools.webhook_receiver import Receiver
 
+pytestmark = pytest.mark.own_stack("runs every service over the whole queues and reads their spans")
+
 # What one remittance must show, per process: (service, span name).
 EXPECTED = {("remitflow-enrichment", n) for n in ("intake", "start", "task", "handle",
                                                    "publish")} | \

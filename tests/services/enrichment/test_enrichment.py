@@ -6,11 +6,17 @@ import json
 from importlib import resources
 from typing import Any
 
+import pytest
+
 from services.enrichment.service import build
 from shared.metrics import STREAM_RECORDS
 from shared.pipeline.jobs import Status
 from tests.helpers import Env, eventually, job_in, running
 from tools.demo import generate_messages
+
+pytestmark = pytest.mark.own_stack(
+    "runs the enrichment workers over the "
+    "whole intake queue and counts executions")
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 

@@ -27,6 +27,8 @@ from tests.faultproxy_ses import SesFaultProxy
 from tests.helpers import Env, emails_to, job_in, running
 from tools.stack import KINDS, builder
 
+pytestmark = pytest.mark.own_stack("runs the notification workers over the whole intake queue")
+
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 TOKEN = "resolve-test-token"
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json

@@ -28,6 +28,8 @@ from tests.helpers import Env, example, history, job_in, running
 from tests.services.notification.support import Reply, ScriptedServer
 from tools.stack import builder
 
+pytestmark = pytest.mark.own_stack("runs the notification workers over the whole intake queue")
+
 TOKEN = "endpoint-test-token"
 PATH = "/hooks/remittance"
 FIRST, SECOND = "REQ-2026-000003", "REQ-2026-000103"

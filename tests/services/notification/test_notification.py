@@ -26,6 +26,10 @@ from tests.helpers import (
 from tools.stack import KINDS
 from tools.webhook_receiver import Receiver
 
+pytestmark = pytest.mark.own_stack(
+    "runs the notification workers over "
+    "the whole intake and counts executions")
+
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 
 

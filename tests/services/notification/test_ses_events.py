@@ -22,6 +22,8 @@ from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
 from tests.helpers import Env, emails_to, example, history, job_in, running
 
+pytestmark = pytest.mark.own_stack("asserts the SES-event queue and its DLQ empty")
+
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
 REQUEST = "REQ-2026-000001"
 

@@ -12,10 +12,13 @@ import re
 import time
 
 import httpx
+import pytest
 
 from shared.pipeline.jobs import Status, content_hash
 from tests.helpers import CONSOLE_TOKEN as TOKEN
 from tests.helpers import Env, console, message, retrying
+
+pytestmark = pytest.mark.own_stack("lists every job of a table")
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

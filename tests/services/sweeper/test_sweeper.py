@@ -34,6 +34,8 @@ from tests.helpers import (
 from tools.procs import service_process
 from tools.stack import KINDS, builder
 
+pytestmark = pytest.mark.own_stack("the sweeper reads and counts whole indexes and every queue")
+
 sweeper_service = builder("sweeper")
 
 

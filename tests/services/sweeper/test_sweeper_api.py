@@ -18,6 +18,8 @@ from shared.pipeline.jobs import Job, JobStore, Status
 from tests.helpers import Env, history, job_in, message, names_of, retrying, running
 from tools.stack import builder
 
+pytestmark = pytest.mark.own_stack("re-drives through sweeps that read whole indexes")
+
 sweeper_service = builder("sweeper")
 
 TOKEN = "sweeper-test-token"

@@ -7,9 +7,15 @@ and every call still counts as a request.
 
 from __future__ import annotations
 
+import pytest
+
 from shared.aws.dynamo import to_item
 from shared.metrics import AWS_EMPTY_READS, AWS_REQUESTS
 from tests.helpers import Env
+
+pytestmark = pytest.mark.own_stack(
+    "expects the intake queue empty, "
+    "which other tests' leftovers are not")
 
 
 def count(metric: object, service: str, operation: str) -> float:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from services.enrichment.service import build as enrichment
 from shared.aws.names import Names
 from tests.helpers import CONSOLE_TOKEN as TOKEN
 from tests.helpers import Env, console, eventually, job_in, message, running
+
+pytestmark = pytest.mark.own_stack("peeks, replays and deletes every dead letter of a queue")
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
@@ -18,6 +20,10 @@ from shared.operations.sweep import Sweeper, SweepReport
 from shared.pipeline.jobs import HANDOFF_AT, HANDOFF_INDEX, HANDOFF_SHARD, JobStore, Status
 from tests.helpers import Env, emails_to, eventually, example, job_in, running
 from tools.stack import KINDS
+
+pytestmark = pytest.mark.own_stack(
+    "drains the notification queue and checks "
+    "the hand-off window of the table")
 
 
 def message(request_id: str) -> dict[str, object]:

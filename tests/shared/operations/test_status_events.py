@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiobotocore.session import get_session
 
 from services.sweeper.service import build_status_events, build_sweeper
@@ -23,6 +24,8 @@ from shared.operations.status_events import DETAIL_TYPE, ExecutionEvents
 from shared.pipeline.jobs import Job, Status, content_hash
 from tests.helpers import Env, history, message
 from tools.stack import KINDS
+
+pytestmark = pytest.mark.own_stack("asserts the execution-status queue and its DLQ empty")
 
 
 async def publish(env: Env, detail: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pytest
 
 from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import (
@@ -23,6 +24,8 @@ from tests.helpers import (
 )
 from tools.demo import generate_messages
 from tools.stack import builder
+
+pytestmark = pytest.mark.own_stack("breaks DynamoDB for its workers through a fault proxy")
 
 
 def recognised(metrics: str) -> float:

@@ -14,6 +14,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from services.enrichment.service import build
 from services.sweeper.service import build_sweeper
 from shared.metrics import ADMISSION_READS
@@ -21,6 +23,8 @@ from shared.pipeline.tasks import TaskWorker
 from tests.helpers import Env, eventually, message, names_of
 from tools.demo import generate_messages
 from tools.stack import KINDS
+
+pytestmark = pytest.mark.own_stack("counts every job and execution under a start budget")
 
 
 async def statuses(env: Env, ids: list[str]) -> dict[str, int]:

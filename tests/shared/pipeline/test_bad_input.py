@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from shared.pipeline.assemble import job_store
 from shared.pipeline.intake import Intake, InvalidMessage
 from tests.helpers import Env, eventually
 from tools.demo import generate_messages
+
+pytestmark = pytest.mark.own_stack("asserts the exact content of the intake's dead-letter queue")
 
 VALID = generate_messages(1, prefix="REQ-PROP")[0]
 

@@ -14,10 +14,14 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import Env, eventually
 from tools.demo import generate_messages
 from tools.procs import service_process
+
+pytestmark = pytest.mark.own_stack("breaks DynamoDB for its intake through a fault proxy")
 
 RECEIVES = 7  # beyond the old maxReceiveCount of 5
 

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from services.enrichment.service import build as enrichment
 from services.sweeper.service import build_sweeper
 from shared.pipeline import indexes
@@ -19,6 +21,8 @@ from shared.pipeline.bootstrap import JOB_INDEXES
 from shared.pipeline.jobs import Job, Status
 from tests.helpers import Env, eventually, job_in, message, running
 from tools.stack import KINDS, builder
+
+pytestmark = pytest.mark.own_stack("counts every item the sweeper reads through the indexes")
 
 sweeper_service = builder("sweeper")
 

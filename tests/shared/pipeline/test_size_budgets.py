@@ -22,6 +22,8 @@ from shared.pipeline.intake import budget_problem
 from tests.helpers import Env, eventually, job_in, running
 from tools.demo import generate_messages
 
+pytestmark = pytest.mark.own_stack("runs the enrichment workers over the whole intake queue")
+
 SQS_LIMIT = 256 * 1024
 Make = Callable[[int], str]
 

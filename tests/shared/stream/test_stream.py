@@ -30,6 +30,10 @@ from shared.stream.source import Record
 from tests.helpers import Env, eventually, job_in, service_process
 from tests.shared.stream.support import FAILOVER_S, Clock, Sink, key, kill, make, started, until
 
+pytestmark = pytest.mark.own_stack(
+    "consumes the whole table stream "
+    "and hands its shard leases around")
+
 
 def assert_per_key_order(sink: Sink, stream: MemoryStream) -> None:
     """Each key's records were first delivered in stream order (no record skipped)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from shared.metrics import STREAM_LEASE_WRITES
 from shared.stream.batch import Processor
 from shared.stream.consumer import StreamConsumer, StreamOptions
@@ -18,6 +20,8 @@ from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
 from tests.helpers import Env, eventually
 from tests.shared.stream.support import FAILOVER_S, Clock, Sink, started, until
+
+pytestmark = pytest.mark.own_stack("counts the writes to the leases table")
 
 
 def consumer(env: Env, stream: MemoryStream, name: str, sink: Sink, clock: Clock,

@@ -18,6 +18,8 @@ from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import Env, eventually, service_process
 from tools.demo import generate_messages
 
+pytestmark = pytest.mark.own_stack("breaks its own enrichment process's view of the stream")
+
 
 def lag(table: str, shard: str) -> float:
     return float(STREAM_ITERATOR_AGE.labels(table=table, shard=shard)._value.get())
