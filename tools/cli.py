@@ -120,7 +120,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _dev_only("dev", exc)
 
-    return run_dev(port=args.port, demo=not args.no_demo, count=args.count)
+    return run_dev(port=args.port, demo=not args.no_demo, count=args.count,
+                   port_offset=args.port_offset)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -154,6 +155,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--no-demo", action="store_true", help="no demo traffic; bring your own")
     d.add_argument("--port", type=int, default=4566, help="emulator port (default 4566)")
     d.add_argument("--count", type=int, default=12, help="generated demo remittances")
+    d.add_argument("--port-offset", type=int, default=0,
+                   help="add this to every service's HTTP port (8081+N, …): a second runner")
     d.set_defaults(func=cmd_dev)
 
     r = sub.add_parser("run", help="run one service (what a container runs)")

@@ -28,7 +28,8 @@ from shared.aws.dynamo import from_item
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
-from tools.dev import SERVICES, LocalStack, Supervisor
+from tools.dev import SERVICES, LocalStack, Supervisor, stop_signals
+from tools.ports import PortsTaken
 from tools.stack import StackNames as Names
 
 DONE_REMITTANCE = {"COMPLETED", "REJECTED", "FAILED"}
@@ -127,11 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=4.0, help="remittances sent per second")
     args = p.parse_args(argv)
     configure_logging("WARNING", "console")
-    # a killed process's shard leases are taken over after 2 s, not the default 10 s
-    with LocalStack(args.port, REMITFLOW_PREFIX="soak", REMITFLOW_STREAM_FAILOVER_S="2") as stack:
-        return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
-                                stack.emulator.endpoint, stack.supervisor, stack.receiver,
-                                args.rate))
+    # SIGTERM and SIGHUP stop the soak as Ctrl-C does: services first (tools/dev.py)
+    with stop_signals():
+        try:
+            # a killed process's shard leases are taken over after 2 s, not the default 10 s
+            stack = LocalStack(args.port, command="make soak", REMITFLOW_PREFIX="soak",
+                               REMITFLOW_STREAM_FAILOVER_S="2")
+        except PortsTaken as exc:
+            print(exc, file=sys.stderr, flush=True)
+            return 1
+        try:
+            with stack:
+                return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
+                                        stack.emulator.endpoint, stack.supervisor,
+                                        stack.receiver, args.rate))
+        except KeyboardInterrupt as exc:
+            print(f"\n{exc or 'SIGINT'}: soak interrupted, services stopped", flush=True)
+            return 130
 
 if __name__ == "__main__":
     sys.exit(main())
