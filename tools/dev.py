@@ -40,11 +40,11 @@ from tools.demo import (
     upload_files,
 )
 from tools.ports import PortsTaken, require_free
-from tools.stack import PORTS, bootstrap_stack
+from tools.stack import PORTS, SERVICES, bootstrap_stack
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
-SERVICES = tuple(PORTS)
+CONSOLES = tuple(s for s in SERVICES if s.console)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOG_DIR = Path(".dev-logs")
 # Dev compresses time, never policy: the production schedules run 60 times faster
@@ -186,7 +186,9 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             await asyncio.sleep(0.5)
         print("services ready: " + "  ".join(f"{s} :{p}" for s, p in sup.ports.items()),
               flush=True)
-        print(_console_hint(sup.env, sup.ports["sweeper"]), flush=True)
+        for console in CONSOLES:
+            print(_console_hint(sup.env, sup.ports[console.name], console.console or ""),
+                  flush=True)
         if demo:
             bodies = demo_bodies(count)
             for label, _ in bodies:
@@ -220,9 +222,9 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             await asyncio.sleep(2)
 
 
-def _console_hint(env: dict[str, str], port: int) -> str:
+def _console_hint(env: dict[str, str], port: int, path: str) -> str:
     """Where the operator console is and how to sign in (never the token itself)."""
-    url = f"http://127.0.0.1:{port}/console"
+    url = f"http://127.0.0.1:{port}{path}"
     if env.get("REMITFLOW_API_TOKEN"):
         return (f"operator console: {url}  (sign in with the API token: the value of "
                 "REMITFLOW_API_TOKEN)")
@@ -308,7 +310,7 @@ class LocalStack:
 
             asyncio.run(setup())
             self.receiver = _start_receiver()
-            for service in SERVICES:
+            for service in self.supervisor.ports:
                 self.supervisor.start(service)
                 print(f"  {service}: pid {self.supervisor.procs[service].pid} "
                       f"port {self.supervisor.ports[service]}", flush=True)

@@ -28,7 +28,7 @@ from shared.aws.dynamo import from_item
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
-from tools.dev import SERVICES, LocalStack, Supervisor, stop_signals
+from tools.dev import LocalStack, Supervisor, stop_signals
 from tools.ports import PortsTaken
 from tools.stack import StackNames as Names
 
@@ -73,7 +73,7 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
         while True:
             sup.check()
             if time.monotonic() >= next_kill:
-                victim = random.choice(SERVICES)
+                victim = random.choice(list(sup.procs))
                 proc = sup.procs[victim]
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
