@@ -80,7 +80,7 @@ class JobKind:
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
         retry_schedule: default delays between attempts (``"5s,5m,30m"``, see
-            :func:`~shared.pipeline.starter.parse_schedule`); ``None`` keeps the
+            :func:`~shared.schedule.parse_schedule`); ``None`` keeps the
             exponential ``REMITFLOW_RETRY_BACKOFF_*`` policy.
         schedule_by: job attribute whose value picks a schedule from
             ``schedules`` (the notification kind: ``channel``).
