@@ -70,7 +70,7 @@ def stop_signals() -> Iterator[None]:
     """
     fired = False
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
         nonlocal fired
         if fired:
             return
