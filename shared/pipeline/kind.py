@@ -87,7 +87,7 @@ class JobKind:
         schedules: value of ``schedule_by`` → default schedule.
         in_doubt_field: job attribute that marks a side effect whose outcome is
             unknown (an e-mail handed to SES with no answer); an operator settles
-            such a job (:func:`~shared.operations.sweep.resolve`).
+            such a job (:func:`~shared.operations.resolve.resolve`).
         operator_output: attributes written when an operator declares the side
             effect done (``{"delivery_id": "operator"}``).
         extra_tables: plain tables the kind's service keeps besides its job table
