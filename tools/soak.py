@@ -28,7 +28,7 @@ from shared.aws.dynamo import from_item
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
-from tools.dev import LocalStack, Supervisor, stop_signals
+from tools.dev import LocalStack, Supervisor, service_ports, stop_signals
 from tools.ports import PortsTaken
 from tools.stack import StackNames as Names
 
@@ -126,13 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--port", type=int, default=4567)
     p.add_argument("--rate", type=float, default=4.0, help="remittances sent per second")
+    p.add_argument("--port-offset", type=int, default=0,
+                   help="add this to every service's HTTP port (beside a running make run)")
     args = p.parse_args(argv)
     configure_logging("WARNING", "console")
     # SIGTERM and SIGHUP stop the soak as Ctrl-C does: services first (tools/dev.py)
     with stop_signals():
         try:
             # a killed process's shard leases are taken over after 2 s, not the default 10 s
-            stack = LocalStack(args.port, command="make soak", REMITFLOW_PREFIX="soak",
+            stack = LocalStack(args.port, service_ports(args.port_offset), command="make soak",
+                               REMITFLOW_PREFIX="soak",
                                REMITFLOW_STREAM_FAILOVER_S="2")
         except PortsTaken as exc:
             print(exc, file=sys.stderr, flush=True)
