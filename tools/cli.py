@@ -115,6 +115,15 @@ def _dev_only(command: str, exc: ImportError) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from tools.ports import PortsTaken, require_free
+    from tools.stack import service_ports
+
+    try:   # before the emulator and the demo are imported: a taken port fails fast
+        require_free({"emulator": args.port, **service_ports(args.port_offset)},
+                     command="remitflow dev")
+    except PortsTaken as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
     try:
         from tools.dev import run_dev
     except ImportError as exc:

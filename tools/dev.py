@@ -40,7 +40,7 @@ from tools.demo import (
     upload_files,
 )
 from tools.ports import PortsTaken, require_free
-from tools.stack import PORTS, SERVICES, bootstrap_stack
+from tools.stack import PORTS, SERVICES, bootstrap_stack, service_ports
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -264,11 +264,6 @@ def dev_api_token() -> tuple[str, bool]:
     if token:
         return token, False
     return secrets.token_urlsafe(24), True
-
-
-def service_ports(offset: int = 0) -> dict[str, int]:
-    """Each service's HTTP port: the declared one plus ``offset`` (two runners side by side)."""
-    return {service: port + offset for service, port in PORTS.items()}
 
 
 class LocalStack:

@@ -1,10 +1,10 @@
 """Who holds a TCP port: the dev runner refuses to start on a taken one and names the holder.
 
 A port counts as taken when a socket listens on it (any address) or when binding
-``127.0.0.1:port`` fails. The holder is found the way ``ss -ltnp`` finds it: the
-socket's inode from ``/proc/net/tcp`` and ``/proc/net/tcp6``, then the process whose
-``/proc/<pid>/fd`` links to ``socket:[inode]`` (only processes this user may read;
-otherwise the message says so).
+``127.0.0.1:port`` fails. The holder is found the way ``ss -tanp`` finds it: the
+socket's inode from ``/proc/net/tcp`` and ``/proc/net/tcp6`` (a listener first, else
+any socket bound to the port), then the process whose ``/proc/<pid>/fd`` links to
+``socket:[inode]`` (only processes this user may read; otherwise the message says so).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ class PortsTaken(RuntimeError):
     """A port the runner needs is in use; the message names each port and its holder."""
 
 
-def _listening_inodes(port: int) -> set[str]:
+def _inodes(port: int, *, listening: bool) -> set[str]:
+    """Inodes of the TCP sockets bound to local ``port`` (only listening ones, or any)."""
     inodes: set[str] = set()
     for table in ("tcp", "tcp6"):
         try:
@@ -38,8 +39,8 @@ def _listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 9 and fields[3] == LISTEN \
-                    and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if len(fields) > 9 and (fields[3] == LISTEN or not listening) \
+                    and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] != "0":
                 inodes.add(fields[9])
     return inodes
 
@@ -53,8 +54,10 @@ def _command(pid: int) -> str:
 
 
 def holders(port: int) -> list[Holder]:
-    """The processes with a socket listening on ``port`` (those this user can see)."""
-    targets = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    """The processes holding ``port`` (those this user can see): its listeners, else any
+    socket bound to it (an outgoing connection that happens to use it, say)."""
+    targets = {f"socket:[{inode}]"
+               for inode in _inodes(port, listening=True) or _inodes(port, listening=False)}
     if not targets:
         return []
     found: list[Holder] = []
@@ -77,7 +80,7 @@ def holders(port: int) -> list[Holder]:
 
 def in_use(port: int) -> bool:
     """True when something listens on ``port`` or ``127.0.0.1:port`` cannot be bound."""
-    if _listening_inodes(port):
+    if _inodes(port, listening=True):
         return True
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and moto bind
@@ -96,7 +99,7 @@ def require_free(ports: Mapping[str, int], *, command: str) -> None:
             continue
         found = holders(port)
         who = ("; ".join(f"pid {h.pid} ({h.command})" for h in found) if found else
-               f"a process this user cannot see (try: ss -ltnp 'sport = :{port}')")
+               f"a process this user cannot see (try: ss -tanp 'sport = :{port}')")
         problems.append(f"  port {port} ({what}) is in use by {who}")
     if problems:
         pids = " ".join(str(h.pid) for p in ports.values() for h in holders(p))

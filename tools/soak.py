@@ -28,9 +28,10 @@ from shared.aws.dynamo import from_item
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
-from tools.dev import LocalStack, Supervisor, service_ports, stop_signals
+from tools.dev import LocalStack, Supervisor, stop_signals
 from tools.ports import PortsTaken
 from tools.stack import StackNames as Names
+from tools.stack import service_ports
 
 DONE_REMITTANCE = {"COMPLETED", "REJECTED", "FAILED"}
 DONE_NOTIFICATION = {"SENT", "REJECTED", "FAILED"}

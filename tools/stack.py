@@ -12,20 +12,23 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from services.enrichment.declaration import SERVICE as ENRICHMENT_SERVICE
 from services.enrichment.kind import ENRICHMENT, partner_files
 from services.notification.declaration import SERVICE as NOTIFICATION_SERVICE
 from services.notification.kind import NOTIFICATION
 from services.sweeper.declaration import SERVICE as SWEEPER_SERVICE
-from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
-from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind, TableSpec
-from shared.runtime import Builder, ServiceParts
 from shared.service import Service
 from shared.settings import Settings
+
+if TYPE_CHECKING:   # the runtime (FastAPI, uvicorn) only when a service is built
+    from shared.aws.clients import AwsClients
+    from shared.files.drop import FileDrop
+    from shared.runtime import Builder, ServiceParts
 
 SERVICES: tuple[Service, ...] = (ENRICHMENT_SERVICE, NOTIFICATION_SERVICE, SWEEPER_SERVICE)
 """Every service of this deployment: the one list (``docs/architecture.md``, "Adding a
@@ -39,6 +42,11 @@ def kinds_of(services: Iterable[Service]) -> tuple[JobKind, ...]:
 KINDS: tuple[JobKind, ...] = kinds_of(SERVICES)
 TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
 PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
+
+
+def service_ports(offset: int = 0) -> dict[str, int]:
+    """Each service's HTTP port: the declared one plus ``offset`` (two runners side by side)."""
+    return {name: port + offset for name, port in PORTS.items()}
 
 
 def file_drops(settings: Settings, services: Iterable[Service] = SERVICES

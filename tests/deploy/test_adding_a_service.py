@@ -66,8 +66,8 @@ def test_a_fourth_service_needs_one_folder_and_one_list_entry(emulator: str,
     prefix = "svc" + uuid.uuid4().hex[:8]
 
     # the dev runner (and remitflow run, the bench, the healthcheck) see it
-    ports = json.loads(run(repo, "-c", "import json; from tools.dev import service_ports; "
-                                       "print(json.dumps(service_ports()))"))
+    ports = json.loads(run(repo, "-c", "import json; from tools.dev import Supervisor; "
+                                       "print(json.dumps(Supervisor({}).ports))"))
     assert ports == {"enrichment": 8081, "notification": 8082, "sweeper": 8083, "audit": 8084}
     assert json.loads(run(repo, "-m", "tools.stack", "--ports"))["audit"] == 8084
 

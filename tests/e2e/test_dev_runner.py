@@ -9,6 +9,7 @@ start within seconds, naming the process that holds it.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_offset() -> int:
-    """An offset that puts every declared service port on a free port."""
-    for _ in range(50):
-        offset = free_port() - min(PORTS.values())
-        if offset > 0 and not any(in_use(p + offset) for p in PORTS.values()):
+    """An offset that puts every declared service port on a free port, below the
+    ephemeral range (where an outgoing connection may take one at any moment)."""
+    for _ in range(200):
+        offset = random.randrange(20000, 32000) - min(PORTS.values())
+        if not any(in_use(p + offset) for p in PORTS.values()):
             return offset
     raise RuntimeError("no free port range for the services")
 
