@@ -118,7 +118,11 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from tools.ports import PortsTaken, require_free
     from tools.stack import service_ports
 
-    try:   # before the emulator and the demo are imported: a taken port fails fast
+    try:
+        import moto  # noqa: F401  (the dev extra, absent from the runtime image)
+    except ImportError as exc:
+        return _dev_only("dev", exc)
+    try:   # before the emulator and the demo are set up: a taken port fails fast
         require_free({"emulator": args.port, **service_ports(args.port_offset)},
                      command="remitflow dev")
     except PortsTaken as exc:
