@@ -1,17 +1,15 @@
 """The remitflow stack: every AWS resource the services use, from the code's own sources.
 
 Names come from ``tools/stack.py`` (``SERVICES`` and their kinds, ``TABLES``) and
-``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py``
-(``JOB_INDEXES``, ``HANDOFF_INDEXES``); the workflows from the same ASL files through
-``load_definition`` (queue URLs, topic ARN and table names as CloudFormation tokens,
-timeouts from ``Settings``); the IAM policies from ``tools/iam.py``. So the stack
-cannot drift from what ``remitflow bootstrap`` creates for local runs, and
-``tests/test_cdk_stack.py`` checks both.
+``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py`` (``JOB_INDEXES``,
+``HANDOFF_INDEXES``); the workflows from the same ASL files through ``load_definition``
+(queue URLs, topic ARN and table names as CloudFormation tokens, timeouts from
+``Settings``); the IAM policies from ``tools/iam.py``. So the stack cannot drift from what
+``remitflow bootstrap`` creates for local runs, and ``tests/test_cdk_stack.py`` checks both.
 
-Beyond bootstrap: point-in-time recovery, deletion protection and retention on
-tables, optional customer-managed KMS key, tags, SQS-managed encryption on queues,
-Step Functions logging and tracing switches, one role per declared service plus one
-for the workflows.
+Beyond bootstrap: point-in-time recovery, deletion protection and retention on tables,
+optional customer-managed KMS key, tags, SQS-managed encryption on queues, Step Functions
+logging and tracing switches, one role per declared service plus one for the workflows.
 """
 
 from __future__ import annotations
@@ -359,23 +357,20 @@ class RemitflowStack(cdk.Stack):
 
     def _role(self, service: str, principal: iam.IPrincipal, *, role_name: str | None = None,
               extras: list[iam.PolicyStatement] | None = None) -> iam.Role:
-        """A role whose only policy is ``tools/iam.py``'s grants for ``service`` (plus
-        ``extras``), named ``<prefix>-<service>`` unless ``role_name`` says otherwise:
-        the names deploy/ecs/*.json and the chart docs use."""
+        """``tools/iam.py``'s grants for ``service`` (plus ``extras``), as the role
+        ``<prefix>-<service>`` (deploy/ecs/*.json, the chart docs) unless ``role_name``."""
         doc = grants.policy(service, self.options.prefix, partition=self.partition,
-                            region=self.region, account=self.account,
-                            services=self.services)
+                            region=self.region, account=self.account, services=self.services)
         statements = [iam.PolicyStatement.from_json(st) for st in doc["Statement"]]
         if self.key is not None:
             statements.append(iam.PolicyStatement(
                 sid="CustomerManagedKey", resources=[self.key.key_arn],
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*",
                          "kms:DescribeKey"]))
-        statements += extras or []
         role = iam.Role(self, f"{service.capitalize()}Role",
-                        role_name=role_name or self.names.name(service),
-                        assumed_by=principal,
-                        inline_policies={"remitflow": iam.PolicyDocument(statements=statements)})
+                        role_name=role_name or self.names.name(service), assumed_by=principal,
+                        inline_policies={"remitflow": iam.PolicyDocument(
+                            statements=[*statements, *(extras or [])])})
         self._output(f"{service}-role", role.role_arn, "IAM role ARN")
         return role
 
