@@ -22,7 +22,8 @@ COPY tools ./tools
 # the runtime root filesystem is read-only.
 RUN /opt/remitflow/bin/pip install --only-binary=:all: --no-binary=remitflow -c constraints.txt . \
  && /opt/remitflow/bin/pip uninstall -y pip setuptools wheel \
- && /opt/remitflow/bin/python -m compileall -q /opt/remitflow
+ && /opt/remitflow/bin/python -m compileall -q /opt/remitflow \
+ && /opt/remitflow/bin/python -m tools.stack --ports > /opt/remitflow/ports.json
 
 # ---- runtime: interpreter + venv + tini, nothing else ----
 FROM ${PYTHON_IMAGE} AS runtime

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help venv run test test-fast lint fmt lock soak clean
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## create .venv and install the project (editable, dev extras)
 
-run: venv ## emulator + bootstrap + three services + demo traffic (Ctrl-C stops)
+run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGTERM stops)
 	$(VENV)/bin/remitflow dev
 
 # One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;

@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.schedule import parse_schedule
+
 RECONCILE_MARGIN_S = 60.0
 
 
@@ -210,8 +212,6 @@ class Settings(BaseSettings):
         environment.
         """
         import os
-
-        from shared.pipeline.starter import parse_schedule
 
         if not isinstance(data, dict):
             return data

@@ -37,10 +37,13 @@ COPIED = frozenset({"AWS::StepFunctions::StateMachine"})
 PSEUDO = {"AWS::AccountId": "123456789012", "AWS::Region": "us-east-1", "AWS::Partition": "aws"}
 
 
-def synth(outdir: Path, context: dict[str, Any]) -> dict[str, Any]:
-    """Run the CDK app (``app.synth()`` on the machine's Node) and load its one template."""
+def synth(outdir: Path, context: dict[str, Any], app: Path = APP) -> dict[str, Any]:
+    """Run the CDK app (``app.synth()`` on the machine's Node) and load its one template.
+
+    ``app`` is another checkout's ``deploy/cdk/app.py`` (it imports its own tree).
+    """
     env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
-    subprocess.run([sys.executable, str(APP)], env=env, check=True, capture_output=True,
+    subprocess.run([sys.executable, str(app)], env=env, check=True, capture_output=True,
                    timeout=300)
     (template,) = outdir.glob("*.template.json")
     data: dict[str, Any] = json.loads(template.read_text())

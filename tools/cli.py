@@ -115,12 +115,26 @@ def _dev_only(command: str, exc: ImportError) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from tools.ports import PortsTaken, require_free
+    from tools.stack import service_ports
+
+    try:
+        import moto  # noqa: F401  (the dev extra, absent from the runtime image)
+    except ImportError as exc:
+        return _dev_only("dev", exc)
+    try:   # before the emulator and the demo are set up: a taken port fails fast
+        require_free({"emulator": args.port, **service_ports(args.port_offset)},
+                     command="remitflow dev")
+    except PortsTaken as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
     try:
         from tools.dev import run_dev
     except ImportError as exc:
         return _dev_only("dev", exc)
 
-    return run_dev(port=args.port, demo=not args.no_demo, count=args.count)
+    return run_dev(port=args.port, demo=not args.no_demo, count=args.count,
+                   port_offset=args.port_offset)
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
@@ -154,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--no-demo", action="store_true", help="no demo traffic; bring your own")
     d.add_argument("--port", type=int, default=4566, help="emulator port (default 4566)")
     d.add_argument("--count", type=int, default=12, help="generated demo remittances")
+    d.add_argument("--port-offset", type=int, default=0,
+                   help="add this to every service's HTTP port (8081+N, …): a second runner")
     d.set_defaults(func=cmd_dev)
 
     r = sub.add_parser("run", help="run one service (what a container runs)")

@@ -3,7 +3,9 @@
 Starts the emulator in-process, creates every resource, loads the demo reference
 data, runs each service as its own OS process (restarting one that dies, as an
 orchestrator would), feeds demo traffic with a live progress view, and stops
-everything cleanly on Ctrl-C.
+everything cleanly on Ctrl-C, SIGTERM or SIGHUP (what an IDE, a process manager or
+``timeout`` sends): the runner owns its processes and none outlives it. It refuses
+to start, naming the holder, when a port it needs is taken.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from shared.aws.clients import AwsClients
@@ -34,11 +39,13 @@ from tools.demo import (
     send_messages,
     upload_files,
 )
-from tools.stack import PORTS, bootstrap_stack
+from tools.ports import PortsTaken, require_free
+from tools.stack import PORTS, SERVICES, bootstrap_stack, service_ports
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
-SERVICES = ("enrichment", "notification", "sweeper")
+CONSOLES = tuple(s for s in SERVICES if s.console)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 LOG_DIR = Path(".dev-logs")
 # Dev compresses time, never policy: the production schedules run 60 times faster
 # (5 min takes 5 s, the webhook schedule's 27.6 h about 28 min).
@@ -54,21 +61,52 @@ DEV_ENV = {
 }
 
 
-class Supervisor:
-    """Runs ``remitflow run SERVICE`` per service and restarts the ones that die."""
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the runner exactly as Ctrl-C does (``KeyboardInterrupt``).
 
-    def __init__(self, env: dict[str, str]) -> None:
+    Only the first of them interrupts: one that comes while the runner is already
+    stopping its services is ignored, so a second Ctrl-C cannot abandon them halfway.
+    """
+    fired = False
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        nonlocal fired
+        if fired:
+            return
+        fired = True
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Supervisor:
+    """Runs ``remitflow run SERVICE`` per service and restarts the ones that die.
+
+    ``ports`` maps each service to its HTTP port (default: the declared ones).
+    """
+
+    def __init__(self, env: dict[str, str], ports: Mapping[str, int] | None = None) -> None:
         self.env = env
+        self.ports = dict(ports or PORTS)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.restarts: Counter[str] = Counter()
         self.stopping = False
         LOG_DIR.mkdir(exist_ok=True)
 
     def start(self, service: str) -> None:
-        log = (LOG_DIR / f"{service}.log").open("ab")
-        self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", "tools.cli", "run", service], env=self.env,
-            stdout=log, stderr=log, start_new_session=True)
+        with (LOG_DIR / f"{service}.log").open("ab") as log:
+            # Its own session: a terminal's Ctrl-C reaches the runner only, which then
+            # stops every service in order (stop()).
+            self.procs[service] = subprocess.Popen(
+                [sys.executable, "-m", "tools.cli", "run", service],
+                env={**self.env, "REMITFLOW_HTTP_PORT": str(self.ports[service])},
+                stdout=log, stderr=log, start_new_session=True)
 
     def check(self) -> list[str]:
         restarted = []
@@ -143,11 +181,14 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
                  receiver: Receiver | None) -> None:
     names = Names(settings.prefix)
     async with AwsClients(settings) as clients:
-        while not all(_ready(PORTS[s]) for s in SERVICES):
+        while not all(_ready(port) for port in sup.ports.values()):
             sup.check()
             await asyncio.sleep(0.5)
-        print("services ready: enrichment :8081  notification :8082  sweeper :8083", flush=True)
-        print(_console_hint(sup.env), flush=True)
+        print("services ready: " + "  ".join(f"{s} :{p}" for s, p in sup.ports.items()),
+              flush=True)
+        for console in CONSOLES:
+            print(_console_hint(sup.env, sup.ports[console.name], console.console or ""),
+                  flush=True)
         if demo:
             bodies = demo_bodies(count)
             for label, _ in bodies:
@@ -181,9 +222,9 @@ async def _watch(settings: Settings, sup: Supervisor, demo: bool, count: int,
             await asyncio.sleep(2)
 
 
-def _console_hint(env: dict[str, str]) -> str:
+def _console_hint(env: dict[str, str], port: int, path: str) -> str:
     """Where the operator console is and how to sign in (never the token itself)."""
-    url = f"http://127.0.0.1:{PORTS['sweeper']}/console"
+    url = f"http://127.0.0.1:{port}{path}"
     if env.get("REMITFLOW_API_TOKEN"):
         return (f"operator console: {url}  (sign in with the API token: the value of "
                 "REMITFLOW_API_TOKEN)")
@@ -229,11 +270,16 @@ class LocalStack:
     """Emulator + resources + reference data + webhook receiver + supervised services.
 
     What ``remitflow dev`` and ``make soak`` share: ``with LocalStack(...) as stack``
-    starts everything and stops it all, services first, on the way out.
+    checks that every port it needs is free (:class:`~tools.ports.PortsTaken` names
+    the holder otherwise), starts everything and stops it all, services first, on the
+    way out, also when interrupted while starting.
     """
 
-    def __init__(self, port: int, **extra_env: str) -> None:
-        self.emulator = Emulator("127.0.0.1", port).start()
+    def __init__(self, port: int, ports: Mapping[str, int] | None = None, *,
+                 command: str = "remitflow dev", **extra_env: str) -> None:
+        ports = dict(ports or PORTS)
+        require_free({"emulator": port, **ports}, command=command)
+        self.emulator = Emulator("127.0.0.1", port)
         self.api_token, generated = dev_api_token()
         self.env = {**dev_environment(dict(os.environ), self.emulator.endpoint, extra_env),
                     "REMITFLOW_API_TOKEN": self.api_token}
@@ -245,37 +291,57 @@ class LocalStack:
                   f"  export REMITFLOW_API_TOKEN={self.api_token}", flush=True)
         self.settings = Settings()
         self.receiver: Receiver | None = None
-        self.supervisor = Supervisor(self.env)
+        self.supervisor = Supervisor(self.env, ports)
 
     def __enter__(self) -> LocalStack:
-        print(f"emulator on {self.emulator.endpoint}; creating resources…", flush=True)
+        try:
+            self.emulator.start()
+            print(f"emulator on {self.emulator.endpoint}; creating resources…", flush=True)
 
-        async def setup() -> None:
-            async with AwsClients(self.settings) as clients:
-                await bootstrap_stack(self.settings, clients)
-                await load_reference_data(clients, self.settings, reference_data())
+            async def setup() -> None:
+                async with AwsClients(self.settings) as clients:
+                    await bootstrap_stack(self.settings, clients)
+                    await load_reference_data(clients, self.settings, reference_data())
 
-        asyncio.run(setup())
-        self.receiver = _start_receiver()
-        for service in SERVICES:
-            self.supervisor.start(service)
+            asyncio.run(setup())
+            self.receiver = _start_receiver()
+            for service in self.supervisor.ports:
+                self.supervisor.start(service)
+                print(f"  {service}: pid {self.supervisor.procs[service].pid} "
+                      f"port {self.supervisor.ports[service]}", flush=True)
+        except BaseException:
+            # interrupted (or failed) half-way: what was started is stopped
+            self.__exit__()
+            raise
         print(f"services starting; logs in {LOG_DIR}/", flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # No signal may abandon the services half-way: from here on they are ignored
+        # (no process is started after this point, so none inherits that).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         self.supervisor.stop()
         if self.receiver is not None:
             self.receiver.stop()
         self.emulator.stop()
 
 
-def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12) -> int:
+def run_dev(*, port: int = 4566, demo: bool = True, count: int = 12,
+            port_offset: int = 0) -> int:
     configure_logging("WARNING", "console")
     faults = {"REMITFLOW_FAULTS": DEMO_FAULTS} if demo else {}
-    with LocalStack(port, **faults) as stack:
+    with stop_signals():
         try:
-            asyncio.run(_watch(stack.settings, stack.supervisor, demo, count, stack.receiver))
-        except KeyboardInterrupt:
-            print("\nstopping services…", flush=True)
-    print("stopped.")
+            stack = LocalStack(port, service_ports(port_offset), **faults)
+        except PortsTaken as exc:
+            print(exc, file=sys.stderr, flush=True)
+            return 1
+        try:
+            with stack:
+                asyncio.run(_watch(stack.settings, stack.supervisor, demo, count,
+                                   stack.receiver))
+        except KeyboardInterrupt as exc:
+            print(f"\n{exc or 'SIGINT'}: stopping services…", flush=True)
+    print("stopped.", flush=True)
     return 0

@@ -28,8 +28,10 @@ from shared.aws.dynamo import from_item
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
-from tools.dev import SERVICES, LocalStack, Supervisor
+from tools.dev import LocalStack, Supervisor, stop_signals
+from tools.ports import PortsTaken
 from tools.stack import StackNames as Names
+from tools.stack import service_ports
 
 DONE_REMITTANCE = {"COMPLETED", "REJECTED", "FAILED"}
 DONE_NOTIFICATION = {"SENT", "REJECTED", "FAILED"}
@@ -72,7 +74,7 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
         while True:
             sup.check()
             if time.monotonic() >= next_kill:
-                victim = random.choice(SERVICES)
+                victim = random.choice(list(sup.procs))
                 proc = sup.procs[victim]
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
@@ -125,13 +127,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--port", type=int, default=4567)
     p.add_argument("--rate", type=float, default=4.0, help="remittances sent per second")
+    p.add_argument("--port-offset", type=int, default=0,
+                   help="add this to every service's HTTP port (beside a running make run)")
     args = p.parse_args(argv)
     configure_logging("WARNING", "console")
-    # a killed process's shard leases are taken over after 2 s, not the default 10 s
-    with LocalStack(args.port, REMITFLOW_PREFIX="soak", REMITFLOW_STREAM_FAILOVER_S="2") as stack:
-        return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
-                                stack.emulator.endpoint, stack.supervisor, stack.receiver,
-                                args.rate))
+    # SIGTERM and SIGHUP stop the soak as Ctrl-C does: services first (tools/dev.py)
+    with stop_signals():
+        try:
+            # a killed process's shard leases are taken over after 2 s, not the default 10 s
+            stack = LocalStack(args.port, service_ports(args.port_offset), command="make soak",
+                               REMITFLOW_PREFIX="soak",
+                               REMITFLOW_STREAM_FAILOVER_S="2")
+        except PortsTaken as exc:
+            print(exc, file=sys.stderr, flush=True)
+            return 1
+        try:
+            with stack:
+                return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
+                                        stack.emulator.endpoint, stack.supervisor,
+                                        stack.receiver, args.rate))
+        except KeyboardInterrupt as exc:
+            print(f"\n{exc or 'SIGINT'}: soak interrupted, services stopped", flush=True)
+            return 130
 
 if __name__ == "__main__":
     sys.exit(main())

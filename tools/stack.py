@@ -8,65 +8,83 @@ service and no service imports another (``docs/architecture.md``, "Layout").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
+from services.enrichment.declaration import SERVICE as ENRICHMENT_SERVICE
 from services.enrichment.kind import ENRICHMENT, partner_files
+from services.notification.declaration import SERVICE as NOTIFICATION_SERVICE
 from services.notification.kind import NOTIFICATION
-from shared.aws.clients import AwsClients
+from services.sweeper.declaration import SERVICE as SWEEPER_SERVICE
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
-from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind, TableSpec
-from shared.runtime import Builder, ServiceParts
+from shared.service import Service
 from shared.settings import Settings
 
-KINDS: tuple[JobKind, ...] = (ENRICHMENT, NOTIFICATION)
+if TYPE_CHECKING:   # the runtime (FastAPI, uvicorn) only when a service is built
+    from shared.aws.clients import AwsClients
+    from shared.files.drop import FileDrop
+    from shared.runtime import Builder, ServiceParts
+
+SERVICES: tuple[Service, ...] = (ENRICHMENT_SERVICE, NOTIFICATION_SERVICE, SWEEPER_SERVICE)
+"""Every service of this deployment: the one list (``docs/architecture.md``, "Adding a
+service"). Everything below, and every tool, derives from it."""
+
+
+def kinds_of(services: Iterable[Service]) -> tuple[JobKind, ...]:
+    return tuple(kind for service in services for kind in service.kinds)
+
+
+KINDS: tuple[JobKind, ...] = kinds_of(SERVICES)
 TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
-
-
-def file_drops(settings: Settings) -> tuple[FileDrop, ...]:
-    """Buckets whose new objects feed a service (bucket names may come from settings)."""
-    return (partner_files(settings),)
-
-
-@dataclass(frozen=True)
-class Service:
-    name: str
-    port: int
-
-
-SERVICES: tuple[Service, ...] = (
-    Service("enrichment", 8081), Service("notification", 8082), Service("sweeper", 8083))
 PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
 
 
-def builder(service: str) -> Builder:
-    """The ``build`` function of one service (imported lazily: a process loads only its own).
-
-    Job-kind services also report the depth of the dead-letter queues they own.
-    """
-    if service == "enrichment":
-        from services.enrichment.service import build
-        return with_dlq_depths(build, ENRICHMENT)
-    if service == "notification":
-        from services.notification.service import build as build_notification
-        return with_dlq_depths(build_notification, NOTIFICATION)
-    if service == "sweeper":
-        from services.sweeper.service import builder as sweeper_builder
-        return sweeper_builder(KINDS)
-    raise ValueError(f"unknown service {service!r}: one of {', '.join(PORTS)}")
+def service_ports(offset: int = 0) -> dict[str, int]:
+    """Each service's HTTP port: the declared one plus ``offset`` (two runners side by side)."""
+    return {name: port + offset for name, port in PORTS.items()}
 
 
-def with_dlq_depths(build: Builder, kind: JobKind) -> Builder:
-    """``build`` plus a worker exporting the depth of ``kind``'s dead-letter queues."""
+def file_drops(settings: Settings, services: Iterable[Service] = SERVICES
+               ) -> tuple[FileDrop, ...]:
+    """Buckets whose new objects feed a service (bucket names may come from settings)."""
+    return tuple(drop for s in services for drop in s.resources(settings).drops)
+
+
+def service(name: str, services: Iterable[Service] = SERVICES) -> Service:
+    """The declaration of the service called ``name``."""
+    found = {s.name: s for s in services}
+    if name not in found:
+        raise ValueError(f"unknown service {name!r}: one of {', '.join(found)}")
+    return found[name]
+
+
+def builder(name: str, services: Iterable[Service] = SERVICES) -> Builder:
+    """The ``build`` function of one service (its code is imported only now: a process
+    loads its own service). A service running job kinds also reports the depth of
+    their dead-letter queues."""
+    services = tuple(services)
+    declared = service(name, services)
+    build = declared.build(kinds_of(services))
+    return with_dlq_depths(build, declared.kinds) if declared.kinds else build
+
+
+def with_dlq_depths(build: Builder, kinds: Iterable[JobKind]) -> Builder:
+    """``build`` plus a worker exporting the depth of ``kinds``' dead-letter queues."""
     from shared.aws.queue_depth import QueueDepths
+
+    kinds = tuple(kinds)
 
     async def wrapped(settings: Settings, clients: AwsClients) -> ServiceParts:
         parts = await build(settings, clients)
-        kn = kind.names(settings.prefix)
-        parts.workers.append(QueueDepths(
-            clients.sqs, [Names.dlq(kn.intake_queue), Names.dlq(kn.task_queue)],
-            settings.queue_depth_interval_s))
+        queues = [Names.dlq(q) for kind in kinds
+                  for q in (kind.names(settings.prefix).intake_queue,
+                            kind.names(settings.prefix).task_queue)]
+        parts.workers.append(QueueDepths(clients.sqs, queues, settings.queue_depth_interval_s))
         return parts
 
     return wrapped
@@ -93,8 +111,9 @@ class StackNames(Names):
 
     @property
     def queues(self) -> tuple[str, ...]:
-        return (self.remittance_events, self.enrichment_tasks, self.notification_tasks,
-                self.notification_events)
+        """Every job kind's intake and task queue."""
+        return tuple(q for kind in KINDS for kn in (kind.names(self.prefix),)
+                     for q in (kn.intake_queue, kn.task_queue))
 
     @property
     def enriched_topic(self) -> str:
@@ -130,9 +149,33 @@ class StackNames(Names):
 
 
 async def bootstrap_stack(settings: Settings, clients: AwsClients,
-                          sfn_role_arn: str | None = None) -> dict[str, str]:
+                          sfn_role_arn: str | None = None,
+                          services: Iterable[Service] = SERVICES) -> dict[str, str]:
     """Every resource of this deployment: the kinds, the tables and the file drops."""
     from shared.pipeline.bootstrap import bootstrap
 
-    return await bootstrap(settings, clients, KINDS, TABLES, sfn_role_arn=sfn_role_arn,
-                           drops=file_drops(settings))
+    services = tuple(services)
+    return await bootstrap(settings, clients, kinds_of(services), TABLES,
+                           sfn_role_arn=sfn_role_arn, drops=file_drops(settings, services))
+
+
+def ports_json(ports: Mapping[str, int] = PORTS) -> str:
+    """Service → port, for the container healthcheck (written into the image)."""
+    return json.dumps(ports, sort_keys=True) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="The deployment's services.")
+    p.add_argument("--ports", action="store_true",
+                   help="print service → HTTP port as JSON (the image's healthcheck reads it)")
+    args = p.parse_args(argv)
+    if args.ports:
+        sys.stdout.write(ports_json())
+    else:
+        for s in SERVICES:
+            print(f"{s.name:<14} :{s.port}  kinds: {', '.join(k.name for k in s.kinds) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,17 +1,15 @@
 """The remitflow stack: every AWS resource the services use, from the code's own sources.
 
-Names come from ``tools/stack.py`` (``KINDS``, ``TABLES``, ``StackNames``) and
-``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py``
-(``JOB_INDEXES``, ``HANDOFF_INDEXES``); the workflows from the same ASL files through
-``load_definition`` (queue URLs, topic ARN and table names as CloudFormation tokens,
-timeouts from ``Settings``); the IAM policies from ``tools/iam.py``. So the stack
-cannot drift from what ``remitflow bootstrap`` creates for local runs, and
-``tests/deploy/test_cdk_stack.py`` checks both.
+Names come from ``tools/stack.py`` (``SERVICES`` and their kinds, ``TABLES``) and
+``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py`` (``JOB_INDEXES``,
+``HANDOFF_INDEXES``); the workflows from the same ASL files through ``load_definition``
+(queue URLs, topic ARN and table names as CloudFormation tokens, timeouts from
+``Settings``); the IAM policies from ``tools/iam.py``. So the stack cannot drift from what
+``remitflow bootstrap`` creates for local runs, and ``tests/deploy/test_cdk_stack.py`` checks both.
 
-Beyond bootstrap: point-in-time recovery, deletion protection and retention on
-tables, optional customer-managed KMS key, tags, SQS-managed encryption on queues,
-Step Functions logging and tracing switches, one role per service plus one for the
-workflows.
+Beyond bootstrap: point-in-time recovery, deletion protection and retention on tables,
+optional customer-managed KMS key, tags, SQS-managed encryption on queues, Step Functions
+logging and tracing switches, one role per declared service plus one for the workflows.
 """
 
 from __future__ import annotations
@@ -46,13 +44,13 @@ from shared.pipeline.bootstrap import (
     TASK_QUEUE_REDRIVE,
     load_definition,
 )
+from shared.service import Service
 from shared.settings import Settings
 from tools import iam as grants
-from tools.stack import KINDS, TABLES, StackNames, file_drops
+from tools.stack import SERVICES, TABLES, file_drops, kinds_of
 
 # Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
 RETENTION = cdk.Duration.seconds(1_209_600)
-SERVICE_ROLES = ("enrichment", "notification", "sweeper")
 
 
 @dataclass(frozen=True)
@@ -102,10 +100,12 @@ class RemitflowStack(cdk.Stack):
     """Tables, queues, topic, workflows, sender identity and roles of one prefix."""
 
     def __init__(self, scope: Construct, construct_id: str, *, options: StackOptions,
-                 settings: Settings, **kwargs: Any) -> None:
+                 settings: Settings, services: tuple[Service, ...] = SERVICES,
+                 **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.options, self.settings = options, settings
-        self.names = StackNames(options.prefix)
+        self.options, self.settings, self.services = options, settings, services
+        self.names = Names(options.prefix)
+        kinds = kinds_of(services)
         cdk.Tags.of(self).add("app", "remitflow")
         cdk.Tags.of(self).add("remitflow:prefix", options.prefix)
         for key, value in options.tags.items():
@@ -114,44 +114,47 @@ class RemitflowStack(cdk.Stack):
                     if options.kms_key_arn else None)
 
         self.tables: dict[str, ddb.Table] = {}
-        for kind in KINDS:
+        for kind in kinds:
             self._table(kind.names(options.prefix).table, "request_id", job=True,
                         handoff=kind.handoff is not None)
-        for spec in (*TABLES, *(t for kind in KINDS for t in kind.extra_tables)):
+        for spec in (*TABLES, *(t for kind in kinds for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False)
         self._table(self.names.leases, "lease_key", job=False)
 
         self.queues: dict[str, sqs.Queue] = {}
-        for kind in KINDS:
+        for kind in kinds:
             kn = kind.names(options.prefix)
             self._queue(kn.task_queue, settings.task_visibility_s, TASK_QUEUE_REDRIVE)
             self._queue(kn.intake_queue, settings.visibility_timeout_s)
 
         self.topics: dict[str, sns.Topic] = {}
-        for topic in sorted({t for k in KINDS for t in (k.names(options.prefix).topic,
+        for topic in sorted({t for k in kinds for t in (k.names(options.prefix).topic,
                                                          k.names(options.prefix).subscribes) if t}):
             self.topics[topic] = sns.Topic(self, _id(topic), topic_name=topic,
                                            master_key=self.key)
             self._output(topic, self.topics[topic].topic_arn, "topic ARN")
-        for kind in KINDS:
+        for kind in kinds:
             kn = kind.names(options.prefix)
             if kn.subscribes:
                 self._subscribe(self.topics[kn.subscribes], self.queues[kn.intake_queue])
 
-        self.workflow_role = self._role("workflows", iam.ServicePrincipal("states.amazonaws.com"))
+        self.workflow_role = self._role(
+            grants.WORKFLOWS, iam.ServicePrincipal("states.amazonaws.com"),
+            role_name=self.names.sfn_role, extras=self._workflow_extras())
         self.state_machines: dict[str, sfn.CfnStateMachine] = {}
-        for kind in KINDS:
+        for kind in kinds:
             self._state_machine(kind)
         self._status_events()
-        for drop in file_drops(settings):
+        for drop in file_drops(settings, services):
             self._file_drop(drop)
-        for kind in KINDS:
+        for kind in kinds:
             if kind.ses_events:
                 self._ses_events(self.names.name(kind.ses_events))
         self.identity = ses.EmailIdentity(
             self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
 
-        self.roles = {s: self._role(s, self._service_principal(s)) for s in SERVICE_ROLES}
+        self.roles = {s.name: self._role(s.name, self._service_principal(s.name))
+                      for s in services}
         self._output("Prefix", options.prefix, "REMITFLOW_PREFIX of every service")
         self._output("Region", self.region, "AWS_REGION of every service")
         self._output("Account", self.account, "aws.accountId of the Helm chart")
@@ -352,24 +355,22 @@ class RemitflowStack(cdk.Stack):
             assume_role_action="sts:AssumeRoleWithWebIdentity")
         return iam.CompositePrincipal(ecs, irsa)
 
-    def _role(self, service: str, principal: iam.IPrincipal) -> iam.Role:
-        """A role whose only policy is ``tools/iam.py``'s grants for ``service``."""
+    def _role(self, service: str, principal: iam.IPrincipal, *, role_name: str | None = None,
+              extras: list[iam.PolicyStatement] | None = None) -> iam.Role:
+        """``tools/iam.py``'s grants for ``service`` (plus ``extras``), as the role
+        ``<prefix>-<service>`` (deploy/ecs/*.json, the chart docs) unless ``role_name``."""
         doc = grants.policy(service, self.options.prefix, partition=self.partition,
-                            region=self.region, account=self.account)
+                            region=self.region, account=self.account, services=self.services)
         statements = [iam.PolicyStatement.from_json(st) for st in doc["Statement"]]
         if self.key is not None:
             statements.append(iam.PolicyStatement(
                 sid="CustomerManagedKey", resources=[self.key.key_arn],
                 actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*",
                          "kms:DescribeKey"]))
-        if service == "workflows":
-            statements += self._workflow_extras()
         role = iam.Role(self, f"{service.capitalize()}Role",
-                        # <prefix>-<service>: the names deploy/ecs/*.json and the chart docs use.
-                        role_name=Names(self.options.prefix).name(service)
-                        if service != "workflows" else Names(self.options.prefix).sfn_role,
-                        assumed_by=principal,
-                        inline_policies={"remitflow": iam.PolicyDocument(statements=statements)})
+                        role_name=role_name or self.names.name(service), assumed_by=principal,
+                        inline_policies={"remitflow": iam.PolicyDocument(
+                            statements=[*statements, *(extras or [])])})
         self._output(f"{service}-role", role.role_arn, "IAM role ARN")
         return role
 

@@ -1,16 +1,27 @@
 """Container HEALTHCHECK: GET /healthz on this container's service port.
 
-The port is REMITFLOW_HTTP_PORT when set, otherwise the default of the service
-named on PID 1's command line (``remitflow run SERVICE``). Standard library only.
+The port is REMITFLOW_HTTP_PORT when set, otherwise the declared port of the
+service named on PID 1's command line (``remitflow run SERVICE``), read from
+``ports.json`` beside this file: the image writes it at build time from the
+services' declarations (``python -m tools.stack --ports``). Standard library only:
+it runs every few seconds.
 """
 
+import json
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
-# Standard library only (it runs every few seconds): a copy of tools/stack.py's PORTS,
-# held equal to it by tests/deploy/test_deploy_defects.py.
-DEFAULT_PORTS = {"enrichment": 8081, "notification": 8082, "sweeper": 8083}
+PORTS_FILE = Path(__file__).with_name("ports.json")
+
+
+def service_port(args: list[str], ports: dict[str, int]) -> int | None:
+    """The port of the service ``remitflow run SERVICE`` names in ``args``, if any."""
+    for i, arg in enumerate(args[:-1]):
+        if arg == "run" and args[i + 1] in ports:
+            return ports[args[i + 1]]
+    return None
 
 
 def port() -> int:
@@ -21,10 +32,14 @@ def port() -> int:
             args = fh.read().decode(errors="replace").split("\0")
     except OSError:
         args = []
-    for name, number in DEFAULT_PORTS.items():
-        if name in args:
-            return number
-    sys.exit("healthcheck: no service on the command line and REMITFLOW_HTTP_PORT unset")
+    try:
+        ports = json.loads(PORTS_FILE.read_text())
+    except (OSError, ValueError) as exc:
+        sys.exit(f"healthcheck: REMITFLOW_HTTP_PORT unset and {PORTS_FILE} unreadable ({exc})")
+    found = service_port(args, ports)
+    if found is None:
+        sys.exit("healthcheck: no service on the command line and REMITFLOW_HTTP_PORT unset")
+    return found
 
 
 def main() -> None:

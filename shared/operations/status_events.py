@@ -28,7 +28,7 @@ from shared.aws.sqs import EventQueueWorker, NotAnEvent
 from shared.logs import get_logger
 from shared.metrics import EXECUTION_EVENTS
 from shared.operations.reconcile import settle_job
-from shared.operations.sweep import SweepTarget
+from shared.operations.targets import SweepTarget
 from shared.pipeline.jobs import Status, VersionConflict, execution_name
 
 if TYPE_CHECKING:

@@ -1,4 +1,10 @@
-"""The sweeper mechanism: re-drive due retries, fail the hopeless, reconcile the lost.
+"""The sweeper's schedule: when and where it sweeps, under a leadership lease.
+
+Each sweep walks every job kind's sparse indexes page by page and hands each job to
+its responsibility: a due retry to :mod:`shared.operations.redrive` (re-drive, or
+fail the hopeless), an overdue running job to :mod:`shared.operations.reconcile`;
+an operator's decision goes to :mod:`shared.operations.resolve`. What a sweep reads
+and did is in :mod:`shared.operations.targets`.
 
 A sweep reads only the sparse indexes (``retry-index``, ``running-index``, and a
 ``Select=COUNT`` over all three for the backlog gauges): a finished job carries no
@@ -18,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.aws.clients import QueueUrls
@@ -29,26 +34,18 @@ from shared.metrics import (
     JOBS,
     QUEUE_MESSAGES,
     SWEEP_DURATION,
-    SWEEPER_FAILED,
     SWEEPER_ITEMS_READ,
     SWEEPER_LAST_SUCCESS,
     SWEEPER_LEADER,
-    SWEEPER_REDRIVES,
     WORKER_ERRORS,
 )
-from shared.operations.handoff import HandoffCheck, HandoffReport
+from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.reconcile import reconcile, start_if_missing
-from shared.operations.resolve import Outcome, Resolvable, in_doubt, resolve
-from shared.pipeline.jobs import (
-    Job,
-    JobNotFound,
-    JobStore,
-    Status,
-    VersionConflict,
-    now_iso,
-)
-from shared.pipeline.starter import RetryPolicy, WorkflowStarter, redrive_span
+from shared.operations.redrive import REDRIVABLE, NotRedrivable, redrive_due, redrive_failed
+from shared.operations.resolve import Outcome, Resolvable, resolve
+from shared.operations.targets import SweepReport, SweepTarget, TableReport
+from shared.pipeline.jobs import Job, VersionConflict
 from shared.worker import Lifecycle, ticker
 
 if TYPE_CHECKING:
@@ -56,72 +53,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 LEADER_KEY = "sweeper:leader"
-REDRIVABLE = frozenset({Status.FAILED, Status.REJECTED})
-
-
-class NotRedrivable(Exception):
-    """Only ``FAILED`` and ``REJECTED`` jobs can be re-driven by hand."""
-
-
-@dataclass(frozen=True)
-class SweepTarget:
-    """One job table the sweeper looks after, with its state machine and retry policy."""
-
-    short: str
-    store: JobStore
-    starter: WorkflowStarter
-    output_fields: Mapping[str, str] = field(default_factory=dict)
-    in_doubt_field: str | None = None
-    operator_output: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def table(self) -> str:
-        return self.store.table
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return self.starter.retry
-
-
-@dataclass
-class TableReport:
-    """What one sweep read and did in one table.
-
-    ``scanned_count``/``count`` are the index items the work queries read/returned
-    (due retries and overdue running jobs); ``backlog_scanned_count`` is what the
-    ``Select=COUNT`` backlog queries read. Nothing else is read.
-    """
-
-    table: str
-    scanned_count: int = 0
-    count: int = 0
-    redriven: int = 0
-    failed: int = 0
-    conflicts: int = 0
-    errors: int = 0
-    deferred: int = 0
-    reconciled: dict[str, int] = field(default_factory=dict)
-    backlog: dict[str, int] = field(default_factory=dict)
-    backlog_scanned_count: int = 0
-
-
-@dataclass
-class SweepReport:
-    leader: bool
-    swept: bool = False
-    started_at: str = field(default_factory=now_iso)
-    duration_s: float = 0.0
-    aborted: str | None = None
-    tables: dict[str, TableReport] = field(default_factory=dict)
-    queues: dict[str, int] = field(default_factory=dict)
-    handoff: dict[str, HandoffReport] = field(default_factory=dict)
-
-    @property
-    def items_read(self) -> int:
-        return sum(t.scanned_count + t.backlog_scanned_count for t in self.tables.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "items_read": self.items_read}
+# What the API, the console and the services import from here.
+__all__ = ["LEADER_KEY", "REDRIVABLE", "NotRedrivable", "SweepReport", "SweepTarget",
+           "Sweeper", "TableReport"]
 
 
 class Sweeper(Lifecycle):
@@ -305,33 +239,10 @@ class Sweeper(Lifecycle):
 
     async def _retries(self, target: SweepTarget, table: TableReport, now: float,
                        guarded: bool, report: SweepReport) -> None:
-        async def redrive(job: Job) -> None:
-            if job.status is not Status.RETRY_PENDING:
-                return
-            if job.attempt >= target.policy.max_attempts_for(job):
-                await target.store.transition(
-                    job, Status.FAILED,
-                    history=f"FAILED by sweeper after {job.attempt} attempt(s)")
-                table.failed += 1
-                SWEEPER_FAILED.labels(table=target.table).inc()
-                log.warning("sweeper.failed", request_id=job.request_id, table=target.table,
-                            attempts=job.attempt, last_error=str(job.raw.get("last_error"))[:300])
-                return
-            if not await target.starter.may_start():
-                table.deferred += 1   # the task queue is full: still due at the next sweep
-                ADMISSION_DEFERRED.labels(table=target.table).inc()
-                return
-            with redrive_span(job):
-                running = await target.starter.begin(
-                    job, history=f"re-driven by sweeper as attempt {job.attempt + 1}")
-            if running is None:
-                raise VersionConflict(job.request_id)
-            table.redriven += 1
-            SWEEPER_REDRIVES.labels(table=target.table).inc()
-            log.info("sweeper.redriven", request_id=job.request_id, table=target.table,
-                     execution=running.execution_name, attempt=running.attempt)
+        async def one(job: Job) -> None:
+            await redrive_due(target, job, table)
 
-        await self._pages(target, "retry", int(now), table, guarded, report, redrive)
+        await self._pages(target, "retry", int(now), table, guarded, report, one)
 
     async def _reconcile(self, target: SweepTarget, table: TableReport, now: float,
                          guarded: bool, report: SweepReport) -> None:
@@ -386,28 +297,9 @@ class Sweeper(Lifecycle):
 
     async def redrive(self, short: str, request_id: str, *,
                       history: str = "redrive by api") -> Job:
-        """Re-drive a ``FAILED`` or ``REJECTED`` job as a fresh attempt, audited in ``history``.
-
-        Raises :class:`JobNotFound`, :class:`NotRedrivable` (wrong state) or
-        :class:`VersionConflict` (someone else wrote the job meanwhile).
-        """
-        target = self.target(short)
-        job = await target.store.get(request_id)
-        if job is None:
-            raise JobNotFound(request_id)
-        if job.status not in REDRIVABLE:
-            raise NotRedrivable(f"{request_id} is {job.status.value}; only FAILED or "
-                                "REJECTED jobs can be re-driven")
-        if in_doubt(job, target.in_doubt_field):
-            raise NotRedrivable(f"{request_id}: a send's outcome is unknown; settle it with "
-                                "resolve (sent or not_sent) instead")
-        with redrive_span(job):
-            running = await target.starter.begin(job, history=history)
-        if running is None:
-            raise VersionConflict(request_id)
-        log.info("sweeper.manual_redrive", request_id=request_id, table=target.table,
-                 execution=running.execution_name, attempt=running.attempt)
-        return running
+        """Re-drive a ``FAILED`` or ``REJECTED`` job by hand
+        (:func:`~shared.operations.redrive.redrive_failed`)."""
+        return await redrive_failed(self.target(short), request_id, history=history)
 
     async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str, *,
                       by: str = "operator") -> Job:

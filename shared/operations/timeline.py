@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.aws.clients import error_code
-from shared.operations.sweep import SweepTarget
+from shared.operations.targets import SweepTarget
 from shared.pipeline.jobs import Job, execution_name, iso_at
 from shared.redact import mask, mask_text
 

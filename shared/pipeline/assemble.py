@@ -24,12 +24,11 @@ from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import (
     Inliner,
     RetryPolicy,
-    Schedule,
     WorkflowStarter,
     exponential_schedule,
-    parse_schedule,
 )
 from shared.pipeline.tasks import Handler, Task, TaskWorker
+from shared.schedule import Schedule, parse_schedule
 from shared.settings import Settings
 from shared.stream.consumer import (
     DynamoDBStreamSource,

@@ -80,14 +80,14 @@ class JobKind:
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
         retry_schedule: default delays between attempts (``"5s,5m,30m"``, see
-            :func:`~shared.pipeline.starter.parse_schedule`); ``None`` keeps the
+            :func:`~shared.schedule.parse_schedule`); ``None`` keeps the
             exponential ``REMITFLOW_RETRY_BACKOFF_*`` policy.
         schedule_by: job attribute whose value picks a schedule from
             ``schedules`` (the notification kind: ``channel``).
         schedules: value of ``schedule_by`` → default schedule.
         in_doubt_field: job attribute that marks a side effect whose outcome is
             unknown (an e-mail handed to SES with no answer); an operator settles
-            such a job (:func:`~shared.operations.sweep.resolve`).
+            such a job (:func:`~shared.operations.resolve.resolve`).
         operator_output: attributes written when an operator declares the side
             effect done (``{"delivery_id": "operator"}``).
         extra_tables: plain tables the kind's service keeps besides its job table

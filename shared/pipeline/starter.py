@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.budgets import inline_size
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.retry import Backoff
+from shared.schedule import Schedule
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
 from shared.worker import fault_point
 
@@ -42,39 +42,6 @@ _START_BACKOFF = Backoff(0.2, 2.0)   # bounded: start_attempts tries, a few seco
 RETRY_DUE = "retry_due"
 """Job attribute: when the next attempt may start, written by the task worker as it
 reports a failure; the workflow's ``MarkRetry`` copies it into ``next_attempt_at``."""
-
-
-Schedule = tuple[float, ...]
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-
-
-def parse_schedule(text: str) -> Schedule:
-    """``"5s,5m,30m,2h"`` → ``(5.0, 300.0, 1800.0, 7200.0)``: the delays between attempts.
-
-    Units ``s``, ``m``, ``h``, ``d``; a bare number is seconds. An empty string is an
-    empty schedule (one attempt, no retry).
-
-    Raises:
-        ValueError: an entry is not a non-negative duration.
-    """
-    out: list[float] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        match = _DELAY.match(part)
-        if match is None:
-            raise ValueError(f"{part!r} is not a delay such as 30, 5s, 5m, 2h or 1d")
-        out.append(float(match.group(1)) * _UNITS[match.group(2)])
-    return tuple(out)
-
-
-def format_schedule(schedule: Schedule) -> str:
-    """The inverse of :func:`parse_schedule`, in the largest whole unit (``5m``, ``10h``)."""
-    def one(delay: float) -> str:
-        for unit in ("d", "h", "m"):
-            if delay and delay % _UNITS[unit] == 0:
-                return f"{int(delay // _UNITS[unit])}{unit}"
-        return f"{delay:g}s"
-    return ",".join(one(d) for d in schedule)
 
 
 def exponential_schedule(max_attempts: int, base_s: float, cap_s: float) -> Schedule:

@@ -52,11 +52,22 @@ def test_dev_only_commands_explain_themselves_without_moto(tmp_path: Path,
     assert "pip install 'remitflow[dev]'" in proc.stderr
 
 
-def test_container_healthcheck_knows_the_service_ports() -> None:
-    """The image's stdlib-only healthcheck keeps a copy of the ports: the same ones."""
+def test_container_healthcheck_knows_the_service_ports(tmp_path: Path) -> None:
+    """The image's stdlib-only healthcheck reads the ports the image writes at build time
+    from the services' declarations (``python -m tools.stack --ports``, Dockerfile)."""
     import runpy
 
     from tools.stack import PORTS
 
-    here = Path(__file__).resolve().parents[1] / "deploy" / "docker" / "healthcheck.py"
-    assert runpy.run_path(str(here), run_name="healthcheck")["DEFAULT_PORTS"] == PORTS
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "python -m tools.stack --ports > /opt/remitflow/ports.json" in dockerfile
+    assert "COPY deploy/docker/healthcheck.py /opt/remitflow/healthcheck.py" in dockerfile
+    written = subprocess.run([sys.executable, "-m", "tools.stack", "--ports"], cwd=ROOT,
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    assert json.loads(written) == PORTS
+    here = ROOT / "deploy" / "docker" / "healthcheck.py"
+    check = runpy.run_path(str(here), run_name="healthcheck")
+    for service, port in PORTS.items():
+        cmdline = ["tini", "-g", "--", "remitflow", "run", service, ""]
+        assert check["service_port"](cmdline, json.loads(written)) == port
+    assert check["service_port"](["tini", "--", "remitflow", "--help", ""], PORTS) is None

@@ -20,7 +20,7 @@ import pytest
 
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
-from shared.pipeline.starter import parse_schedule
+from shared.schedule import parse_schedule
 from tests.helpers import WEBHOOK_SECRET as SECRET
 from tests.helpers import Env, example, free_port, job_in, point_webhook_payee_at, running
 from tools.stack import builder

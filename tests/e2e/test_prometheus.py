@@ -1,4 +1,4 @@
-"""The real Prometheus scrapes the three services running on the emulator.
+"""The real Prometheus scrapes every declared service running on the emulator.
 
 Runs the Debian ``prometheus`` binary (installed by ``make check-deploy``) with the
 project's alert rules, and asserts through its HTTP API that every target is up,
@@ -21,9 +21,10 @@ import httpx
 import pytest
 
 from tests.helpers import Env, eventually, free_port
+from tools.stack import PORTS
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("enrichment", "notification", "sweeper")
+SERVICES = tuple(PORTS)
 
 
 def _binary() -> str:

@@ -27,11 +27,11 @@ from tools.bench.procs import Emulator, Service, aws_calls, counter_sum
 from tools.demo import generate_messages, reference_data
 from tools.dev import DEV_ENV, dev_api_token
 from tools.procs import free_port
+from tools.stack import PORTS, bootstrap_stack
 from tools.stack import StackNames as Names
-from tools.stack import bootstrap_stack
 from tools.webhook_receiver import Receiver
 
-SERVICES = ("enrichment", "notification", "sweeper")
+SERVICES = tuple(PORTS)
 EMPTY_READS = "remitflow_aws_empty_reads_total"
 
 

@@ -10,7 +10,7 @@ from services.notification.kind import NOTIFICATION
 from services.sweeper.service import build_sweeper
 from shared.pipeline.assemble import retry_policy
 from shared.pipeline.jobs import Job, Status
-from shared.pipeline.starter import format_schedule, parse_schedule
+from shared.schedule import format_schedule, parse_schedule
 from shared.settings import Settings, SettingsError, load_settings
 from tests.helpers import Env
 from tools.dev import dev_environment

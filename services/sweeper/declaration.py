@@ -1,0 +1,65 @@
+"""The sweeper service, declared: re-drives, reconciles and resolves every job kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from shared.aws.names import Names
+from shared.grants import (
+    ANY,
+    CONSUME,
+    JOB_TABLE,
+    LEADER_LEASE,
+    READ_INDEXED_JOBS,
+    Grant,
+    GrantScope,
+    Res,
+    table,
+)
+from shared.pipeline.kind import JobKind
+from shared.service import Service
+
+if TYPE_CHECKING:
+    from shared.runtime import Builder
+
+
+def build(kinds: Sequence[JobKind]) -> Builder:
+    from services.sweeper.service import builder
+
+    return builder(kinds)
+
+
+def grants(scope: GrantScope) -> list[Grant]:
+    n, prefix = scope.names, scope.prefix
+    names = [k.names(prefix) for k in scope.kinds]
+    queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
+              for q in (base, Names.dlq(base))]
+    return [
+        Grant("JobTablesAndIndexes", JOB_TABLE,
+              tuple(r for kn in names for r in table(kn.table))),
+        Grant("ReadIndexedJobs", READ_INDEXED_JOBS,
+              tuple(Res("table", kn.table) for kn in names)),
+        Grant("Leases", LEADER_LEASE, (Res("table", n.leases),)),
+        Grant("RedriveWorkflows", ("states:StartExecution",),
+              tuple(Res("state_machine", kn.state_machine) for kn in names)),
+        Grant("ReconcileWorkflows", ("states:DescribeExecution",),
+              tuple(Res("executions", kn.state_machine) for kn in names)),
+        Grant("ResolveStateMachines", ("states:ListStateMachines",), ANY),
+        Grant("QueueDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
+              tuple(Res("queue", q) for q in
+                    (*queues, n.execution_status, Names.dlq(n.execution_status)))),
+        # the hand-off check (shared/operations/handoff.py): subscribers' jobs by key,
+        # a missing one's message published again
+        Grant("HandoffLookups", ("dynamodb:BatchGetItem",),
+              tuple(Res("table", k.names(prefix).table) for k in scope.kinds if k.subscribes)),
+        Grant("HandoffRepublish", ("sns:Publish",),
+              tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
+        # execution status events (shared/operations/status_events.py)
+        Grant("ConsumeStatusEvents", CONSUME, (Res("queue", n.execution_status),)),
+        Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),
+              (Res("queue", Names.dlq(n.execution_status)),)),
+    ]
+
+
+SERVICE = Service(name="sweeper", port=8083, build=build, grants=grants, console="/console")
