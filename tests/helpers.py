@@ -74,6 +74,22 @@ class Env:
             if not msgs and time.monotonic() > deadline:
                 return out
 
+    async def left_on(self, queue: str) -> int:
+        """Messages on ``queue`` now: visible + in flight + delayed."""
+        url = await self.queue_url(queue)
+        attrs = (await self.clients.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                          "ApproximateNumberOfMessagesNotVisible",
+                                          "ApproximateNumberOfMessagesDelayed"]))["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    async def left_after_visibility(self, queue: str, visibility_s: float) -> int:
+        """The acknowledgement invariant: what ``queue`` holds once one visibility timeout
+        has passed (a message its consumer never deleted is visible again by then, or
+        received again and in flight: either way it counts)."""
+        await asyncio.sleep(visibility_s + 1)
+        return await self.left_on(queue)
+
     async def executions(self, state_machine: str) -> list[Any]:
         """Every execution of this test's ``state_machine`` (all pages: the session's
         emulator holds the state machines of every test)."""

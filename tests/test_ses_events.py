@@ -16,7 +16,7 @@ import pytest
 
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
-from services.notification.ses_events import SesEvent, message_tags
+from services.notification.ses_events import SesEvent, event_label, message_tags
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
@@ -24,6 +24,7 @@ from tests.helpers import Env, emails_to, example, history, job_in, running
 
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
 REQUEST = "REQ-2026-000001"
+VISIBILITY_S = 5                          # the event worker's visibility in these tests
 
 
 @pytest.fixture
@@ -44,6 +45,10 @@ def ses_event(event_type: str, message_id: str, request_id: str, attempt: int) -
         event_type.lower(): {}})
 
 
+def events(env: Env) -> str:
+    return env.names.name("ses-events")
+
+
 async def publish(env: Env, body: str) -> None:
     topic = f"arn:aws:sns:{env.settings.aws_region}:123456789012:{env.names.name('ses-events')}"
     await env.clients.sns.publish(TopicArn=topic, Message=body)
@@ -51,7 +56,8 @@ async def publish(env: Env, body: str) -> None:
 
 @asynccontextmanager
 async def pipeline_via(env: Env, proxy: SesFaultProxy) -> AsyncIterator[None]:
-    settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint})
+    settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint,
+                                               "visibility_timeout_s": VISIBILITY_S})
     async with AwsClients(settings) as clients, running(env, build_enrichment), \
             running(Env(settings, clients, env.endpoint), build_notification):
         yield
@@ -79,6 +85,9 @@ async def test_send_event_marks_the_unknown_outcome_sent(env: Env, proxy: SesFau
     assert "delivery_intent" not in sent.raw and "awaiting_ses_event_until" not in sent.raw
     assert "SES Send event for attempt 1: sent" in history(sent)
     assert len(emails_to(env, ADDRESS)) == len(before) + 1, "never resent"
+    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
+        "every SES event acknowledged"
+    assert await env.left_on(f"{events(env)}-dlq") == 0
 
 
 async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultProxy) -> None:
@@ -95,13 +104,26 @@ async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultPro
     assert "SES Reject event for attempt 1: not sent" in history(sent)
     mails = emails_to(env, ADDRESS)
     assert len(mails) == before + 1 and mails[-1]["id"] == sent.raw["delivery_id"]
+    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
+        "the stale and the Reject event acknowledged"
+    assert await env.left_on(f"{events(env)}-dlq") == 0
 
 
 async def test_invalid_messages_are_dead_lettered(env: Env) -> None:
-    async with running(env, build_notification):
+    async with running(env.with_settings(visibility_timeout_s=VISIBILITY_S),
+                       build_notification):
         await publish(env, "not json")
-        dead = await env.drain(f"{env.names.name('ses-events')}-dlq", wait_s=10)
+        dead = await env.drain(f"{events(env)}-dlq", wait_s=10)
     assert len(dead) == 1
+    assert dead[0]["MessageAttributes"]["remitflow.reason"]["StringValue"] == "invalid_event"
+    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+
+
+def test_the_event_type_label_is_from_a_fixed_set() -> None:
+    assert event_label("Delivery") == "Delivery"
+    assert event_label("Reject") == "Reject"
+    assert event_label("x" * 200) == "other"
+    assert event_label("delivery") == "other"
 
 
 def test_event_parsing_and_tags() -> None:

@@ -47,6 +47,10 @@ INTENT = "delivery_intent"
 AWAITING = "awaiting_ses_event_until"
 SENT_EVENTS = frozenset({"Send", "Delivery", "Bounce", "Complaint", "DeliveryDelay"})
 NOT_SENT_EVENTS = frozenset({"Reject", "RenderingFailure"})
+# SES's documented event types: the only values the metric's ``event`` label takes
+# (anything else counts as ``other``), so whoever can publish to the queue cannot
+# mint label values.
+KNOWN_EVENTS = SENT_EVENTS | NOT_SENT_EVENTS | frozenset({"Open", "Click", "Subscription"})
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9_.@-]{1,256}$")
 
 SES_EVENTS = Counter("remitflow_ses_events_total",
@@ -63,6 +67,11 @@ def message_tags(request_id: str, attempt: int) -> list[dict[str, str]]:
     if not _TAG_VALUE.match(request_id):
         return []
     return [{"Name": "request_id", "Value": request_id}, {"Name": "attempt", "Value": str(attempt)}]
+
+
+def event_label(event_type: str) -> str:
+    """The metric label for an event type: SES's own names, ``other`` for the rest."""
+    return event_type if event_type in KNOWN_EVENTS else "other"
 
 
 @dataclass(frozen=True)
@@ -109,9 +118,10 @@ class SesEvents(EventQueueWorker):
         """Apply one event; returns what it did (sent, not_sent, stale, unknown, ignored)."""
         event = SesEvent.parse(body)
         outcome = await self._apply(event)
-        SES_EVENTS.labels(event=event.event_type, outcome=outcome).inc()
-        log.info("ses_events.event", request_id=event.request_id, event=event.event_type,
-                 ses_message_id=event.message_id, attempt=event.attempt, outcome=outcome)
+        SES_EVENTS.labels(event=event_label(event.event_type), outcome=outcome).inc()
+        log.info("ses_events.event", request_id=event.request_id,
+                 ses_event=event.event_type[:64], ses_message_id=event.message_id,
+                 attempt=event.attempt, outcome=outcome)
         return outcome
 
     async def _apply(self, event: SesEvent) -> str:
