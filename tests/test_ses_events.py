@@ -16,7 +16,13 @@ import pytest
 
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
-from services.notification.ses_events import SesEvent, event_label, message_tags
+from services.notification.ses_events import (
+    SES_EVENTS,
+    VALIDATION_MESSAGE,
+    SesEvent,
+    event_label,
+    message_tags,
+)
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
 from tests.faultproxy_ses import SesFaultProxy
@@ -72,7 +78,9 @@ async def in_doubt(env: Env) -> Job:
     return job
 
 
-async def test_send_event_marks_the_unknown_outcome_sent(env: Env, proxy: SesFaultProxy) -> None:
+async def test_send_event_marks_the_unknown_outcome_sent(fresh_env: Env,
+                                                         proxy: SesFaultProxy) -> None:
+    env = fresh_env
     before = emails_to(env, ADDRESS)
     proxy.mode = "after"                         # SES accepted it, the client saw a 500
     async with pipeline_via(env, proxy):
@@ -90,7 +98,9 @@ async def test_send_event_marks_the_unknown_outcome_sent(env: Env, proxy: SesFau
     assert await env.left_on(f"{events(env)}-dlq") == 0
 
 
-async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultProxy) -> None:
+async def test_reject_event_redrives_and_sends_once(fresh_env: Env,
+                                                    proxy: SesFaultProxy) -> None:
+    env = fresh_env
     before = len(emails_to(env, ADDRESS))
     proxy.mode = "before"                        # nothing reached SES
     async with pipeline_via(env, proxy):
@@ -109,7 +119,8 @@ async def test_reject_event_redrives_and_sends_once(env: Env, proxy: SesFaultPro
     assert await env.left_on(f"{events(env)}-dlq") == 0
 
 
-async def test_invalid_messages_are_dead_lettered(env: Env) -> None:
+async def test_invalid_messages_are_dead_lettered(fresh_env: Env) -> None:
+    env = fresh_env
     async with running(env.with_settings(visibility_timeout_s=VISIBILITY_S),
                        build_notification):
         await publish(env, "not json")
@@ -117,6 +128,21 @@ async def test_invalid_messages_are_dead_lettered(env: Env) -> None:
     assert len(dead) == 1
     assert dead[0]["MessageAttributes"]["remitflow.reason"]["StringValue"] == "invalid_event"
     assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+
+
+async def test_the_topic_validation_notice_is_acknowledged(fresh_env: Env) -> None:
+    """SES publishes this plain text once when the event destination is created."""
+    env = fresh_env
+    before = SES_EVENTS.labels(event="-", outcome="validation")._value.get()
+    async with running(env.with_settings(visibility_timeout_s=VISIBILITY_S),
+                       build_notification):
+        await publish(env, VALIDATION_MESSAGE)
+        await publish(env, json.dumps({"Type": "Notification", "Message": VALIDATION_MESSAGE}))
+        await publish(env, VALIDATION_MESSAGE + " (or so)")        # not the notice: invalid
+        dead = await env.drain(f"{events(env)}-dlq", wait_s=10)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+    assert [m["Body"] for m in dead] == [VALIDATION_MESSAGE + " (or so)"]
+    assert SES_EVENTS.labels(event="-", outcome="validation")._value.get() == before + 2
 
 
 def test_the_event_type_label_is_from_a_fixed_set() -> None:

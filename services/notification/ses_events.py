@@ -17,9 +17,11 @@ Guarantees: an event is applied only to the attempt it names, only while that
 attempt's send is still in doubt (``delivery_intent`` set), with a version-
 conditioned write; anything else (a stale attempt, a settled job, a duplicate) is
 acknowledged and counted. A message that is not an SES event goes to the DLQ with a
-reason. A DynamoDB failure leaves the message to come back. Only when no event
-arrives within ``REMITFLOW_SES_EVENT_WINDOW_S`` does an e-mail fall back to the
-unknown-outcome policy (``services/notification/handler.py``).
+reason, except SES's own plain-text topic-validation notice (published once when
+the event destination is created), which is acknowledged and counted. A DynamoDB
+failure leaves the message to come back. Only when no event arrives within
+``REMITFLOW_SES_EVENT_WINDOW_S`` does an e-mail fall back to the unknown-outcome
+policy (``services/notification/handler.py``).
 
 Request ids outside SES's tag alphabet (letters, digits, ``_ - . @``) cannot be
 tagged; their e-mails carry no tags and keep the unknown-outcome policy.
@@ -51,6 +53,9 @@ NOT_SENT_EVENTS = frozenset({"Reject", "RenderingFailure"})
 # (anything else counts as ``other``), so whoever can publish to the queue cannot
 # mint label values.
 KNOWN_EVENTS = SENT_EVENTS | NOT_SENT_EVENTS | frozenset({"Open", "Click", "Subscription"})
+# What SES (AWS and LocalStack alike) publishes to the topic once, when the event
+# destination is created: not an event, not invalid either.
+VALIDATION_MESSAGE = "Successfully validated SNS topic for Amazon SES event publishing."
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9_.@-]{1,256}$")
 
 SES_EVENTS = Counter("remitflow_ses_events_total",
@@ -67,6 +72,20 @@ def message_tags(request_id: str, attempt: int) -> list[dict[str, str]]:
     if not _TAG_VALUE.match(request_id):
         return []
     return [{"Name": "request_id", "Value": request_id}, {"Name": "attempt", "Value": str(attempt)}]
+
+
+def is_validation_message(body: str) -> bool:
+    """SES's topic-validation notice, raw or in an SNS envelope (exact text only)."""
+    text = body.strip()
+    if text.startswith("{"):
+        try:
+            envelope = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(envelope, dict) or "Type" not in envelope:
+            return False
+        text = str(envelope.get("Message", "")).strip()
+    return text == VALIDATION_MESSAGE
 
 
 def event_label(event_type: str) -> str:
@@ -115,7 +134,12 @@ class SesEvents(EventQueueWorker):
         self.store, self.starter = store, starter
 
     async def handle(self, body: str) -> str:
-        """Apply one event; returns what it did (sent, not_sent, stale, unknown, ignored)."""
+        """Apply one event; returns what it did (sent, not_sent, stale, unknown, ignored,
+        validation)."""
+        if is_validation_message(body):
+            SES_EVENTS.labels(event="-", outcome="validation").inc()
+            log.info("ses_events.topic_validated", queue=self.queue)
+            return "validation"
         event = SesEvent.parse(body)
         outcome = await self._apply(event)
         SES_EVENTS.labels(event=event_label(event.event_type), outcome=outcome).inc()
