@@ -1,14 +1,18 @@
 """SES sending events settle e-mails whose send outcome is unknown.
 
-moto emits no SES events: the tests publish events in SES's documented format
-(``eventType``, ``mail.messageId``, ``mail.tags``) to the ``<prefix>-ses-events``
-topic, which bootstrap subscribed the queue to, exactly where SES's configuration
-set would publish them. SES sits behind the fault proxy (``tests/faultproxy_ses.py``).
+The embedded emulator publishes SES's ``Send`` and ``Delivery`` events for every
+accepted e-mail (``shared/aws/emulator_ses.py``), as SES does; events SES would send
+for a refused e-mail (``Reject``) and stale ones are published by the tests in SES's
+format to the ``<prefix>-ses-events`` topic. SES sits behind the fault proxy
+(``tests/faultproxy_ses.py``). Each test ends on the invariant: the event queue is
+empty after a visibility timeout.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -20,13 +24,16 @@ from services.notification.ses_events import (
     SES_EVENTS,
     VALIDATION_MESSAGE,
     SesEvent,
+    SesEvents,
     event_label,
     message_tags,
 )
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Job
-from tests.faultproxy_ses import SesFaultProxy
-from tests.helpers import Env, emails_to, example, history, job_in, running
+from shared.runtime import ServiceParts
+from shared.settings import Settings
+from tests.faultproxy_ses import Mode, SesFaultProxy
+from tests.helpers import Env, emails_to, eventually, example, history, job_in, running
 
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
 REQUEST = "REQ-2026-000001"
@@ -61,11 +68,21 @@ async def publish(env: Env, body: str) -> None:
 
 
 @asynccontextmanager
-async def pipeline_via(env: Env, proxy: SesFaultProxy) -> AsyncIterator[None]:
+async def pipeline_via(env: Env, proxy: SesFaultProxy, *,
+                       events_worker: bool = True) -> AsyncIterator[None]:
+    """Both services, notification's AWS calls through ``proxy`` (optionally without
+    its SES event worker, so that events wait on their queue)."""
     settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint,
                                                "visibility_timeout_s": VISIBILITY_S})
+
+    async def notification(settings: Settings, clients: AwsClients) -> ServiceParts:
+        parts = await build_notification(settings, clients)
+        if not events_worker:
+            parts.workers = [w for w in parts.workers if not isinstance(w, SesEvents)]
+        return parts
+
     async with AwsClients(settings) as clients, running(env, build_enrichment), \
-            running(Env(settings, clients, env.endpoint), build_notification):
+            running(Env(settings, clients, env.endpoint), notification):
         yield
 
 
@@ -78,24 +95,71 @@ async def in_doubt(env: Env) -> Job:
     return job
 
 
-async def test_send_event_marks_the_unknown_outcome_sent(fresh_env: Env,
-                                                         proxy: SesFaultProxy) -> None:
+async def test_ses_events_settle_an_unknown_outcome(fresh_env: Env,
+                                                  proxy: SesFaultProxy) -> None:
+    """Black box, as the issue met it: SES accepts, the caller sees 500, SES's own
+    ``Send``/``Delivery`` events (published by the emulator) settle the job ``SENT``
+    with SES's message id, and every event is acknowledged."""
     env = fresh_env
     before = emails_to(env, ADDRESS)
     proxy.mode = "after"                         # SES accepted it, the client saw a 500
     async with pipeline_via(env, proxy):
-        failed = await in_doubt(env)
-        mails = emails_to(env, ADDRESS)
-        assert len(mails) == len(before) + 1
-        await publish(env, ses_event("Send", mails[-1]["id"], REQUEST, failed.attempt))
-        sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=30)
-    assert sent.raw["delivery_id"] == mails[-1]["id"]
+        await env.send(example("settled-usd-ach.json"))
+        sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
+            "every SES event acknowledged"
+    mails = emails_to(env, ADDRESS)
+    assert len(mails) == len(before) + 1, "never resent"
+    assert sent.raw["delivery_id"] == mails[-1]["id"] and sent.attempt == 1
     assert "delivery_intent" not in sent.raw and "awaiting_ses_event_until" not in sent.raw
-    assert "SES Send event for attempt 1: sent" in history(sent)
-    assert len(emails_to(env, ADDRESS)) == len(before) + 1, "never resent"
-    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
-        "every SES event acknowledged"
-    assert await env.left_on(f"{events(env)}-dlq") == 0
+    assert re.search(r"SES (Send|Delivery) event for attempt 1: sent", history(sent))
+    assert await env.left_on(f"{events(env)}-dlq") == 0, "the validation notice included"
+
+
+async def test_a_late_event_marks_the_failed_job_sent(fresh_env: Env,
+                                                      proxy: SesFaultProxy) -> None:
+    """The events arrive after the handler gave up (``FAILED``, outcome unknown):
+    they wait on the queue while no event worker runs, then settle the job."""
+    env = fresh_env
+    proxy.mode = "after"
+    async with pipeline_via(env, proxy, events_worker=False):
+        failed = await in_doubt(env)
+    async with pipeline_via(env, proxy):
+        sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=30)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+    assert sent.attempt == failed.attempt == 1
+    assert sent.raw["delivery_id"] == emails_to(env, ADDRESS)[-1]["id"]
+    assert re.search(r"SES (Send|Delivery) event for attempt 1: sent", history(sent))
+
+
+@pytest.mark.parametrize("answer", ["pass", "after"])
+async def test_an_event_before_the_record_is_the_senders_own_outcome(
+        fresh_env: Env, proxy: SesFaultProxy, answer: Mode) -> None:
+    """SES's event settles the job while the handler still waits for ``SendEmail``'s
+    answer (LocalStack publishes during the call; AWS does not promise an order).
+    Whether the answer then is the message id or a 500, the handler takes the settle
+    as its own outcome: attempt 1 ends ``SENT``, one e-mail, no retry, no human."""
+    env = fresh_env
+    proxy.mode, proxy.hold = answer, threading.Event()
+    store = env.store("notifications")
+    async with pipeline_via(env, proxy):
+        await env.send(example("settled-usd-ach.json"))
+
+        async def settled_while_held() -> Job | None:
+            job = await store.get(REQUEST)
+            return job if job and job.raw.get("delivery_id") and proxy.holding else None
+
+        settled = await eventually(settled_while_held, timeout_s=60,
+                                   what="the SES event settling the job mid-send")
+        assert settled.status == "RUNNING" and "delivery_intent" not in settled.raw
+        proxy.hold.set()
+        sent = await job_in(store, REQUEST, "SENT", "FAILED", timeout_s=60)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+    mails = emails_to(env, ADDRESS)
+    assert sent.status == "SENT", history(sent)
+    assert sent.attempt == 1, f"no second attempt: {history(sent)}"
+    assert sent.raw["delivery_id"] == settled.raw["delivery_id"] == mails[-1]["id"]
+    assert "outcome unknown" not in history(sent)
 
 
 async def test_reject_event_redrives_and_sends_once(fresh_env: Env,
@@ -110,12 +174,12 @@ async def test_reject_event_redrives_and_sends_once(fresh_env: Env,
         await publish(env, ses_event("Send", "stale-id", REQUEST, failed.attempt + 5))
         await publish(env, ses_event("Reject", "0000-reject", REQUEST, failed.attempt))
         sent = await job_in(env.store("notifications"), REQUEST, "SENT", timeout_s=60)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
+            "the stale, the Reject and attempt 2's own events acknowledged"
     assert sent.attempt == failed.attempt + 1
     assert "SES Reject event for attempt 1: not sent" in history(sent)
     mails = emails_to(env, ADDRESS)
     assert len(mails) == before + 1 and mails[-1]["id"] == sent.raw["delivery_id"]
-    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0, \
-        "the stale and the Reject event acknowledged"
     assert await env.left_on(f"{events(env)}-dlq") == 0
 
 
@@ -125,9 +189,9 @@ async def test_invalid_messages_are_dead_lettered(fresh_env: Env) -> None:
                        build_notification):
         await publish(env, "not json")
         dead = await env.drain(f"{events(env)}-dlq", wait_s=10)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
     assert len(dead) == 1
     assert dead[0]["MessageAttributes"]["remitflow.reason"]["StringValue"] == "invalid_event"
-    assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
 
 
 async def test_the_topic_validation_notice_is_acknowledged(fresh_env: Env) -> None:
@@ -142,7 +206,9 @@ async def test_the_topic_validation_notice_is_acknowledged(fresh_env: Env) -> No
         dead = await env.drain(f"{events(env)}-dlq", wait_s=10)
         assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
     assert [m["Body"] for m in dead] == [VALIDATION_MESSAGE + " (or so)"]
-    assert SES_EVENTS.labels(event="-", outcome="validation")._value.get() == before + 2
+    # SES's own notice from bootstrap's event destination (the emulator publishes it,
+    # as SES does) and the two published here
+    assert SES_EVENTS.labels(event="-", outcome="validation")._value.get() == before + 3
 
 
 def test_the_event_type_label_is_from_a_fixed_set() -> None:

@@ -2,7 +2,8 @@
 
 Moto runs state machines only after ``POST /moto-api/config`` switches execution on,
 and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
-are set here before anything else talks to it.
+are set here before anything else talks to it. SES's sending events, which moto
+does not publish, come from ``shared/aws/emulator_ses.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import urllib.request
 from typing import Any
 
 from moto.server import ThreadedMotoServer
+
+from shared.aws import emulator_ses
 
 
 def configure(endpoint: str) -> None:
@@ -56,6 +59,7 @@ class Emulator:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        emulator_ses.install()      # SES publishes its sending events, as on AWS
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)
