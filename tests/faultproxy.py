@@ -67,6 +67,7 @@ class FaultProxy:
         self.forwarded = 0
         self.responses: dict[str, list[str]] = {}
         self.requests: dict[str, list[str]] = {}
+        self.calls: list[tuple[str, str]] | None = None    # every (target, body) when recording
         self._turn = itertools.count()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -85,6 +86,10 @@ class FaultProxy:
     def record(self, target: str) -> None:
         """Record the request bodies of ``target`` calls (``AmazonSQS.ChangeMessageVisibility``)."""
         self.requests.setdefault(target, [])
+
+    def record_all(self) -> None:
+        """Record (``X-Amz-Target``, body) of every request from now on (``calls``)."""
+        self.calls = []
 
     def seen(self, target: str, needle: str) -> int:
         """How many recorded ``target`` responses carried ``needle``."""
@@ -119,6 +124,8 @@ class FaultProxy:
         text = body.decode("utf-8", "replace")
         if target in self.requests:
             self.requests[target].append(text)
+        if self.calls is not None:
+            self.calls.append((target, text))
         for fault in self.faults:
             if fault.matches(target, text):
                 if fault.times is not None and self.hits.get(fault, 0) >= fault.times:

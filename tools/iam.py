@@ -160,10 +160,17 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                   tuple(r for kn in names for r in _table(kn.table))),
             Grant("ReadIndexedJobs", _READ_INDEXED_JOBS,
                   tuple(Res("table", kn.table) for kn in names)),
-            Grant("Leases", _LEADER_LEASE, (Res("table", n.leases),)),
+            # leadership, and the console's overview reads the shard leases (a Scan)
+            Grant("Leases", _SHARD_LEASES, (Res("table", n.leases),)),
+            # prefix search and the rejected list: bounded Scans (shared/operations/operate.py)
+            Grant("SearchJobTables", ("dynamodb:Scan",),
+                  tuple(Res("table", kn.table) for kn in names)),
             Grant("RedriveWorkflows", ("states:StartExecution",),
                   tuple(Res("state_machine", kn.state_machine) for kn in names)),
             Grant("ReconcileWorkflows", ("states:DescribeExecution",),
+                  tuple(Res("executions", kn.state_machine) for kn in names)),
+            # the timeline's execution history (shared/operations/timeline.py)
+            Grant("ExecutionHistory", ("states:GetExecutionHistory",),
                   tuple(Res("executions", kn.state_machine) for kn in names)),
             Grant("ResolveStateMachines", ("states:ListStateMachines",), ANY),
             Grant("QueueDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
@@ -175,6 +182,15 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                   tuple(Res("table", k.names(prefix).table) for k in KINDS if k.subscribes)),
             Grant("HandoffRepublish", ("sns:Publish",),
                   tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
+            # dead letters: peek, replay, delete (shared/operations/deadletters.py)
+            Grant("ReadAndDeleteDeadLetters", (
+                "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+                "sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
+                tuple(Res("queue", Names.dlq(base)) for kn in names
+                      for base in (kn.intake_queue, kn.task_queue))),
+            Grant("ReplayDeadLetters", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+                  tuple(Res("queue", base) for kn in names
+                        for base in (kn.intake_queue, kn.task_queue))),
             # execution status events (shared/operations/status_events.py)
             Grant("ConsumeStatusEvents", _CONSUME, (Res("queue", n.execution_status),)),
             Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),
