@@ -75,6 +75,19 @@ async def _queues_left(clients: AwsClients, prefix: str, wait_s: float) -> dict[
         await asyncio.sleep(5)
 
 
+async def _show_left(clients: AwsClients, queue: str) -> None:
+    """Print what a few of the messages left on ``queue`` are (at the end of the run)."""
+    url = (await clients.sqs.get_queue_url(QueueName=queue))["QueueUrl"]
+    resp = await clients.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=5, WaitTimeSeconds=1, VisibilityTimeout=0,
+        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
+    for m in resp.get("Messages", []):
+        attrs = m.get("Attributes", {})
+        age = time.time() - int(attrs.get("SentTimestamp", "0")) / 1000
+        print(f"  left on {queue}: receives={attrs.get('ApproximateReceiveCount')} "
+              f"age={age:.0f}s body={m.get('Body', '')[:160]!r}")
+
+
 async def _send_paced(settings: Settings, messages: list[dict[str, Any]],
                       rate_per_s: float) -> None:
     """Partners send steadily, not all at once: ten at a time at ``rate_per_s``."""
@@ -120,6 +133,8 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
         # visibility timeouts; whatever is still there by then was never acknowledged.
         queues = await _queues_left(clients, settings.prefix,
                                     wait_s=3 * settings.visibility_timeout_s)
+        for queue in (q for q, n in sorted(queues.items()) if n):
+            await _show_left(clients, queue)
     statuses = Counter(rem[r]["status"] for r in ids if r in rem)
     nstatuses = Counter(notif[r]["status"] for r in ids if r in notif)
     accounted = sum(statuses[s] for s in DONE_REMITTANCE)

@@ -235,6 +235,17 @@ class SqsWorker(Lifecycle):
         await self.receiver.delay(message, delay)
         return delay
 
+    async def dead_letter(self, message: MessageTypeDef, *, dlq_url: str, reason: str,
+                          detail: str) -> None:
+        """Copy ``message`` to ``dlq_url`` with ``remitflow.reason``/``detail``/``source_queue``
+        (the caller acknowledges it afterwards)."""
+        attrs: dict[str, Any] = {
+            "remitflow.reason": {"DataType": "String", "StringValue": reason},
+            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
+            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
+        await self.sqs.send_message(QueueUrl=dlq_url, MessageBody=message.get("Body") or "-",
+                                    MessageAttributes=attrs)
+
     def spawn(self, work: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._inflight.add(task)
@@ -300,12 +311,8 @@ class EventQueueWorker(SqsWorker):
                     message_id=message.get("MessageId"))
 
     async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
-        attrs: dict[str, Any] = {
-            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
-            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
-            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
-        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
-                                    MessageAttributes=attrs)
+        await self.dead_letter(message, dlq_url=self.dlq_url, reason="invalid_event",
+                               detail=detail)
         self.invalid(detail)
         log.warning(f"{self.worker}.invalid", detail=detail[:300],
                     message_id=message.get("MessageId"))
