@@ -26,14 +26,24 @@ from services.notification.ses_events import (
     SesEvent,
     SesEvents,
     event_label,
+    intent_value,
     message_tags,
 )
 from shared.aws.clients import AwsClients
-from shared.pipeline.jobs import Job
+from shared.pipeline.jobs import Job, JobStore, Status
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.faultproxy_ses import Mode, SesFaultProxy
-from tests.helpers import Env, emails_to, eventually, example, history, job_in, running
+from tests.helpers import (
+    Env,
+    emails_to,
+    eventually,
+    example,
+    history,
+    job_in,
+    retrying,
+    running,
+)
 
 ADDRESS = "ap@ada-books.example"          # the payee of settled-usd-ach.json
 REQUEST = "REQ-2026-000001"
@@ -209,6 +219,37 @@ async def test_the_topic_validation_notice_is_acknowledged(fresh_env: Env) -> No
     # SES's own notice from bootstrap's event destination (the emulator publishes it,
     # as SES does) and the two published here
     assert SES_EVENTS.labels(event="-", outcome="validation")._value.get() == before + 3
+
+
+async def test_an_event_settles_the_attempt_its_intent_names(fresh_env: Env) -> None:
+    """The process died after SES accepted: the job is ``RETRY_PENDING`` (task timed
+    out) or already re-driven and parked ``FAILED`` at attempt 2 (which does not
+    resend an e-mail in doubt). Attempt 1's event still settles both."""
+    env = fresh_env
+    store = env.store("notifications")
+    jobs = {}
+    for rid, end, attempt in (("REQ-SES-RP", Status.RETRY_PENDING, 1),
+                              ("REQ-SES-A2", Status.FAILED, 2)):
+        job = await retrying(store, rid, attempt=attempt, due=2_000_000_000)
+        if end is Status.FAILED:
+            job = await store.transition(job, Status.FAILED,
+                                         set_={"failure_reason": "outcome_unknown"})
+        jobs[rid] = await store.update(job, {"delivery_intent": intent_value(1)})
+    async with running(env.with_settings(visibility_timeout_s=VISIBILITY_S),
+                       build_notification):
+        for rid in jobs:
+            await publish(env, ses_event("Send", f"ses-{rid}", rid, 1))
+        pending = await eventually(lambda: _delivered(store, "REQ-SES-RP"), timeout_s=30,
+                                   what="the delivery recorded on the pending job")
+        sent = await job_in(store, "REQ-SES-A2", "SENT", timeout_s=30)
+        assert await env.left_after_visibility(events(env), VISIBILITY_S) == 0
+    assert pending.status is Status.RETRY_PENDING and "delivery_intent" not in pending.raw
+    assert sent.raw["delivery_id"] == "ses-REQ-SES-A2" and sent.attempt == 2
+
+
+async def _delivered(store: JobStore, rid: str) -> Job | None:
+    job = await store.get(rid)
+    return job if job is not None and job.raw.get("delivery_id") == f"ses-{rid}" else None
 
 
 def test_the_event_type_label_is_from_a_fixed_set() -> None:

@@ -37,7 +37,7 @@ from services.notification.endpoints_api import WAITING
 from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
-from services.notification.ses_events import AWAITING, message_tags
+from services.notification.ses_events import AWAITING, intent_value, message_tags
 from services.notification.webhook import deliver, webhook_id_for
 from shared.aws.clients import error_code
 from shared.domain.advice import RemittanceAdvice
@@ -84,9 +84,11 @@ def ses_outcome(exc: BaseException) -> SesOutcome:
 
 
 def _intent_age_s(intent: object) -> float:
-    """Seconds since the intent ``email@<iso time>`` was recorded (0 when unreadable)."""
+    """Seconds since the intent ``email@<iso time>[#attempt]`` was recorded (0 when
+    unreadable)."""
     try:
-        when = dt.datetime.fromisoformat(str(intent).split("@", 1)[1].replace("Z", "+00:00"))
+        stamp = str(intent).split("@", 1)[1].partition("#")[0]
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except (IndexError, ValueError):
         return 0.0
     return (dt.datetime.now(dt.UTC) - when).total_seconds()
@@ -177,7 +179,7 @@ class Notifier:
                      details: dict[str, Any]) -> str:
         if not advice.payee.email:
             raise BusinessError("NoAddress", "payee has no e-mail address")
-        job = await self.store.update(job, {**details, INTENT: f"email@{now_iso()}"})
+        job = await self.store.update(job, {**details, INTENT: intent_value(job.attempt)})
         fault_point("notify.before_send")
         extra: dict[str, Any] = {}
         if self.configuration_set:     # SES events settle an unknown outcome (ses_events.py)

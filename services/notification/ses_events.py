@@ -9,14 +9,16 @@ worker consumes. What each event proves, for the attempt its tags name:
   ``DeliveryDelay``, which follow acceptance): the e-mail was sent. The job gets
   ``delivery_id`` = SES's message id and its in-doubt marker goes; a ``FAILED`` job
   (outcome unknown) becomes ``SENT``; a ``RUNNING`` one finishes as ``SENT`` when its
-  task is answered (the handler sees the recorded delivery and sends nothing).
+  task is answered (the handler sees the recorded delivery and sends nothing), and so
+  does a ``RETRY_PENDING`` one (its process died after SES accepted) when re-driven.
 * ``Reject`` or ``RenderingFailure``: SES did not send it. The in-doubt marker goes;
   a ``FAILED`` job is re-driven as a fresh attempt, which sends once more.
 
 Guarantees: an event is applied only to the attempt it names, only while that
-attempt's send is still in doubt (``delivery_intent`` set), with a version-
-conditioned write; anything else (a stale attempt, a settled job, a duplicate) is
-acknowledged and counted. A message that is not an SES event goes to the DLQ with a
+attempt's send is still in doubt (``delivery_intent`` set, naming the attempt: the
+marker outlives a re-drive, which does not resend), with a version-conditioned write
+(a lost race re-reads and re-decides); anything else (a stale attempt, a settled job,
+a duplicate) is acknowledged and counted. A message that is not an SES event goes to the DLQ with a
 reason, except SES's own plain-text topic-validation notice (published once when
 the event destination is created), which is acknowledged and counted. A DynamoDB
 failure leaves the message to come back. Only when no event arrives within
@@ -38,7 +40,7 @@ from prometheus_client import Counter
 
 from shared.aws.sqs import EventQueueWorker, NotAnEvent
 from shared.logs import get_logger
-from shared.pipeline.jobs import JobStore, Status, VersionConflict, now_iso
+from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, now_iso
 from shared.pipeline.starter import WorkflowStarter
 from shared.retry import Backoff
 
@@ -73,6 +75,20 @@ def message_tags(request_id: str, attempt: int) -> list[dict[str, str]]:
     if not _TAG_VALUE.match(request_id):
         return []
     return [{"Name": "request_id", "Value": request_id}, {"Name": "attempt", "Value": str(attempt)}]
+
+
+def intent_value(attempt: int) -> str:
+    """The in-doubt marker an attempt writes before it sends: ``email@<time>#<attempt>``."""
+    return f"email@{now_iso()}#{attempt}"
+
+
+def intent_attempt(job: Job) -> int:
+    """The attempt whose send the job's in-doubt marker belongs to. It outlives its
+    attempt (a re-drive does not resend an e-mail in doubt), so an event for that
+    attempt still settles the job after the re-drive. Older markers name no attempt:
+    the job's current one."""
+    _, _, attempt = str(job.raw.get(INTENT, "")).rpartition("#")
+    return int(attempt) if attempt.isdigit() else job.attempt
 
 
 def is_validation_message(body: str) -> bool:
@@ -144,7 +160,14 @@ class SesEvents(EventQueueWorker):
             log.info("ses_events.topic_validated", queue=self.queue)
             return "validation"
         event = SesEvent.parse(body)
-        outcome = await self._apply(event)
+        for _ in range(3):   # a lost race (the handler wrote first) re-reads and re-decides
+            try:
+                outcome = await self._apply(event)
+                break
+            except VersionConflict:
+                continue
+        else:
+            raise VersionConflict(event.request_id or "-")   # deferred: comes back later
         SES_EVENTS.labels(event=event_label(event.event_type), outcome=outcome).inc()
         log.info("ses_events.event", request_id=event.request_id,
                  ses_event=event.event_type[:64], ses_message_id=event.message_id,
@@ -159,30 +182,30 @@ class SesEvents(EventQueueWorker):
         job = await self.store.get(event.request_id)
         if job is None:
             return "unknown"
-        if job.attempt != event.attempt or not job.raw.get(INTENT) \
-                or job.status not in (Status.RUNNING, Status.FAILED):
+        # RETRY_PENDING too: the attempt's task timed out (its process died after SES
+        # accepted) and a re-drive is due; recording the delivery now means the
+        # re-driven attempt finds it and sends nothing.
+        if not job.raw.get(INTENT) or intent_attempt(job) != event.attempt \
+                or job.status not in (Status.RUNNING, Status.FAILED, Status.RETRY_PENDING):
             return "stale"
         note = f"SES {event.event_type} event for attempt {event.attempt}"
-        try:
-            if event.event_type in SENT_EVENTS:
-                done = {"delivery_id": event.message_id, "delivered_at": now_iso()}
-                if job.status is Status.FAILED:
-                    await self.store.transition(job, self.store.success, set_=done,
-                                                remove=(INTENT, AWAITING, "failure_reason"),
-                                                history=f"{note}: sent ({event.message_id})")
-                else:
-                    await self.store.update(job, done, remove=(INTENT, AWAITING),
+        if event.event_type in SENT_EVENTS:
+            done = {"delivery_id": event.message_id, "delivered_at": now_iso()}
+            if job.status is Status.FAILED:
+                await self.store.transition(job, self.store.success, set_=done,
+                                            remove=(INTENT, AWAITING, "failure_reason"),
                                             history=f"{note}: sent ({event.message_id})")
-                return "sent"
-            cleared = await self.store.update(job, {}, remove=(INTENT, AWAITING,
-                                                               "failure_reason"),
-                                              history=f"{note}: not sent")
-            if cleared.status is Status.FAILED:
-                await self.starter.begin(cleared, history="re-driven: SES did not send "
-                                         f"attempt {event.attempt}")
-            return "not_sent"
-        except VersionConflict:
-            return "stale"
+            else:
+                await self.store.update(job, done, remove=(INTENT, AWAITING),
+                                        history=f"{note}: sent ({event.message_id})")
+            return "sent"
+        cleared = await self.store.update(job, {}, remove=(INTENT, AWAITING,
+                                                           "failure_reason"),
+                                          history=f"{note}: not sent")
+        if cleared.status is Status.FAILED:
+            await self.starter.begin(cleared, history="re-driven: SES did not send "
+                                     f"attempt {event.attempt}")
+        return "not_sent"
 
     def invalid(self, detail: str) -> None:
         SES_EVENTS.labels(event="-", outcome="invalid").inc()
