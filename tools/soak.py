@@ -145,9 +145,11 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
     email_dupes = sum(n - 1 for n in per_request.values() if n > 1)
     for_human = [r for r in ids if notif.get(r, {}).get("status") == "FAILED"]
     unknown = [r for r in for_human if "unknown" in str(notif[r].get("last_error", ""))]
+    never_sent = [r for r in unknown if not per_request.get(r)]
     print(f"e-mails: {sum(per_request.values())} for {len(per_request)} requests; "
           f"notifications left for a human: {len(for_human)} ({len(unknown)} with an "
-          f"unknown send outcome; SES's events settle those)")
+          f"unknown send outcome, {len(never_sent)} of them never reached SES: killed "
+          f"between recording the intent and the send, so no SES event can come)")
     webhook_dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1) if receiver else 0
     print(f"remittances in={count} COMPLETED={statuses['COMPLETED']} "
           f"SENT={nstatuses['SENT']} REJECTED={statuses['REJECTED'] + nstatuses['REJECTED']} "
