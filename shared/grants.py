@@ -79,8 +79,9 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
     return [
         Grant("ConsumeQueues", CONSUME,
               (Res("queue", kn.intake_queue), Res("queue", kn.task_queue))),
+        # invalid intake messages, and task-queue messages that are not tasks
         Grant("QuarantineToDlq", ("sqs:SendMessage", "sqs:GetQueueUrl"),
-              (Res("queue", Names.dlq(kn.intake_queue)),)),
+              (Res("queue", Names.dlq(kn.intake_queue)), Res("queue", Names.dlq(kn.task_queue)))),
         Grant("DeadLetterDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
               (Res("queue", Names.dlq(kn.intake_queue)), Res("queue", Names.dlq(kn.task_queue)))),
         Grant("JobTable", JOB_TABLE, table(kn.table)),

@@ -148,3 +148,6 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
         settings = test_settings(request.getfixturevalue("session_prefix"))
     async with AwsClients(settings) as clients:
         yield Env(settings=settings, clients=clients, endpoint=emulator)
+
+
+fresh_env = env   # a stack of the test's own (whole-queue invariants); the coordinator wires it

@@ -66,6 +66,8 @@ class FaultProxy:
         self.refused: list[tuple[str, str]] = []
         self.forwarded = 0
         self.responses: dict[str, list[str]] = {}
+        self.requests: dict[str, list[str]] = {}
+        self.calls: list[tuple[str, str]] | None = None    # every (target, body) when recording
         self._turn = itertools.count()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -80,6 +82,14 @@ class FaultProxy:
     def watch(self, target: str) -> None:
         """Record the response bodies of ``target`` calls (``AmazonSQS.ReceiveMessage``)."""
         self.responses.setdefault(target, [])
+
+    def record(self, target: str) -> None:
+        """Record the request bodies of ``target`` calls (``AmazonSQS.ChangeMessageVisibility``)."""
+        self.requests.setdefault(target, [])
+
+    def record_all(self) -> None:
+        """Record (``X-Amz-Target``, body) of every request from now on (``calls``)."""
+        self.calls = []
 
     def seen(self, target: str, needle: str) -> int:
         """How many recorded ``target`` responses carried ``needle``."""
@@ -112,6 +122,10 @@ class FaultProxy:
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
         text = body.decode("utf-8", "replace")
+        if target in self.requests:
+            self.requests[target].append(text)
+        if self.calls is not None:
+            self.calls.append((target, text))
         for fault in self.faults:
             if fault.matches(target, text):
                 if fault.times is not None and self.hits.get(fault, 0) >= fault.times:

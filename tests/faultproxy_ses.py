@@ -5,6 +5,11 @@ a fault mode: ``after`` forwards it (the e-mail is accepted) and then answers th
 client 500 ``InternalFailure``, as SES does when it fails after accepting;
 ``before`` answers 500 without forwarding (nothing was sent). The client cannot
 tell the two apart, which is the point: only an operator or SES's own events can.
+
+``hold`` (a ``threading.Event``), when set on the proxy, keeps every forwarded
+``SendEmail``'s answer back until the event is set: SES has accepted the e-mail
+(and publishes its events) while the sender still waits for the answer, which
+puts SES's events between ``SendEmail`` and the sender's record of it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class SesFaultProxy:
         self.mode: Mode = "pass"
         self.send_emails = 0  # SendEmail requests seen
         self.forwarded = 0    # SendEmail requests the emulator received
+        self.hold: threading.Event | None = None
+        self.holding = 0      # SendEmail answers held back right now
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -51,6 +58,13 @@ class SesFaultProxy:
                 if sending:
                     with proxy._lock:
                         proxy.forwarded += 1
+                    hold = proxy.hold
+                    if hold is not None:
+                        with proxy._lock:
+                            proxy.holding += 1
+                        hold.wait(timeout=60)
+                        with proxy._lock:
+                            proxy.holding -= 1
                 if mode == "after":
                     self._answer(500, {"content-type": "text/xml"}, _ERROR)
                     return

@@ -9,23 +9,27 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.resources import files
 from typing import Any, TypeVar
 
 import httpx
+from aiobotocore.session import get_session
 from pydantic import SecretStr
 
+from services.sweeper.service import build_sweeper
 from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
+from shared.operations.status_events import DETAIL_TYPE
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 from tools import procs
 from tools.demo import generate_messages
+from tools.stack import KINDS, builder
 from tools.stack import StackNames as Names
-from tools.stack import builder
 from tools.webhook_receiver import Receiver
 
 T = TypeVar("T")
@@ -73,6 +77,22 @@ class Env:
             out += msgs
             if not msgs and time.monotonic() > deadline:
                 return out
+
+    async def left_on(self, queue: str) -> int:
+        """Messages on ``queue`` now: visible + in flight + delayed."""
+        url = await self.queue_url(queue)
+        attrs = (await self.clients.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                          "ApproximateNumberOfMessagesNotVisible",
+                                          "ApproximateNumberOfMessagesDelayed"]))["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    async def left_after_visibility(self, queue: str, visibility_s: float) -> int:
+        """The acknowledgement invariant: what ``queue`` holds once one visibility timeout
+        has passed (a message its consumer never deleted is visible again by then, or
+        received again and in flight: either way it counts)."""
+        await asyncio.sleep(visibility_s + 1)
+        return await self.left_on(queue)
 
     async def executions(self, state_machine: str) -> list[Any]:
         """Every execution of this test's ``state_machine`` (all pages: the session's
@@ -237,3 +257,35 @@ async def point_webhook_payee_at(env: Env, receiver: Receiver) -> None:
 
 def example(name: str) -> str:
     return EXAMPLES.joinpath(name).read_text()
+
+
+# --- execution status events (EventBridge → the sweeper's consumer) ------------------
+
+async def publish_status_event(env: Env, detail: dict[str, Any]) -> None:
+    """One event as Step Functions sends it (moto accepts the ``aws.states`` source)."""
+    async with get_session().create_client("events", endpoint_url=env.endpoint,
+                                           region_name="us-east-1") as events:
+        resp = await events.put_events(Entries=[{
+            "Source": "aws.states", "DetailType": DETAIL_TYPE,
+            "Resources": [detail["executionArn"]], "Detail": json.dumps(detail)}])
+        assert resp["FailedEntryCount"] == 0
+
+
+def detail_of(desc: dict[str, Any], status: str) -> dict[str, Any]:
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    return {"executionArn": desc["executionArn"], "stateMachineArn": desc["stateMachineArn"],
+            "name": desc["name"], "status": status, "startDate": now - 1000,
+            "stopDate": now, "input": desc["input"], "output": None}
+
+
+async def started_job(env: Env, request_id: str) -> tuple[Job, dict[str, Any]]:
+    """A real attempt: job RUNNING and its execution waiting on a task nobody answers."""
+    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
+    target = sweeper.target("remittances")
+    payload = json.dumps(message(request_id))
+    job = await target.store.create(request_id, payload, content_hash(payload))
+    assert job is not None
+    running = await target.starter.begin(job)
+    assert running is not None and running.status is Status.RUNNING
+    arn = target.starter.execution_arn(running.execution_name or "")
+    return running, dict(await env.clients.sfn.describe_execution(executionArn=arn))

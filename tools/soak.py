@@ -3,8 +3,11 @@
 Runs like ``remitflow dev --no-demo`` (emulator in-process, each service its own OS
 process, restarted when it dies), sends N remittances, and every few seconds
 ``kill -9``s a random service process. At the end it accounts for every
-remittance and counts duplicate deliveries; it exits non-zero if anything was
-lost or an e-mail went out twice. Webhooks repeated under the same ``webhook-id``
+remittance and counts duplicate deliveries, then waits (up to a few visibility
+timeouts) for every queue of the stack to be empty and prints what is left on each
+(visible + in flight + delayed). It exits non-zero if anything was lost, an e-mail
+went out twice, a notification is left ``FAILED`` for a human, or a queue (DLQs
+included) still holds a message. Webhooks repeated under the same ``webhook-id``
 are reported apart (``redelivered_webhooks``): the receiver drops them by that id.
 """
 
@@ -51,6 +54,42 @@ def _emails(endpoint: str) -> list[dict[str, Any]]:
         return list(json.load(resp).get("ses", {}).get("Message", []))
 
 
+async def _queue_depths(clients: AwsClients, prefix: str) -> dict[str, int]:
+    """Every queue of the stack: visible + in flight + delayed messages."""
+    urls = (await clients.sqs.list_queues(QueueNamePrefix=f"{prefix}-")).get("QueueUrls", [])
+    out: dict[str, int] = {}
+    for url in urls:
+        attrs = (await clients.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                          "ApproximateNumberOfMessagesNotVisible",
+                                          "ApproximateNumberOfMessagesDelayed"]))["Attributes"]
+        out[url.rsplit("/", 1)[-1]] = sum(int(v) for v in attrs.values())
+    return out
+
+
+async def _queues_left(clients: AwsClients, prefix: str, wait_s: float) -> dict[str, int]:
+    """Wait up to ``wait_s`` for every queue to be empty; what is left on each."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        depths = await _queue_depths(clients, prefix)
+        if not any(depths.values()) or time.monotonic() > deadline:
+            return depths
+        await asyncio.sleep(5)
+
+
+async def _show_left(clients: AwsClients, queue: str) -> None:
+    """Print what a few of the messages left on ``queue`` are (at the end of the run)."""
+    url = (await clients.sqs.get_queue_url(QueueName=queue))["QueueUrl"]
+    resp = await clients.sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=5, WaitTimeSeconds=1, VisibilityTimeout=0,
+        MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
+    for m in resp.get("Messages", []):
+        attrs = m.get("Attributes", {})
+        age = time.time() - int(attrs.get("SentTimestamp", "0")) / 1000
+        print(f"  left on {queue}: receives={attrs.get('ApproximateReceiveCount')} "
+              f"age={age:.0f}s body={m.get('Body', '')[:160]!r}")
+
+
 async def _send_paced(settings: Settings, messages: list[dict[str, Any]],
                       rate_per_s: float) -> None:
     """Partners send steadily, not all at once: ten at a time at ``rate_per_s``."""
@@ -92,6 +131,12 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
                 break
             await asyncio.sleep(10)   # a scan of both tables is not free for the emulator
         await sender
+        # Late events (a Delivery after its Send, a superseded task) settle within a few
+        # visibility timeouts; whatever is still there by then was never acknowledged.
+        queues = await _queues_left(clients, settings.prefix,
+                                    wait_s=3 * settings.visibility_timeout_s)
+        for queue in (q for q, n in sorted(queues.items()) if n):
+            await _show_left(clients, queue)
     statuses = Counter(rem[r]["status"] for r in ids if r in rem)
     nstatuses = Counter(notif[r]["status"] for r in ids if r in notif)
     accounted = sum(statuses[s] for s in DONE_REMITTANCE)
@@ -100,11 +145,13 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
     per_request = Counter(found for m in _emails(endpoint)
                           for found in set(re.findall(r"REQ-SOAK-[0-9]+-[0-9]+", m["body"])))
     email_dupes = sum(n - 1 for n in per_request.values() if n > 1)
-    unknown = [r for r in ids if notif.get(r, {}).get("status") == "FAILED"
-               and "unknown" in str(notif[r].get("last_error", ""))]
+    for_human = [r for r in ids if notif.get(r, {}).get("status") == "FAILED"]
+    unknown = [r for r in for_human if "unknown" in str(notif[r].get("last_error", ""))]
+    never_sent = [r for r in unknown if not per_request.get(r)]
     print(f"e-mails: {sum(per_request.values())} for {len(per_request)} requests; "
-          f"{len(unknown)} notification(s) FAILED because a send's outcome was unknown "
-          f"(killed between the send and its record: left for a human, never resent)")
+          f"notifications left for a human: {len(for_human)} ({len(unknown)} with an "
+          f"unknown send outcome, {len(never_sent)} of them never reached SES: killed "
+          f"between recording the intent and the send, so no SES event can come)")
     webhook_dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1) if receiver else 0
     print(f"remittances in={count} COMPLETED={statuses['COMPLETED']} "
           f"SENT={nstatuses['SENT']} REJECTED={statuses['REJECTED'] + nstatuses['REJECTED']} "
@@ -117,7 +164,11 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
     # An e-mail cannot be taken back: every second e-mail is a duplicate.
     print(f"lost={lost} duplicates={email_dupes} redelivered_webhooks={webhook_dupes} "
           f"(same webhook-id, dropped by the receiver)")
-    return 0 if lost == 0 and email_dupes == 0 else 1
+    left = {q: n for q, n in sorted(queues.items()) if n}
+    print(f"queues left: {sum(left.values())} message(s) "
+          f"{left if left else '(every queue empty, DLQs included)'}")
+    ok = lost == 0 and email_dupes == 0 and not for_human and not left
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

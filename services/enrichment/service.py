@@ -23,6 +23,7 @@ from shared.pipeline.assemble import (
     topic_arn,
 )
 from shared.pipeline.jobs import JobStore
+from shared.retry import deferral
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 from shared.tracing import TRACEPARENT, SpanKind, span, traceparent
@@ -40,7 +41,8 @@ async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) 
                             checkpoint_every=settings.partner_files_checkpoint_every,
                             max_in_flight=settings.partner_files_max_in_flight,
                             wait_s=settings.receive_wait_s,
-                            visibility_s=settings.visibility_timeout_s))
+                            visibility_s=settings.visibility_timeout_s,
+                            backoff=deferral(settings)))
 
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:

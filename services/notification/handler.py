@@ -37,7 +37,7 @@ from services.notification.endpoints_api import WAITING
 from services.notification.pools import HostPools
 from services.notification.render import Renderer, RenderError
 from services.notification.rules import RuleSet
-from services.notification.ses_events import AWAITING, message_tags
+from services.notification.ses_events import AWAITING, intent_value, message_tags
 from services.notification.webhook import deliver, webhook_id_for
 from shared.aws.clients import error_code
 from shared.domain.advice import RemittanceAdvice
@@ -45,7 +45,7 @@ from shared.domain.directory import PayeeDirectory
 from shared.logs import get_logger
 from shared.metrics import DELIVERIES
 from shared.pipeline.intake import InvalidMessage, Parsed
-from shared.pipeline.jobs import Job, JobStore, Status, content_hash, now_iso
+from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, content_hash, now_iso
 from shared.pipeline.tasks import BusinessError, Superseded, Task, TransientError
 from shared.tracing import SpanKind, set_attributes, span
 from shared.worker import fault_point
@@ -84,9 +84,11 @@ def ses_outcome(exc: BaseException) -> SesOutcome:
 
 
 def _intent_age_s(intent: object) -> float:
-    """Seconds since the intent ``email@<iso time>`` was recorded (0 when unreadable)."""
+    """Seconds since the intent ``email@<iso time>[#attempt]`` was recorded (0 when
+    unreadable)."""
     try:
-        when = dt.datetime.fromisoformat(str(intent).split("@", 1)[1].replace("Z", "+00:00"))
+        stamp = str(intent).split("@", 1)[1].partition("#")[0]
+        when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except (IndexError, ValueError):
         return 0.0
     return (dt.datetime.now(dt.UTC) - when).total_seconds()
@@ -138,8 +140,9 @@ class Notifier:
             return {"delivery_id": job.raw["delivery_id"]}
         if job.raw.get(INTENT):
             if self.unknown_outcome == "fail":
-                await self._unknown_outcome(job, "an e-mail send was started earlier and its "
-                                            "outcome is unknown; not resent automatically")
+                return {"delivery_id": await self._unknown_outcome(
+                    job, "an e-mail send was started earlier and its outcome is unknown; "
+                    "not resent automatically")}
             age = _intent_age_s(job.raw[INTENT])
             wait_s = max(self.resend_after_s, self._event_window_s(job))
             if age < wait_s:
@@ -176,7 +179,7 @@ class Notifier:
                      details: dict[str, Any]) -> str:
         if not advice.payee.email:
             raise BusinessError("NoAddress", "payee has no e-mail address")
-        job = await self.store.update(job, {**details, INTENT: f"email@{now_iso()}"})
+        job = await self.store.update(job, {**details, INTENT: intent_value(job.attempt)})
         fault_point("notify.before_send")
         extra: dict[str, Any] = {}
         if self.configuration_set:     # SES events settle an unknown outcome (ses_events.py)
@@ -202,12 +205,20 @@ class Notifier:
             reason = f"SES send outcome unknown ({code or type(exc).__name__})"
             if self.unknown_outcome == "resend":
                 raise TransientError(reason + "; resent later (at-least-once)") from exc
-            await self._unknown_outcome(job, reason)
-            raise
+            return await self._unknown_outcome(job, reason)
         message_id = resp["MessageId"]
         fault_point("notify.after_send")
-        await self.store.update(job, {"delivery_id": message_id, "delivered_at": now_iso()},
-                                remove=("delivery_intent",))
+        try:
+            await self.store.update(job, {"delivery_id": message_id, "delivered_at": now_iso()},
+                                    remove=("delivery_intent",))
+        except VersionConflict:
+            # SES's event for this very send can arrive before our record and settle the
+            # job first (ses_events.py): that write is our outcome, not a lost race.
+            if settled_by_event(await self.store.require(job.request_id),
+                                job.attempt) != message_id:
+                raise
+            log.info("notify.settled_by_ses_event", request_id=job.request_id,
+                     message_id=message_id)
         DELIVERIES.labels(channel="email", outcome="delivered").inc()
         log.info("notify.emailed", request_id=job.request_id, message_id=message_id)
         return str(message_id)
@@ -280,9 +291,19 @@ class Notifier:
             return 0.0
         return self.ses_event_window_s
 
-    async def _unknown_outcome(self, job: Job, reason: str) -> None:
-        current = await self.store.require(job.request_id)
-        if current.status is Status.RUNNING:
+    async def _unknown_outcome(self, job: Job, reason: str) -> str:
+        """Park an in-doubt send ``FAILED`` (``outcome_unknown``) and raise ``Superseded``,
+        unless SES's event already settled this attempt: then its delivery id is returned
+        (the outcome is known: sent). A write that loses to the event re-reads."""
+        for _ in range(3):
+            current = await self.store.require(job.request_id)
+            settled = settled_by_event(current, job.attempt)
+            if settled is not None:
+                log.info("notify.settled_by_ses_event", request_id=job.request_id,
+                         message_id=settled)
+                return settled
+            if current.status is not Status.RUNNING:
+                break
             window = self._event_window_s(current)
             marker: dict[str, Any] = {}
             waits = "waiting for an operator (resolve sent / not_sent)"
@@ -291,9 +312,22 @@ class Notifier:
                 marker = {AWAITING: until.isoformat(timespec="seconds").replace("+00:00", "Z")}
                 waits = (f"waiting for its SES event until {marker[AWAITING]}, then for an "
                          "operator (resolve sent / not_sent)")
-            await self.store.transition(
-                current, Status.FAILED,
-                set_={"last_error": reason, "failure_reason": "outcome_unknown", **marker},
-                history=f"attempt {current.attempt}: {reason}; {waits}")
+            try:
+                await self.store.transition(
+                    current, Status.FAILED,
+                    set_={"last_error": reason, "failure_reason": "outcome_unknown", **marker},
+                    history=f"attempt {current.attempt}: {reason}; {waits}")
+                break
+            except VersionConflict:
+                continue     # an SES event (or an operator) wrote first: re-decide
         log.error("notify.outcome_unknown", request_id=job.request_id, reason=reason)
         raise Superseded(reason)
+
+
+def settled_by_event(current: Job, attempt: int) -> str | None:
+    """The delivery id SES's event recorded for ``attempt``'s send, if one did
+    (``delivery_id`` set and the in-doubt marker cleared by ``ses_events.py``)."""
+    if current.attempt == attempt and current.raw.get("delivery_id") \
+            and not current.raw.get(INTENT):
+        return str(current.raw["delivery_id"])
+    return None

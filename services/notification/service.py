@@ -25,6 +25,7 @@ from shared.pipeline.assemble import (
     status_router,
 )
 from shared.pipeline.starter import WorkflowStarter
+from shared.retry import deferral
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 
@@ -65,7 +66,8 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
                              dlq_url=await urls.url(Names.dlq(ses_events_name)), store=store,
                              starter=starter, max_in_flight=settings.max_in_flight,
                              wait_s=settings.receive_wait_s,
-                             visibility_s=settings.visibility_timeout_s))
+                             visibility_s=settings.visibility_timeout_s,
+                             backoff=deferral(settings)))
     workers.append(EndpointGauges(endpoints, interval_s=settings.endpoint_metrics_interval_s,
                                   alert_after_s=settings.endpoint_alert_after_s))
     routers = [status_router(NOTIFICATION.table, store),

@@ -10,8 +10,8 @@ from shared.grants import (
     ANY,
     CONSUME,
     JOB_TABLE,
-    LEADER_LEASE,
     READ_INDEXED_JOBS,
+    SHARD_LEASES,
     Grant,
     GrantScope,
     Res,
@@ -40,7 +40,23 @@ def grants(scope: GrantScope) -> list[Grant]:
               tuple(r for kn in names for r in table(kn.table))),
         Grant("ReadIndexedJobs", READ_INDEXED_JOBS,
               tuple(Res("table", kn.table) for kn in names)),
-        Grant("Leases", LEADER_LEASE, (Res("table", n.leases),)),
+        # leadership, and the console's overview reads the shard leases (a Scan)
+        Grant("Leases", SHARD_LEASES, (Res("table", n.leases),)),
+        # prefix search and the rejected list: bounded Scans (shared/operations/operate.py)
+        Grant("SearchJobTables", ("dynamodb:Scan",),
+              tuple(Res("table", kn.table) for kn in names)),
+        # the timeline's execution history (shared/operations/timeline.py)
+        Grant("ExecutionHistory", ("states:GetExecutionHistory",),
+              tuple(Res("executions", kn.state_machine) for kn in names)),
+        # dead letters: peek, replay, delete (shared/operations/deadletters.py)
+        Grant("ReadAndDeleteDeadLetters", (
+            "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
+            "sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
+            tuple(Res("queue", Names.dlq(base)) for kn in names
+                  for base in (kn.intake_queue, kn.task_queue))),
+        Grant("ReplayDeadLetters", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+              tuple(Res("queue", base) for kn in names
+                    for base in (kn.intake_queue, kn.task_queue))),
         Grant("RedriveWorkflows", ("states:StartExecution",),
               tuple(Res("state_machine", kn.state_machine) for kn in names)),
         Grant("ReconcileWorkflows", ("states:DescribeExecution",),

@@ -32,6 +32,7 @@ from shared.pipeline.assemble import (
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
+from shared.retry import deferral
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 
@@ -97,7 +98,7 @@ async def build_status_events(settings: Settings, clients: AwsClients,
         dlq_url=await urls.url(Names.dlq(queue)),
         targets={t.starter.state_machine_arn: t for t in sweeper.targets.values()},
         max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
-        visibility_s=settings.visibility_timeout_s)
+        visibility_s=settings.visibility_timeout_s, backoff=deferral(settings))
 
 
 def dead_letters(settings: Settings, clients: AwsClients,

@@ -3,7 +3,8 @@
 Moto runs state machines only after ``POST /moto-api/config`` switches execution on,
 and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
 are set here before anything else talks to it. Its Step Functions interpreter gets
-caches first (``emulator_sfn``; docs/emulator.md).
+caches first (``emulator_sfn``; docs/emulator.md); SES's sending events, which moto
+does not publish, come from ``shared/aws/emulator_ses.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_sfn
+from shared.aws import emulator_ses, emulator_sfn
 
 
 def configure(endpoint: str) -> None:
@@ -61,6 +62,7 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
+        emulator_ses.install()      # SES publishes its sending events, as on AWS
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 DELETE_LINGER_S = 0.5
+# The default back-off of a message that could not be handled now (the settings'
+# ``REMITFLOW_INTAKE_RETRY_BASE_S`` / ``_CAP_S`` defaults).
+DEFER_BASE_S, DEFER_CAP_S = 2.0, 900.0
 
 
 class Receiver:
@@ -179,8 +182,9 @@ class SqsWorker(Lifecycle):
 
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, worker: str,
                  max_in_flight: int, wait_s: int, visibility_s: int,
-                 with_attributes: bool = False) -> None:
+                 with_attributes: bool = False, backoff: Backoff | None = None) -> None:
         super().__init__()
+        self.backoff = backoff or Backoff(DEFER_BASE_S, DEFER_CAP_S)
         self.name = f"{worker}:{queue_name}"
         self.sqs = sqs
         self.queue = queue_name
@@ -221,6 +225,27 @@ class SqsWorker(Lifecycle):
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
+    async def defer(self, message: MessageTypeDef) -> int:
+        """Hide a message we could not handle now for a delay growing with its receive
+        count (``backoff``), so an outage costs a few receives per message instead of one
+        per visibility timeout and the queue's redrive limit is reached by nothing valid.
+        Needs ``with_attributes`` (``ApproximateReceiveCount``); returns the delay."""
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        delay = max(1, round(self.backoff.delay(receives)))
+        await self.receiver.delay(message, delay)
+        return delay
+
+    async def dead_letter(self, message: MessageTypeDef, *, dlq_url: str, reason: str,
+                          detail: str) -> None:
+        """Copy ``message`` to ``dlq_url`` with ``remitflow.reason``/``detail``/``source_queue``
+        (the caller acknowledges it afterwards)."""
+        attrs: dict[str, Any] = {
+            "remitflow.reason": {"DataType": "String", "StringValue": reason},
+            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
+            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
+        await self.sqs.send_message(QueueUrl=dlq_url, MessageBody=message.get("Body") or "-",
+                                    MessageAttributes=attrs)
+
     def spawn(self, work: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._inflight.add(task)
@@ -240,16 +265,18 @@ class EventQueueWorker(SqsWorker):
 
     A body that is not an event (:class:`NotAnEvent`) goes to ``dlq_url`` with
     ``remitflow.reason=invalid_event`` and the detail, then is acknowledged; any other
-    failure leaves the message to come back after its visibility timeout; a handled
-    one is acknowledged. Subclasses implement :meth:`handle` and count invalid ones in
-    :meth:`invalid`.
+    failure (DynamoDB down, say) hides the message again for a delay growing with its
+    receive count (:meth:`SqsWorker.defer`, like the intakes), so a long outage delays
+    events and dead-letters none; a handled one is acknowledged. Subclasses implement
+    :meth:`handle` and count invalid ones in :meth:`invalid`.
     """
 
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, dlq_url: str,
                  worker: str, max_in_flight: int = 10, wait_s: int = 10,
-                 visibility_s: int = 60) -> None:
+                 visibility_s: int = 60, backoff: Backoff | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker=worker,
-                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s,
+                         with_attributes=True, backoff=backoff)
         self.worker, self.dlq_url = worker, dlq_url
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
@@ -265,27 +292,27 @@ class EventQueueWorker(SqsWorker):
         """Count a message that was not an event (it is in the DLQ now)."""
 
     async def _one(self, message: MessageTypeDef) -> None:
+        failure: Exception | None = None
         try:
             try:
                 await self.handle(message.get("Body") or "")
             except NotAnEvent as exc:
                 await self._dead_letter(message, str(exc))
         except Exception as exc:
-            WORKER_ERRORS.labels(worker=self.worker).inc()
-            log.warning(f"{self.worker}.failed", error=repr(exc),
-                        message_id=message.get("MessageId"))
-            return   # not acknowledged: it comes back after its visibility timeout
+            failure = exc
         finally:
             self.receiver.slots.release()
-        await self.deleter.delete(message)
+        if failure is None:
+            await self.deleter.delete(message)
+            return
+        WORKER_ERRORS.labels(worker=self.worker).inc()
+        delay = await self.defer(message)    # not acknowledged: back after ``delay``
+        log.warning(f"{self.worker}.deferred", error=repr(failure)[:300], delay_s=delay,
+                    message_id=message.get("MessageId"))
 
     async def _dead_letter(self, message: MessageTypeDef, detail: str) -> None:
-        attrs: dict[str, Any] = {
-            "remitflow.reason": {"DataType": "String", "StringValue": "invalid_event"},
-            "remitflow.detail": {"DataType": "String", "StringValue": detail[:1024] or "-"},
-            "remitflow.source_queue": {"DataType": "String", "StringValue": self.queue}}
-        await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=message.get("Body") or "-",
-                                    MessageAttributes=attrs)
+        await self.dead_letter(message, dlq_url=self.dlq_url, reason="invalid_event",
+                               detail=detail)
         self.invalid(detail)
         log.warning(f"{self.worker}.invalid", detail=detail[:300],
                     message_id=message.get("MessageId"))

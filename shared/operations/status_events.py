@@ -30,6 +30,7 @@ from shared.metrics import EXECUTION_EVENTS
 from shared.operations.reconcile import settle_job
 from shared.operations.targets import SweepTarget
 from shared.pipeline.jobs import Status, VersionConflict, execution_name
+from shared.retry import Backoff
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -75,9 +76,11 @@ class ExecutionEvents(EventQueueWorker):
 
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  targets: Mapping[str, SweepTarget], max_in_flight: int = 10,
-                 wait_s: int = 10, visibility_s: int = 60) -> None:
+                 wait_s: int = 10, visibility_s: int = 60,
+                 backoff: Backoff | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, dlq_url=dlq_url, worker="events",
-                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+                         max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s,
+                         backoff=backoff)
         self.targets = dict(targets)    # state machine ARN → target
 
     async def handle(self, body: str) -> str:

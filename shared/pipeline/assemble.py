@@ -171,7 +171,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                        queue_url=task_url, store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                        heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=settings.task_visibility_s, retry=policy)
+                       visibility_s=settings.task_visibility_s, retry=policy,
+                       dlq_url=await urls.url(Names.dlq(task_queue)))
     return [intake, stream, tasks], store
 
 

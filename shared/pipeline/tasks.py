@@ -106,9 +106,10 @@ class TaskWorker(SqsWorker):
     def __init__(self, *, sqs: SQSClient, sfn: SFNClient, queue_name: str, queue_url: str,
                  store: JobStore, handler: Handler, max_in_flight: int = 32,
                  wait_s: int = 10, heartbeat_s: float = 20.0, visibility_s: int = 70,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, dlq_url: str | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="tasks",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s)
+        self.dlq_url = dlq_url  # where a message that is not a task goes (with its reason)
         self.sfn = sfn
         self.store = store
         self.handler = handler
@@ -133,7 +134,18 @@ class TaskWorker(SqsWorker):
     async def _answer(self, message: MessageTypeDef) -> None:
         """One ``task`` span per message (received → answered) in the trace the
         workflow's input carried; the handler and the answer are its children."""
-        body = json.loads(message.get("Body", "{}"))
+        body = task_body(message.get("Body") or "")
+        if body is None and self.dlq_url is not None:
+            # Not a task (only Step Functions should write here): kept with its reason,
+            # never retried until SQS's redrive moves it without one.
+            await self.dead_letter(message, dlq_url=self.dlq_url, reason="invalid_task",
+                                   detail="not a task message (task_token, request_id, "
+                                          "execution_name)")
+            WORKER_ERRORS.labels(worker="tasks").inc()
+            log.warning("tasks.invalid", queue=self.queue, message_id=message.get("MessageId"))
+            await self._delete(message)
+            return
+        body = body or json.loads(message.get("Body", "{}"))
         with span("task", parent=body.get(TRACEPARENT), kind=SpanKind.CONSUMER,
                   request_id=body.get("request_id"), attempt=body.get("attempt"),
                   execution=body.get("execution_name"), messaging__system="aws_sqs",
@@ -265,3 +277,16 @@ class TaskWorker(SqsWorker):
 
     async def _delete(self, message: MessageTypeDef) -> None:
         await self.deleter.delete(message)
+
+
+def task_body(text: str) -> dict[str, Any] | None:
+    """A task message's JSON, or None when it is not one (no token, id or execution)."""
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) and body[k]
+            for k in ("task_token", "request_id", "execution_name")):
+        return None
+    return body

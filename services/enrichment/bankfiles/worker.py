@@ -50,6 +50,7 @@ from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, FILE_DURATION, FILE_RECORDS, FILES, WORKER_ERRORS
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
+from shared.retry import Backoff
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -76,6 +77,7 @@ class FileOptions:
     wait_s: int = 10
     visibility_s: int = 60
     batch: int = 20
+    backoff: Backoff | None = None    # a file that failed for now: hidden for longer each time
 
 
 class _Interrupted(Exception):
@@ -115,7 +117,8 @@ class FileIntake(SqsWorker):
                  options: FileOptions) -> None:
         super().__init__(sqs, queue_name, queue_url, worker="file_intake",
                          max_in_flight=options.max_in_flight, wait_s=options.wait_s,
-                         visibility_s=options.visibility_s)
+                         visibility_s=options.visibility_s, with_attributes=True,
+                         backoff=options.backoff)
         self.s3 = s3
         self.dlq_url = dlq_url
         self.store = store
@@ -130,20 +133,23 @@ class FileIntake(SqsWorker):
     async def _handle(self, message: MessageTypeDef) -> None:
         keeper = asyncio.create_task(self.receiver.keep_visible(
             [message], every_s=max(1.0, self.visibility_s / 3)))
-        done = False
+        done, failure = False, None
         try:
             done = await self.handle_message(message)
         except _Interrupted:
             await self.receiver.set_visibility([message], 0)
-        except Exception as exc:  # retried: the message comes back after its visibility
-            WORKER_ERRORS.labels(worker="file_intake").inc()
-            log.error("bankfile.failed", queue=self.queue, message_id=message.get("MessageId"),
-                      error=repr(exc))
+        except Exception as exc:  # retried: hidden for a delay growing with receives
+            failure = exc
         finally:
             keeper.cancel()
             self.receiver.slots.release()
         if done:
             await self.deleter.delete(message)
+        elif failure is not None:
+            WORKER_ERRORS.labels(worker="file_intake").inc()
+            delay = await self.defer(message)
+            log.error("bankfile.failed", queue=self.queue, message_id=message.get("MessageId"),
+                      error=repr(failure), delay_s=delay)
 
     async def handle_message(self, message: MessageTypeDef) -> bool:
         """Handle every file the event names; True when the message may be deleted."""

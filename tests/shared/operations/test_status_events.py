@@ -11,38 +11,19 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from aiobotocore.session import get_session
 
 from services.sweeper.service import build_status_events, build_sweeper
 from shared.aws.names import Names
 from shared.metrics import EXECUTION_EVENTS
-from shared.operations.status_events import DETAIL_TYPE, ExecutionEvents
-from shared.pipeline.jobs import Job, Status, content_hash
-from tests.helpers import Env, history, message
+from shared.operations.status_events import ExecutionEvents
+from shared.pipeline.jobs import Status
+from tests.helpers import Env, detail_of, history, started_job
+from tests.helpers import publish_status_event as publish
 from tools.stack import KINDS
 
 pytestmark = pytest.mark.own_stack("asserts the execution-status queue and its DLQ empty")
-
-
-async def publish(env: Env, detail: dict[str, Any]) -> None:
-    """One event as Step Functions sends it (moto accepts the ``aws.states`` source)."""
-    async with get_session().create_client("events", endpoint_url=env.endpoint,
-                                           region_name="us-east-1") as events:
-        resp = await events.put_events(Entries=[{
-            "Source": "aws.states", "DetailType": DETAIL_TYPE,
-            "Resources": [detail["executionArn"]], "Detail": json.dumps(detail)}])
-        assert resp["FailedEntryCount"] == 0
-
-
-def detail_of(desc: dict[str, Any], status: str) -> dict[str, Any]:
-    now = int(datetime.now(UTC).timestamp() * 1000)
-    return {"executionArn": desc["executionArn"], "stateMachineArn": desc["stateMachineArn"],
-            "name": desc["name"], "status": status, "startDate": now - 1000,
-            "stopDate": now, "input": desc["input"], "output": None}
 
 
 async def consumer(env: Env) -> ExecutionEvents:
@@ -58,19 +39,6 @@ async def poll_until(events: ExecutionEvents, outcome_count: int, *,
         handled += await events.poll_once()
         await events.drain()
     return handled
-
-
-async def started_job(env: Env, request_id: str) -> tuple[Job, dict[str, Any]]:
-    """A real attempt: job RUNNING and its execution waiting on a task nobody answers."""
-    sweeper = await build_sweeper(env.settings, env.clients, KINDS)
-    target = sweeper.target("remittances")
-    payload = json.dumps(message(request_id))
-    job = await target.store.create(request_id, payload, content_hash(payload))
-    assert job is not None
-    running = await target.starter.begin(job)
-    assert running is not None and running.status is Status.RUNNING
-    arn = target.starter.execution_arn(running.execution_name or "")
-    return running, dict(await env.clients.sfn.describe_execution(executionArn=arn))
 
 
 def counted(outcome: str, status: str = "ABORTED", table: str | None = None) -> float:
