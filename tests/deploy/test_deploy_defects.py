@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _compose_bootstrap() -> ModuleType:
@@ -58,5 +58,5 @@ def test_container_healthcheck_knows_the_service_ports() -> None:
 
     from tools.stack import PORTS
 
-    here = Path(__file__).resolve().parents[1] / "deploy" / "docker" / "healthcheck.py"
+    here = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "healthcheck.py"
     assert runpy.run_path(str(here), run_name="healthcheck")["DEFAULT_PORTS"] == PORTS

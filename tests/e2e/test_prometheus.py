@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers import Env, eventually, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("enrichment", "notification", "sweeper")
 
 
