@@ -78,7 +78,7 @@ def emulator() -> Iterator[str]:
                              str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        wait_until_up("127.0.0.1", port, timeout_s=30)
+        wait_until_up("127.0.0.1", port, timeout_s=120)
         endpoint = f"http://127.0.0.1:{port}"
         os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

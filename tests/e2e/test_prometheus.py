@@ -23,7 +23,7 @@ import pytest
 from tests.helpers import Env, eventually, free_port
 from tools.stack import PORTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = tuple(PORTS)
 
 

@@ -38,11 +38,12 @@ def test_this_test_is_a_unit_test(request: pytest.FixtureRequest) -> None:
     assert request.node.get_closest_marker("unit") is not None
 
 
-def test_a_test_with_the_emulator_is_end_to_end(request: pytest.FixtureRequest) -> None:
+def test_a_test_with_the_emulator_is_never_a_unit_test(request: pytest.FixtureRequest) -> None:
     items = [i for i in request.session.items if "env" in getattr(i, "fixturenames", ())]
     if not items:
         pytest.skip("no test on the emulator was selected (make test-fast)")
-    assert all(i.get_closest_marker("e2e") and not i.get_closest_marker("unit")
-               for i in items)
+    for item in items:
+        assert not item.get_closest_marker("unit"), item.nodeid
+        assert any(item.get_closest_marker(m) for m in ("e2e", "browser", "deploy")), item.nodeid
     browser = [i for i in request.session.items if "/browser/" in str(i.path)]
     assert all(i.get_closest_marker("browser") for i in browser)
