@@ -1,7 +1,7 @@
 """Event queues back off like the intakes: a DynamoDB outage dead-letters no valid event.
 
 For each event consumer that needs DynamoDB to apply an event (SES events, execution
-status events), DynamoDB is made to fail for the job table (from outside, by
+status events, bank-file events), DynamoDB is made to fail for the job table (from outside, by
 ``tests/faultproxy.py``) while a valid event waits. The consumer hides the event
 again each time with a visibility that grows with its receive count (the intakes'
 schedule, ``shared/aws/sqs.py``: ``SqsWorker.defer``) instead of letting it come back
@@ -17,19 +17,24 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import resources
 
 import pytest
 
+from services.enrichment.bankfiles.worker import FileIntake
+from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.notification.ses_events import SesEvents
 from services.sweeper.service import build_status_events, build_sweeper
 from shared.aws.clients import AwsClients
-from shared.aws.sqs import EventQueueWorker
+from shared.aws.sqs import EventQueueWorker, SqsWorker
 from shared.pipeline.jobs import Job, Status, content_hash, execution_name
 from shared.settings import Settings
 from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import Env, detail_of, eventually, publish_status_event, started_job
-from tools.stack import KINDS
+from tools.stack import KINDS, file_drops
+
+EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 
 VISIBILITY_S = 5
 REFUSED_RECEIVES = 3
@@ -42,9 +47,14 @@ class Case:
 
     queue: str
     table: str
-    consumer: Callable[[Settings, AwsClients], Awaitable[EventQueueWorker]]
-    event: Callable[[Env, str], Awaitable[None]]
+    consumer: Callable[[Settings, AwsClients], Awaitable[SqsWorker]]
+    event: Callable[[Env, str], Awaitable[str]]     # returns the request id to watch
     settled: Callable[[Job], bool]
+
+
+async def files_consumer(settings: Settings, clients: AwsClients) -> SqsWorker:
+    parts = await build_enrichment(settings, clients)
+    return next(w for w in parts.workers if isinstance(w, FileIntake))
 
 
 async def ses_consumer(settings: Settings, clients: AwsClients) -> EventQueueWorker:
@@ -57,7 +67,16 @@ async def status_consumer(settings: Settings, clients: AwsClients) -> EventQueue
                                      await build_sweeper(settings, clients, KINDS))
 
 
-async def ses_event(env: Env, request_id: str) -> None:
+async def bank_file(env: Env, request_id: str) -> str:
+    """A bank's pain.002 file in the partner-files bucket (S3 sends its ObjectCreated event)."""
+    data = EXAMPLES.joinpath("pain.002.001.10-accepted-and-rejected.xml").read_bytes()
+    bucket = file_drops(env.settings)[0].bucket_name(env.settings.prefix)
+    await env.clients.s3.put_object(Bucket=bucket, Key=f"FIRSTBANK/{request_id}.xml",
+                                    Body=data)
+    return "ISO-FIRSTBANK-E2E-FB-0003"       # the file's last transaction: it is done
+
+
+async def ses_event(env: Env, request_id: str) -> str:
     """A notification in doubt (intent recorded, attempt 1) and SES's Send event for it."""
     store = env.store("notifications")
     payload = json.dumps({"request_id": request_id})
@@ -71,13 +90,15 @@ async def ses_event(env: Env, request_id: str) -> None:
         "eventType": "Send", "send": {},
         "mail": {"messageId": f"ses-{request_id}", "source": "remittances@example.com",
                  "tags": {"request_id": [request_id], "attempt": ["1"]}}}))
+    return request_id
 
 
-async def status_event(env: Env, request_id: str) -> None:
+async def status_event(env: Env, request_id: str) -> str:
     """A real execution of attempt 1, stopped, and Step Functions' ABORTED event for it."""
     _, desc = await started_job(env, request_id)
     await env.clients.sfn.stop_execution(executionArn=desc["executionArn"])
     await publish_status_event(env, detail_of(desc, "ABORTED"))
+    return request_id
 
 
 CASES = {
@@ -85,6 +106,8 @@ CASES = {
                        lambda job: job.raw.get("delivery_id") is not None),
     "execution-status": Case("execution-status", "remittances", status_consumer,
                              status_event, lambda job: job.status is Status.RETRY_PENDING),
+    "partner-files": Case("partner-files", "remittances", files_consumer, bank_file,
+                          lambda job: True),
 }
 
 
@@ -93,7 +116,7 @@ async def test_an_outage_delays_events_and_dead_letters_none(fresh_env: Env, nam
     env, case = fresh_env, CASES[name]
     queue = env.names.name(case.queue)
     table = env.names.table(case.table)
-    request_id = f"REQ-OUT-{uuid.uuid4().hex[:10]}"
+    key = f"REQ-OUT-{uuid.uuid4().hex[:10]}"
     async with FaultProxy(env.endpoint) as proxy:
         settings = env.settings.model_copy(update={
             "aws_endpoint_url": proxy.endpoint, "visibility_timeout_s": VISIBILITY_S,
@@ -105,14 +128,14 @@ async def test_an_outage_delays_events_and_dead_letters_none(fresh_env: Env, nam
                              kinds=("error", "throttle")))
             task = asyncio.create_task(worker.run())
             try:
-                await case.event(env, request_id)
+                request_id = await case.event(env, key)
 
                 def hidden() -> list[int]:
                     return [json.loads(b)["VisibilityTimeout"] for b in
                             proxy.requests["AmazonSQS.ChangeMessageVisibility"] if queue in b]
 
                 async def refused_enough() -> bool:
-                    return bool(proxy.refusals(request_id)) \
+                    return bool(proxy.refused) \
                         and len(hidden()) >= REFUSED_RECEIVES
 
                 await eventually(refused_enough, timeout_s=90,
