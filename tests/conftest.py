@@ -151,3 +151,12 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
 
 
 fresh_env = env   # a stack of the test's own (whole-queue invariants); the coordinator wires it
+
+
+@pytest.fixture
+async def fresh_env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
+    """A stack of this test's own, whatever its module's marks: for a test that asserts
+    on everything in a queue or a table (the invariant suites)."""
+    settings = request.getfixturevalue("stack_pool").take()
+    async with AwsClients(settings) as clients:
+        yield Env(settings=settings, clients=clients, endpoint=emulator)

@@ -23,7 +23,7 @@ BUDGET_S = 60.0
 #: node id (without parameters) → why it may take longer than the budget.
 SLOW: dict[str, str] = {}
 
-_EMULATOR_FIXTURES = frozenset({"env", "emulator", "session_prefix"})
+_EMULATOR_FIXTURES = frozenset({"env", "fresh_env", "emulator", "session_prefix"})
 _LAYER_DIRS = {"browser": "browser", "deploy": "deploy", "e2e": "e2e"}
 _LAYERS = ("unit", "e2e", "browser", "deploy")
 
