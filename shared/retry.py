@@ -12,10 +12,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from shared.settings import Settings
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -85,10 +82,3 @@ async def retry(op: Callable[[], Awaitable[T]], *, backoff: Backoff, stop: async
                 on_failure(failures, exc)
             if await backoff.sleep(stop, failures):
                 raise RetryStopped(str(exc)) from exc
-
-
-def deferral(settings: Settings) -> Backoff:
-    """How a queue consumer hides a message it could not handle now (an outage): the
-    intake's schedule, ``REMITFLOW_INTAKE_RETRY_BASE_S`` doubling per receive up to
-    ``REMITFLOW_INTAKE_RETRY_CAP_S``, for the event queues too."""
-    return Backoff(settings.intake_retry_base_s, settings.intake_retry_cap_s)

@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.retry import Backoff
 from shared.schedule import parse_schedule
 
 RECONCILE_MARGIN_S = 60.0
@@ -312,3 +313,10 @@ def load_settings(**overrides: object) -> Settings:
             var = field.upper() if field.startswith("AWS_") else f"REMITFLOW_{field.upper()}"
             lines.append(f"invalid setting {var}: {err['msg']}")
         raise SettingsError("\n".join(lines)) from None
+
+
+def deferral(settings: Settings) -> Backoff:
+    """How a queue consumer hides a message it could not handle now (an outage): the
+    intake's schedule, ``REMITFLOW_INTAKE_RETRY_BASE_S`` doubling per receive up to
+    ``REMITFLOW_INTAKE_RETRY_CAP_S``, for the event queues too."""
+    return Backoff(settings.intake_retry_base_s, settings.intake_retry_cap_s)

@@ -150,9 +150,6 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
         yield Env(settings=settings, clients=clients, endpoint=emulator)
 
 
-fresh_env = env   # a stack of the test's own (whole-queue invariants); the coordinator wires it
-
-
 @pytest.fixture
 async def fresh_env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
     """A stack of this test's own, whatever its module's marks: for a test that asserts

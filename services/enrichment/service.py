@@ -23,9 +23,8 @@ from shared.pipeline.assemble import (
     topic_arn,
 )
 from shared.pipeline.jobs import JobStore
-from shared.retry import deferral
 from shared.runtime import ServiceParts
-from shared.settings import Settings
+from shared.settings import Settings, deferral
 from shared.tracing import TRACEPARENT, SpanKind, span, traceparent
 
 

@@ -25,9 +25,8 @@ from shared.pipeline.assemble import (
     status_router,
 )
 from shared.pipeline.starter import WorkflowStarter
-from shared.retry import deferral
 from shared.runtime import ServiceParts
-from shared.settings import Settings
+from shared.settings import Settings, deferral
 
 HERE = Path(__file__).parent
 RULES = HERE / "rules.yaml"

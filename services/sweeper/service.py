@@ -32,9 +32,8 @@ from shared.pipeline.assemble import (
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
-from shared.retry import deferral
 from shared.runtime import Builder, ServiceParts
-from shared.settings import Settings
+from shared.settings import Settings, deferral
 
 
 async def build_sweeper(settings: Settings, clients: AwsClients,
