@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     api_max_clients: int = Field(default=10_000, ge=1, le=10_000_000)
     api_rate_per_s: float = Field(default=50.0, gt=0)
     api_burst: int = Field(default=100, ge=1)
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="largest request body any route reads (413 beyond, refused before it "
+                    "is buffered; docs/runbook.md, Request limits)")
+    http_max_form_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="largest form a page (the console) reads; 413 beyond")
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

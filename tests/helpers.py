@@ -188,6 +188,7 @@ async def console(env: Env, token: str | None = CONSOLE_TOKEN
 
     app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
                      routers=parts.routers, pages=parts.pages,
+                     page_headers=parts.page_headers,
                      auth=ApiAuth(token=token) if token else ApiAuth(disabled=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://sweeper") as client:

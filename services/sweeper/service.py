@@ -13,6 +13,7 @@ from typing import Any
 
 from services.sweeper.api import api_actor, deadletters_router, jobs_router
 from services.sweeper.console import console_router
+from services.sweeper.console.app import SECURITY_HEADERS
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.operations.deadletters import DeadLetters
@@ -136,6 +137,7 @@ def builder(kinds: Sequence[JobKind]) -> Builder:
         return ServiceParts(workers=[sweeper, events],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],
-                            readiness=_readiness(clients, settings, kinds), pages=[console])
+                            readiness=_readiness(clients, settings, kinds), pages=[console],
+                            page_headers=dict(SECURITY_HEADERS))
 
     return build

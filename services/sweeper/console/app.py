@@ -37,7 +37,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-MAX_FORM_BYTES = 64_000
 
 
 class SecureRoute(APIRoute):
@@ -132,13 +131,22 @@ class Console:
         return response
 
     async def form(self, request: Request) -> dict[str, list[str]]:
-        body = (await request.body())[:MAX_FORM_BYTES]
+        # Bounded before it is read: shared/edge.py refuses a form past
+        # REMITFLOW_HTTP_MAX_FORM_BYTES with 413 while it streams in.
+        body = await request.body()
         return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
     async def post_gate(self, request: Request, *, need_sign_in: bool = True
                         ) -> tuple[Session, dict[str, list[str]]] | Response:
-        """Session + form when the CSRF token matches (and signed in), else a 403 page."""
+        """Session + form when the CSRF token matches (and signed in), else a 403 page.
+
+        Without a valid session cookie the body is never read: a stranger's POST
+        costs the headers only.
+        """
         session = self.sessions.read(request)
+        if session is None:
+            return self.forbidden(request, "This form's CSRF token is missing or does not "
+                                  "match your session. Reload the page and try again.")
         form = await self.form(request)
         supplied = (form.get("csrf") or [""])[0]
         if session is None or not self.sessions.check_csrf(session, supplied):

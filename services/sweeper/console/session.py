@@ -84,7 +84,7 @@ class Sessions:
         body, _, signature = raw.partition(".")
         try:
             payload = _unb64(body)
-            if not hmac.compare_digest(self._sign(payload), signature):
+            if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
                 return None
             data = json.loads(payload)
             session = Session(str(data["sid"]), int(data["exp"]), bool(data["in"]))
@@ -108,8 +108,10 @@ class Sessions:
         return self._sign(b"csrf:" + session.sid.encode())
 
     def check_csrf(self, session: Session | None, supplied: str | None) -> bool:
+        # Bytes, not str: compare_digest refuses a non-ASCII str (a 500, not a 403).
         return (session is not None and bool(supplied)
-                and hmac.compare_digest(self.csrf(session), supplied or ""))
+                and hmac.compare_digest(self.csrf(session).encode(),
+                                        (supplied or "").encode("utf-8", "replace")))
 
     def check_token(self, supplied: str) -> bool:
         return self.auth and hmac.compare_digest(supplied.encode(), self._token)
