@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from shared.api import RequestIdPath
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.pipeline.admission import TaskQueueGate
@@ -181,9 +182,7 @@ def status_router(path: str, store: JobStore) -> APIRouter:
     router = APIRouter()
 
     @router.get(f"/{path}/{{request_id}}")
-    async def get_job(request_id: str) -> dict[str, Any]:
-        if not 1 <= len(request_id) <= 128:
-            raise HTTPException(status_code=400, detail="request_id must have 1 to 128 characters")
+    async def get_job(request_id: RequestIdPath) -> dict[str, Any]:
         job = await store.get(request_id, consistent=False)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no job with request_id {request_id}")
