@@ -8,6 +8,7 @@ message that names the variable (see :func:`load_settings`).
 from __future__ import annotations
 
 import ipaddress
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import (
@@ -39,7 +40,7 @@ GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.tok
 def predictable(token: str) -> bool:
     """Few distinct characters (``aaaa…``, ``abab…``) or mostly repeated or consecutive
     neighbours (``abcd…``, ``1234…``): patterns a person types, never a generator's."""
-    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in zip(token, token[1:], strict=False))
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in pairwise(token))
     return len(set(token)) < MIN_TOKEN_DISTINCT or steps * 2 >= len(token) - 1
 
 

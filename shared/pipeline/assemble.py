@@ -158,7 +158,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                     max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                     visibility_s=settings.visibility_timeout_s,
                     retry_base_s=settings.intake_retry_base_s,
-                    retry_cap_s=settings.intake_retry_cap_s)
+                    retry_cap_s=settings.intake_retry_cap_s,
+                    continue_trace=kind.subscribes is not None)
     shard_leases = ShardLeaseTable(clients.dynamodb, names.leases, table,
                                    f"{owner_id()}:{uuid.uuid4().hex[:8]}")
     stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
