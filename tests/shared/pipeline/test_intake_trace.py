@@ -25,6 +25,6 @@ async def test_the_stored_context_is_ours_not_the_partners(env: Env) -> None:
             MessageAttributes={"traceparent": {"DataType": "String", "StringValue": given}})
         job = await job_in(env.store(), request_id, "RUNNING", "COMPLETED", "RETRY_PENDING",
                            "REJECTED")
-    version, trace_id, span_id, flags = job.raw["traceparent"].split("-")
+    _, trace_id, span_id, flags = job.raw["traceparent"].split("-")
     assert trace_id != partner_trace and len(trace_id) == 32 and len(span_id) == 16
     assert flags == "00"  # tracing off: an unsampled root of ours, whatever the partner asked
