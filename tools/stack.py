@@ -53,7 +53,7 @@ def builder(service: str) -> Builder:
         return with_dlq_depths(build_notification, NOTIFICATION)
     if service == "sweeper":
         from services.sweeper.service import builder as sweeper_builder
-        return sweeper_builder(KINDS)
+        return sweeper_builder(KINDS, file_drops)
     raise ValueError(f"unknown service {service!r}: one of {', '.join(PORTS)}")
 
 
