@@ -26,6 +26,7 @@ from typing import Any
 from services.enrichment.kind import PARTNER_FILES
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
+from shared.operations.deadletters import dead_letter_sources
 from shared.pipeline.kind import JobKind
 from tools.stack import KINDS
 
@@ -155,6 +156,7 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
         names = [k.names(prefix) for k in KINDS]
         queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
                   for q in (base, Names.dlq(base))]
+        dlqs = dead_letter_sources(prefix, KINDS, (PARTNER_FILES,))
         return [
             Grant("JobTablesAndIndexes", _JOB_TABLE,
                   tuple(r for kn in names for r in _table(kn.table))),
@@ -175,6 +177,11 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                   tuple(Res("table", k.names(prefix).table) for k in KINDS if k.subscribes)),
             Grant("HandoffRepublish", ("sns:Publish",),
                   tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
+            # the dead-letter API and console (shared/operations/deadletters.py): every DLQ
+            # bootstrap makes, derived as the sweeper derives it
+            Grant("DeadLetters", _CONSUME, tuple(Res("queue", Names.dlq(q)) for q in dlqs)),
+            Grant("DeadLetterReplay", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+                  tuple(Res("queue", q) for q in dlqs)),
             # execution status events (shared/operations/status_events.py)
             Grant("ConsumeStatusEvents", _CONSUME, (Res("queue", n.execution_status),)),
             Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),

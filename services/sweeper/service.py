@@ -134,7 +134,8 @@ def builder(kinds: Sequence[JobKind],
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
         console = console_router(sweeper, letters, token=token,
-                                 leases_table=Names(settings.prefix).leases)
+                                 leases_table=Names(settings.prefix).leases,
+                                 dynamodb=clients.dynamodb)
         return ServiceParts(workers=[sweeper, events],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],

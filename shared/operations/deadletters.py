@@ -25,6 +25,8 @@ peek still names the same messages when the action runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -298,14 +300,36 @@ class DeadLetters:
                 seen.update(m["MessageId"] for m in fresh)
                 taken = [m for m in fresh if take(m)]
                 passed += [m for m in fresh if not take(m)]
-                if time.monotonic() - received_at > ACT_VISIBILITY_S / 2:
+                if time.monotonic() - received_at > ACT_VISIBILITY_S / 3:
                     taken = await self._extend(url, taken, result)
                 if taken:
-                    await work(url, taken, result)
+                    await self._holding(url, taken, result, work)
         finally:
             await self._release(url, passed)
         result.after = (await self.depth(queue))[0]
         return result
+
+    async def _holding(self, url: str, taken: list[MessageTypeDef], result: ActionResult,
+                       work: Callable[[str, list[MessageTypeDef], ActionResult],
+                                      Awaitable[None]]) -> None:
+        """Run ``work`` on ``taken`` while a heartbeat keeps them invisible.
+
+        Every ``ACT_VISIBILITY_S / 3`` the hold is extended; a message whose hold could
+        not be extended is marked failed, and :meth:`_delete_batch` leaves it alone.
+        """
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(ACT_VISIBILITY_S / 3)
+                await self._extend(url, [m for m in taken
+                                         if m["MessageId"] not in result.done], result)
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await work(url, taken, result)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
 
     async def _extend(self, url: str, taken: list[MessageTypeDef],
                       result: ActionResult) -> list[MessageTypeDef]:
@@ -313,6 +337,8 @@ class DeadLetters:
         entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
                                "VisibilityTimeout": ACT_VISIBILITY_S}
                               for i, m in enumerate(taken)]
+        if not entries:
+            return taken
         resp = await self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
         lost = {int(f["Id"]) for f in resp.get("Failed", [])}
         for i in lost:
@@ -321,6 +347,9 @@ class DeadLetters:
 
     async def _delete_batch(self, url: str, messages: Sequence[MessageTypeDef],
                             result: ActionResult) -> None:
+        messages = [m for m in messages if m["MessageId"] not in result.failed]  # hold lost
+        if not messages:
+            return
         entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                               for i, m in enumerate(messages)]
         resp = await self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)

@@ -44,7 +44,7 @@ def add_pages(console: Console) -> None:
 
     @router.get("/login")
     async def login_page(request: Request, next: str = "/console") -> Response:
-        session, fresh = console.session(request)
+        session, fresh = await console.session(request)
         return console.render(request, session, "login.html", fresh=fresh,
                               next=_safe_next(next), error=None)
 
@@ -59,7 +59,7 @@ def add_pages(console: Console) -> None:
             return console.render(request, session, "login.html", status=401, next=target,
                                   error="That is not the API token.")
         response = RedirectResponse(target, 303)
-        console.sessions.set_cookie(response, request, console.sessions.new(signed_in=True))
+        console.sessions.set_cookie(response, request, await console.sessions.sign_in())
         return response
 
     @router.post("/logout")
@@ -67,13 +67,14 @@ def add_pages(console: Console) -> None:
         gate = await console.post_gate(request)
         if isinstance(gate, Response):
             return gate
+        await console.sessions.sign_out(gate[0])  # a copied cookie dies too
         response = RedirectResponse("/console/login", 303)
         console.sessions.clear_cookie(response)
         return response
 
     @router.get("")
     async def overview(request: Request) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         now = time.time()
@@ -95,7 +96,7 @@ def add_pages(console: Console) -> None:
     @router.get("/search")
     async def search(request: Request, q: str = "", mode: str = "exact",
                      table: str = "", cursor: str = "") -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         q = q.strip()[:128]
@@ -123,7 +124,7 @@ def add_pages(console: Console) -> None:
 
     @router.get("/requests/{request_id}")
     async def request_timeline(request: Request, request_id: str) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         if not valid_request_id(request_id):
@@ -137,7 +138,7 @@ def add_pages(console: Console) -> None:
     @router.get("/jobs")
     async def jobs(request: Request, table: str = "", state: str = "failed",
                    partner: str = "", older_than_min: str = "", cursor: str = "") -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
