@@ -90,8 +90,10 @@ def short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(deadletters, "ACT_VISIBILITY_S", 4)
 
 
-async def test_a_replay_never_leaves_a_replayed_message_behind(
-        fresh_env: Env, short_hold: None) -> None:
+@pytest.mark.usefixtures("short_hold")
+async def test_a_replay_never_leaves_a_replayed_message_behind(fresh_env: Env) -> None:
+    """About 45 s on a loaded 2-core machine: 200 real sends and deletes with peeks
+    running beside them; shorter runs finish inside one hold and prove nothing."""
     env, count = fresh_env, 200
     source = env.names.remittance_events
     dlq_url = await env.queue_url(Names.dlq(source))

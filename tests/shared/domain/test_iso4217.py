@@ -13,7 +13,12 @@ from importlib import resources
 
 import pytest
 
-from shared.domain.money import ISO_4217_MINOR_UNITS, is_known_currency, parse_amount
+from shared.domain.money import (
+    ISO_4217_MINOR_UNITS,
+    ISO_4217_PUBLISHED,
+    is_known_currency,
+    parse_amount,
+)
 
 DOMAIN = resources.files("shared.domain")
 
@@ -37,6 +42,7 @@ def test_the_table_records_its_date_and_source() -> None:
     header = [line for line in table_text().splitlines() if line.startswith("#")]
     assert any(line.startswith(f"# published: {published()}") for line in header), header
     assert any(line.startswith("# source: ") and len(line) > 20 for line in header), header
+    assert published() == ISO_4217_PUBLISHED  # what the product reads
 
 
 def test_the_table_is_not_older_than_the_newest_amendment() -> None:
