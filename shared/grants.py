@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.aws.names import Names
+from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind
 
 # The prefix the checked-in policies are rendered with (a deploy-time placeholder).
@@ -41,6 +42,8 @@ class GrantScope:
 
     prefix: str
     kinds: tuple[JobKind, ...]
+    #: every file drop of the deployment (their queues' names: the bucket may be a setting)
+    drops: tuple[FileDrop, ...] = ()
 
     @property
     def names(self) -> Names:

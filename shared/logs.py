@@ -4,9 +4,10 @@ Redaction runs on every event — ours (structlog), every standard-library logge
 (uvicorn, botocore, asyncio: routed through the same processors), their
 tracebacks, and an uncaught exception's traceback (``sys.excepthook``). What never
 reaches a log line: webhook secrets, bearer tokens and AWS request signatures;
-IBANs (kept: country and last 4), card numbers written with spaces or dashes and
-digit runs of 8 or more (account numbers; kept: last 4); e-mail local parts (kept:
-the domain). Values under secret-looking keys are dropped whole.
+IBANs in either case (kept: country and last 4), card numbers (Luhn-valid, any
+separator, glued to words or not: ``shared/pii.py``), card-like runs with spaces or
+dashes and digit runs of 8 or more (account numbers; kept: last 4); e-mail local
+parts (kept: the domain). Values under secret-looking keys are dropped whole.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from shared.pii import mask_ibans, mask_pans
 from shared.tracing import log_processor as trace_ids
 
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization|api_key)", re.I)
@@ -48,6 +50,7 @@ def redact_text(text: str) -> str:
     text = _WHSEC.sub("whsec_[redacted]", text)
     text = _AUTH_HEADER.sub(lambda m: m.group(1) + "[redacted]", text)
     text = _BEARER.sub("Bearer [redacted]", text)
+    text = mask_pans(mask_ibans(text))  # any case, any separator, glued to words
     text = _IBAN.sub(lambda m: m.group(1) + _last4(m), text)
     text = _CARD.sub(_last4, text)
     text = _DIGITS.sub(_last4, text)

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import APIRouter
 from prometheus_client import REGISTRY
 
-from shared.api import ApiAuth, Heartbeat, RateLimiter, Readiness, create_app
+from shared.api import ApiAuth, BodyLimits, Heartbeat, RateLimiter, Readiness, create_app
 from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.settings import Settings
@@ -47,6 +47,8 @@ class ServiceParts:
     # Mounted at the root without the bearer check: they authenticate themselves
     # (the sweeper's /console, with a session cookie).
     pages: list[APIRouter] = field(default_factory=list)
+    # Added to every response under the pages' prefixes, errors included (shared/edge.py).
+    page_headers: dict[str, str] = field(default_factory=dict)
 
 
 Builder = Callable[[Settings, AwsClients], Awaitable[ServiceParts]]
@@ -119,6 +121,8 @@ class _Process:
         self.app = create_app(
             service=service, readiness=self.ready, heartbeat=self.heartbeat,
             routers=parts.routers, auth=auth, pages=parts.pages,
+            page_headers=parts.page_headers,
+            limits=BodyLimits(settings.http_max_body_bytes, settings.http_max_form_bytes),
             limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
                                 max_clients=settings.api_max_clients),
             trusted_proxies=settings.trusted_proxies)

@@ -45,6 +45,10 @@ def _no_resources(settings: Settings) -> Resources:
     return Resources()
 
 
+DropsOf = Callable[["Settings"], Sequence["FileDrop"]]
+"""Every file drop of the deployment, from settings (bucket names may be settings)."""
+
+
 @dataclass(frozen=True)
 class Service:
     """One service: what it runs, where it listens, what it may do and what it owns.
@@ -54,8 +58,9 @@ class Service:
             metrics ``component`` label.
         port: its HTTP port (health, readiness, metrics, its API) unless
             ``REMITFLOW_HTTP_PORT`` says otherwise.
-        build: given every job kind of the deployment, the service's ``build``
-            (a :data:`~shared.runtime.Builder`); imports the service's code lazily.
+        build: given every job kind and every file drop of the deployment, the
+            service's ``build`` (a :data:`~shared.runtime.Builder`); imports the
+            service's code lazily.
         kinds: the job kinds it runs (intake, stream, tasks); each gets the pattern's
             grants (:func:`~shared.grants.job_kind_grants`) and a dead-letter depth
             gauge.
@@ -67,7 +72,7 @@ class Service:
 
     name: str
     port: int
-    build: Callable[[Sequence[JobKind]], Builder]
+    build: Callable[[Sequence[JobKind], DropsOf], Builder]
     kinds: tuple[JobKind, ...] = ()
     grants: Callable[[GrantScope], Sequence[Grant]] = _no_grants
     resources: Callable[[Settings], Resources] = _no_resources

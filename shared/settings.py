@@ -8,6 +8,7 @@ message that names the variable (see :func:`load_settings`).
 from __future__ import annotations
 
 import ipaddress
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import (
@@ -31,20 +32,35 @@ class SettingsError(SystemExit):
 
 
 PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "replace-me", "secret", "token"})
+# Words that make a token a copied placeholder wherever they appear in it.
+PLACEHOLDER_WORDS = ("changeme", "change-me", "change_me", "replaceme", "replace-me",
+                     "password", "secret", "example", "default", "letmein", "qwerty")
 MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 6
+GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def predictable(token: str) -> bool:
+    """Few distinct characters (``aaaa…``, ``abab…``) or mostly repeated or consecutive
+    neighbours (``abcd…``, ``1234…``): patterns a person types, never a generator's."""
+    steps = sum(abs(ord(a) - ord(b)) <= 1 for a, b in pairwise(token))
+    return len(set(token)) < MIN_TOKEN_DISTINCT or steps * 2 >= len(token) - 1
 
 
 def token_problem(token: str) -> str | None:
     """Why ``token`` is unusable as an API token, or None when it is acceptable.
 
-    Placeholders from example files and short tokens are refused, so a copied
-    example never becomes a working credential.
+    Placeholders from example files, short tokens and low-entropy ones (``aaaa…``,
+    ``changeme12345678``) are refused, so neither a copied example nor a typed
+    "password" becomes a working credential.
     """
-    if token.strip().lower() in PLACEHOLDER_TOKENS or "change-me" in token.lower():
-        return "is a placeholder; generate one with: python -c " \
-               "'import secrets; print(secrets.token_urlsafe(32))'"
+    lowered = token.strip().lower()
+    if lowered in PLACEHOLDER_TOKENS or any(w in lowered for w in PLACEHOLDER_WORDS):
+        return f"is a placeholder; {GENERATE_HINT}"
     if len(token) < MIN_TOKEN_LENGTH:
-        return f"is shorter than {MIN_TOKEN_LENGTH} characters"
+        return f"is shorter than {MIN_TOKEN_LENGTH} characters; {GENERATE_HINT}"
+    if predictable(token):
+        return f"is too predictable (repeated or sequential characters); {GENERATE_HINT}"
     return None
 
 
@@ -67,6 +83,13 @@ class Settings(BaseSettings):
     api_max_clients: int = Field(default=10_000, ge=1, le=10_000_000)
     api_rate_per_s: float = Field(default=50.0, gt=0)
     api_burst: int = Field(default=100, ge=1)
+    http_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="largest request body any route reads (413 beyond, refused before it "
+                    "is buffered; docs/runbook.md, Request limits)")
+    http_max_form_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024,
+        description="largest form a page (the console) reads; 413 beyond")
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -157,3 +157,4 @@ async def fresh_env(request: pytest.FixtureRequest, emulator: str) -> AsyncItera
     settings = request.getfixturevalue("stack_pool").take()
     async with AwsClients(settings) as clients:
         yield Env(settings=settings, clients=clients, endpoint=emulator)
+

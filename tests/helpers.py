@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -208,10 +209,28 @@ async def console(env: Env, token: str | None = CONSOLE_TOKEN
 
     app = create_app(service="sweeper", readiness=ready, heartbeat=Heartbeat(),
                      routers=parts.routers, pages=parts.pages,
+                     page_headers=parts.page_headers,
                      auth=ApiAuth(token=token) if token else ApiAuth(disabled=True))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://sweeper") as client:
         yield client
+
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of a console page's form."""
+    found = CSRF_FIELD.search(html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+async def console_sign_in(http: httpx.AsyncClient, token: str = CONSOLE_TOKEN
+                          ) -> httpx.Response:
+    page = await http.get("/console/login")
+    return await http.post("/console/login", data={"csrf": csrf_of(page.text), "token": token,
+                                                   "next": "/console"})
 
 
 # --- ports and settings ------------------------------------------------------------

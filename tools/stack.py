@@ -69,7 +69,8 @@ def builder(name: str, services: Iterable[Service] = SERVICES) -> Builder:
     their dead-letter queues."""
     services = tuple(services)
     declared = service(name, services)
-    build = declared.build(kinds_of(services))
+    build = declared.build(kinds_of(services),
+                           lambda settings: file_drops(settings, services))
     return with_dlq_depths(build, declared.kinds) if declared.kinds else build
 
 

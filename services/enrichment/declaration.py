@@ -11,7 +11,7 @@ from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.grants import CONSUME, READ_REFERENCE, Grant, GrantScope, Res, table
 from shared.pipeline.kind import JobKind
-from shared.service import Resources, Service
+from shared.service import DropsOf, Resources, Service
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 BUCKET_PLACEHOLDER = "${REMITFLOW_PARTNER_FILES_BUCKET}"
 
 
-def build(kinds: Sequence[JobKind]) -> Builder:
+def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
     from services.enrichment.service import build
 
     return build

@@ -101,6 +101,8 @@ async def enrich(message: PartnerNotification, *, directory: PayeeDirectory,
     (``REMITFLOW_ADVICE_EXTRA_FIELDS``) travel on in the advice — to SNS, the
     notification job, the API and webhooks. Partners put anything in extras
     (names, account numbers, addresses); the rest stays only on the stored payload.
+    The payee's webhook URL never enters the advice (its path may carry a secret):
+    the notification service reads it from the directory when it delivers.
     """
     payee, invoices = await directory.lookup(message.payee_id, message.invoice_ids)
     if payee is None:
@@ -127,8 +129,7 @@ async def enrich(message: PartnerNotification, *, directory: PayeeDirectory,
         message,
         AdvicePayee(payee_id=payee.payee_id, name=payee.name, email=payee.email,
                     payee_type=payee.payee_type, country=payee.country, locale=payee.locale,
-                    channel=payee.channel, webhook_url=payee.webhook_url,
-                    account_last4=payee.account_last4),
+                    channel=payee.channel, account_last4=payee.account_last4),
         [AdviceInvoice(invoice_id=i.invoice_id, amount=Decimal(format_plain(i.amount, i.currency)),
                        currency=i.currency, description=i.description, purpose=i.purpose)
          for i in ordered],

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.money import MoneyError, is_known_currency, parse_amount
+from shared.pipeline.jobs import REQUEST_ID_PATTERN
 
 _AMOUNT = re.compile(r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,3})?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -31,7 +32,7 @@ class PartnerNotification(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, str_strip_whitespace=False)
 
     schema_version: Literal["1"] = "1"
-    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    request_id: str = Field(min_length=1, max_length=128, pattern=REQUEST_ID_PATTERN)
     payment_id: str | None = Field(default=None, max_length=128)
     partner: str = Field(pattern=r"^[A-Z0-9_]{2,32}$")
     status: Literal["SETTLED", "REJECTED", "RETURNED"]

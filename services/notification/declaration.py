@@ -18,13 +18,13 @@ from shared.grants import (
     table,
 )
 from shared.pipeline.kind import JobKind
-from shared.service import Service
+from shared.service import DropsOf, Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
 
 
-def build(kinds: Sequence[JobKind]) -> Builder:
+def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
     from services.notification.service import build
 
     return build

@@ -15,6 +15,7 @@ from services.notification.render import Renderer
 from services.notification.rules import DEFAULT_RULES_PATH, DEFAULT_TEMPLATES_DIR, RuleSet
 from services.notification.webhook import USER_AGENT, build_body, webhook_id_for
 from shared.domain.advice import RemittanceAdvice
+from shared.pii import mask_url
 
 SIGNATURE_PLACEHOLDER = "v1,<HMAC-SHA256 computed at delivery with the payee's secret>"
 
@@ -24,7 +25,8 @@ def _section(title: str, body: str) -> str:
 
 
 def preview(advice: RemittanceAdvice, *, rules_path: str | Path | None = None,
-            templates_dir: str | Path | None = None, now: int | None = None) -> str:
+            templates_dir: str | Path | None = None, now: int | None = None,
+            webhook_url: str | None = None) -> str:
     """What ``advice``'s payee would receive, as plain text.
 
     Args:
@@ -32,6 +34,8 @@ def preview(advice: RemittanceAdvice, *, rules_path: str | Path | None = None,
         rules_path: Rules file (default: the packaged ``rules.yaml``).
         templates_dir: Templates (default: the packaged ``templates/``).
         now: Unix time shown as ``webhook-timestamp`` (default: the current time).
+        webhook_url: The payee's receiver from the directory (the advice has none);
+            shown with its path and query masked.
 
     Raises:
         ConfigError: The rules or templates are invalid.
@@ -60,8 +64,8 @@ def preview(advice: RemittanceAdvice, *, rules_path: str | Path | None = None,
         if not payee.email:
             warnings.append("payee has no email address: the email cannot be sent")
     else:
-        lines.append(f"  to:        POST {payee.webhook_url or '(none)'}")
-        if not payee.webhook_url:
+        lines.append(f"  to:        POST {mask_url(webhook_url) or '(none)'}")
+        if not webhook_url:
             warnings.append("payee has no webhook_url: the webhook cannot be sent")
     lines.extend(f"  WARNING:   {w}" for w in warnings)
     out = ["\n".join(lines) + "\n",

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
+from shared.api import RequestIdPath
 from shared.aws.clients import error_code
 from shared.operations import operate
 from shared.operations.deadletters import DeadLetters, UnknownQueue
@@ -88,7 +89,7 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
         return out
 
     @router.post("/jobs/{table}/{request_id}/redrive")
-    async def redrive(table: str, request_id: str,
+    async def redrive(table: str, request_id: RequestIdPath,
                       body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
         if table not in sweeper.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
@@ -98,7 +99,7 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
         return job.public()
 
     @router.post("/jobs/{table}/{request_id}/resolve")
-    async def resolve(table: str, request_id: str, body: Resolution) -> dict[str, Any]:
+    async def resolve(table: str, request_id: RequestIdPath, body: Resolution) -> dict[str, Any]:
         if table not in sweeper.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
         with job_errors(request_id, "resolved", "decide again"):

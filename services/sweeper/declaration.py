@@ -17,22 +17,24 @@ from shared.grants import (
     Res,
     table,
 )
+from shared.operations.deadletters import dead_letter_sources
 from shared.pipeline.kind import JobKind
-from shared.service import Service
+from shared.service import DropsOf, Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
 
 
-def build(kinds: Sequence[JobKind]) -> Builder:
+def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
     from services.sweeper.service import builder
 
-    return builder(kinds)
+    return builder(kinds, drops)
 
 
 def grants(scope: GrantScope) -> list[Grant]:
     n, prefix = scope.names, scope.prefix
     names = [k.names(prefix) for k in scope.kinds]
+    dlqs = dead_letter_sources(prefix, scope.kinds, scope.drops)
     queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
               for q in (base, Names.dlq(base))]
     return [
@@ -48,15 +50,11 @@ def grants(scope: GrantScope) -> list[Grant]:
         # the timeline's execution history (shared/operations/timeline.py)
         Grant("ExecutionHistory", ("states:GetExecutionHistory",),
               tuple(Res("executions", kn.state_machine) for kn in names)),
-        # dead letters: peek, replay, delete (shared/operations/deadletters.py)
-        Grant("ReadAndDeleteDeadLetters", (
-            "sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage",
-            "sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
-            tuple(Res("queue", Names.dlq(base)) for kn in names
-                  for base in (kn.intake_queue, kn.task_queue))),
-        Grant("ReplayDeadLetters", ("sqs:SendMessage", "sqs:GetQueueUrl"),
-              tuple(Res("queue", base) for kn in names
-                    for base in (kn.intake_queue, kn.task_queue))),
+        # the dead-letter API and console (shared/operations/deadletters.py): peek, replay,
+        # delete on every DLQ bootstrap makes, derived as the sweeper derives it
+        Grant("DeadLetters", CONSUME, tuple(Res("queue", Names.dlq(q)) for q in dlqs)),
+        Grant("DeadLetterReplay", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+              tuple(Res("queue", q) for q in dlqs)),
         Grant("RedriveWorkflows", ("states:StartExecution",),
               tuple(Res("state_machine", kn.state_machine) for kn in names)),
         Grant("ReconcileWorkflows", ("states:DescribeExecution",),

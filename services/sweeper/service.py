@@ -13,9 +13,11 @@ from typing import Any
 
 from services.sweeper.api import api_actor, deadletters_router, jobs_router
 from services.sweeper.console import console_router
+from services.sweeper.console.app import SECURITY_HEADERS
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
-from shared.operations.deadletters import DeadLetters
+from shared.files.drop import FileDrop
+from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.status_events import ExecutionEvents
@@ -100,12 +102,10 @@ async def build_status_events(settings: Settings, clients: AwsClients,
         visibility_s=settings.visibility_timeout_s, backoff=deferral(settings))
 
 
-def dead_letters(settings: Settings, clients: AwsClients,
-                 kinds: Sequence[JobKind]) -> DeadLetters:
-    """The DLQs of every kind's intake and task queue."""
-    sources = [q for kind in kinds for q in (kind.names(settings.prefix).intake_queue,
-                                            kind.names(settings.prefix).task_queue)]
-    return DeadLetters(clients.sqs, sources)
+def dead_letters(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
+                 drops: Sequence[FileDrop] = ()) -> DeadLetters:
+    """Every DLQ bootstrap creates for these kinds and file drops (derived, not listed)."""
+    return DeadLetters(clients.sqs, dead_letter_sources(settings.prefix, kinds, drops))
 
 
 def _readiness(clients: AwsClients, settings: Settings,
@@ -122,20 +122,24 @@ def _readiness(clients: AwsClients, settings: Settings,
     return check
 
 
-def builder(kinds: Sequence[JobKind]) -> Builder:
-    """The sweeper's ``build`` for the given job kinds (the entry point knows them all)."""
+def builder(kinds: Sequence[JobKind],
+            drops: Callable[[Settings], Sequence[FileDrop]] = lambda _: ()) -> Builder:
+    """The sweeper's ``build`` for the given job kinds and file drops (the entry point
+    knows them all; the dead-letter API and console cover every one of their DLQs)."""
 
     async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sweeper = await build_sweeper(settings, clients, kinds)
         events = await build_status_events(settings, clients, sweeper)
-        letters = dead_letters(settings, clients, kinds)
+        letters = dead_letters(settings, clients, kinds, drops(settings))
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
         console = console_router(sweeper, letters, token=token,
-                                 leases_table=Names(settings.prefix).leases)
+                                 leases_table=Names(settings.prefix).leases,
+                                 dynamodb=clients.dynamodb)
         return ServiceParts(workers=[sweeper, events],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],
-                            readiness=_readiness(clients, settings, kinds), pages=[console])
+                            readiness=_readiness(clients, settings, kinds), pages=[console],
+                            page_headers=dict(SECURITY_HEADERS))
 
     return build

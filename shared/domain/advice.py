@@ -30,7 +30,8 @@ class AdvicePayee(BaseModel):
     country: str
     locale: str = "en"
     channel: Channel = "email"
-    webhook_url: str | None = None
+    # No webhook_url: the notification service reads it from the payee directory at
+    # delivery (docs/architecture.md); advices stored before this ignore theirs.
     account_last4: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{4}$")
 
 

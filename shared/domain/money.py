@@ -1,8 +1,9 @@
 """Currencies and amounts: money is ``Decimal``, never ``float``.
 
 Known currencies and their minor units come from ISO 4217 list one, shipped as
-``shared/domain/iso4217.csv`` (its header records the publication date; refresh it
-with ``python -m tools.iso4217 list-one.xml``). CLDR (Babel) is for display only:
+``shared/domain/iso4217.csv`` (its header records the publication date and the
+source; refresh it with ``python -m tools.iso4217 list-one.xml SOURCE``, and record
+amendments in ``iso4217-amendments.csv``). CLDR (Babel) is for display only:
 its "digits" are cash/display precision and differ from ISO for about a dozen
 currencies (RSD, IRR, LBP, … have 2 minor units in ISO 4217, 0 in CLDR), which
 would send valid ``1500.00 RSD`` confirmations to the DLQ.
@@ -16,14 +17,17 @@ from importlib import resources
 from types import MappingProxyType
 
 
-def _load_iso4217() -> MappingProxyType[str, int]:
+def _load_iso4217() -> tuple[MappingProxyType[str, int], str]:
     text = resources.files("shared.domain").joinpath("iso4217.csv").read_text("utf-8")
+    published = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                      if line.startswith("# published:")), "")
     rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    return MappingProxyType({row["code"]: int(row["minor_units"]) for row in rows})
+    return MappingProxyType({row["code"]: int(row["minor_units"]) for row in rows}), published
 
 
-ISO_4217_MINOR_UNITS = _load_iso4217()
-"""Code → minor units for every active ISO 4217 currency and fund."""
+ISO_4217_MINOR_UNITS, ISO_4217_PUBLISHED = _load_iso4217()
+"""Code → minor units for every active ISO 4217 currency and fund; the list's date
+(``YYYY-MM-DD``, from the table's ``# published:`` line)."""
 
 
 class MoneyError(ValueError):

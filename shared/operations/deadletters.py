@@ -9,7 +9,9 @@ message means).
   ten messages per receive in no guaranteed order: a peek reads until a receive
   comes back empty or ``limit`` messages were seen.
 * **Replay** sends the body (and its non-``remitflow.*`` attributes, e.g.
-  ``traceparent``) to the message's source queue, then deletes it from the DLQ.
+  ``traceparent``) to the message's source queue, then deletes it from the DLQ,
+  one receive (ten messages) at a time while it holds them: never a message by a
+  receipt handle a later receive (a peek) made stale.
   Send before delete: a crash between the two replays twice, which the intake
   absorbs (a duplicate with the same content is acknowledged, not re-run). The
   source is the ``remitflow.source_queue`` attribute or the DLQ's name without
@@ -23,15 +25,19 @@ peek still names the same messages when the action runs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.aws.clients import QueueUrls
 from shared.aws.names import Names
+from shared.files.drop import FileDrop
 from shared.logs import get_logger
+from shared.pipeline.kind import JobKind
 from shared.redact import mask_body, mask_text
 
 if TYPE_CHECKING:
@@ -43,6 +49,22 @@ PEEK_VISIBILITY_S = 5
 ACT_VISIBILITY_S = 30
 PEEK_LIMIT = 100
 NO_REASON = "(none)"
+
+
+def dead_letter_sources(prefix: str, kinds: Sequence[JobKind],
+                        drops: Sequence[FileDrop] = ()) -> list[str]:
+    """Every queue bootstrap gives a DLQ, read from the same declarations it reads.
+
+    Per kind its intake and task queue and its SES-event queue; per file drop its
+    queue; the execution-status queue. ``tests/services/sweeper/
+    test_operator_actions.py`` checks this against the DLQs bootstrap really made.
+    """
+    names = Names(prefix)
+    out = [q for kind in kinds for q in (kind.names(prefix).intake_queue,
+                                         kind.names(prefix).task_queue)]
+    out += [names.name(kind.ses_events) for kind in kinds if kind.ses_events]
+    out += [drop.queue_name(prefix) for drop in drops]
+    return [*out, names.execution_status]
 
 
 class UnknownQueue(LookupError):
@@ -244,48 +266,145 @@ class DeadLetters:
 
         return take
 
+    async def _act(self, queue: str, action: str, message_ids: Collection[str] | None,
+                   reason: str | None, limit: int,
+                   work: Callable[[str, list[MessageTypeDef], ActionResult], Awaitable[None]]
+                   ) -> ActionResult:
+        """Receive, select and act one receive (≤ 10 messages) at a time.
+
+        What a batch works on stays invisible for the whole of its work: it is acted on
+        right after its own receive, by its own receipt handles, and its visibility is
+        extended first if the batch ever gets near the timeout. So a peek meanwhile
+        never gets a message this action holds, and a message is never deleted by a
+        handle a later receive made stale (which would leave it behind, replayed).
+        """
+        before = (await self.depth(queue))[0]
+        result = ActionResult(action, queue, before, before)
+        url = await self.urls.url(self._check(queue))
+        take = self._selector(message_ids, reason)
+        seen: set[str] = set()
+        passed: list[MessageTypeDef] = []  # not selected: held until the scan ends
+        try:
+            while len(seen) < limit:
+                received_at = time.monotonic()
+                resp = await self.sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=min(10, limit - len(seen)),
+                    WaitTimeSeconds=0, VisibilityTimeout=ACT_VISIBILITY_S,
+                    MessageAttributeNames=["All"],
+                    MessageSystemAttributeNames=["SentTimestamp", "ApproximateReceiveCount"])
+                messages = resp.get("Messages", [])
+                fresh = [m for m in messages if m["MessageId"] not in seen]
+                passed += [m for m in messages if m["MessageId"] in seen]
+                if not fresh:
+                    break
+                seen.update(m["MessageId"] for m in fresh)
+                taken = [m for m in fresh if take(m)]
+                passed += [m for m in fresh if not take(m)]
+                if time.monotonic() - received_at > ACT_VISIBILITY_S / 3:
+                    taken = await self._extend(url, taken, result)
+                if taken:
+                    await self._holding(url, taken, result, work)
+        finally:
+            await self._release(url, passed)
+        result.after = (await self.depth(queue))[0]
+        return result
+
+    async def _holding(self, url: str, taken: list[MessageTypeDef], result: ActionResult,
+                       work: Callable[[str, list[MessageTypeDef], ActionResult],
+                                      Awaitable[None]]) -> None:
+        """Run ``work`` on ``taken`` while a heartbeat keeps them invisible.
+
+        Every ``ACT_VISIBILITY_S / 3`` the hold is extended; a message whose hold could
+        not be extended is marked failed, and :meth:`_delete_batch` leaves it alone.
+        """
+        async def heartbeat() -> None:
+            while True:
+                await asyncio.sleep(ACT_VISIBILITY_S / 3)
+                await self._extend(url, [m for m in taken
+                                         if m["MessageId"] not in result.done], result)
+
+        beat = asyncio.create_task(heartbeat())
+        try:
+            await work(url, taken, result)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _extend(self, url: str, taken: list[MessageTypeDef],
+                      result: ActionResult) -> list[MessageTypeDef]:
+        """Keep holding ``taken``; a message whose hold cannot be extended is left alone."""
+        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                               "VisibilityTimeout": ACT_VISIBILITY_S}
+                              for i, m in enumerate(taken)]
+        if not entries:
+            return taken
+        resp = await self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+        lost = {int(f["Id"]) for f in resp.get("Failed", [])}
+        for i in lost:
+            result.failed[taken[i]["MessageId"]] = "hold expired; not acted on, try again"
+        return [m for i, m in enumerate(taken) if i not in lost]
+
+    async def _delete_batch(self, url: str, messages: Sequence[MessageTypeDef],
+                            result: ActionResult) -> None:
+        messages = [m for m in messages if m["MessageId"] not in result.failed]  # hold lost
+        if not messages:
+            return
+        entries: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                              for i, m in enumerate(messages)]
+        resp = await self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        for failure in resp.get("Failed", []):
+            m = messages[int(failure["Id"])]
+            result.failed[m["MessageId"]] = f"not deleted: {failure.get('Code', '?')}"
+        failed = {int(f["Id"]) for f in resp.get("Failed", [])}
+        result.done += [m["MessageId"] for i, m in enumerate(messages) if i not in failed]
+
     async def replay(self, queue: str, *, message_ids: Collection[str] | None = None,
                      reason: str | None = None, actor: str = "-",
                      limit: int = 1000) -> ActionResult:
-        """Send the selected messages back to their source queue, then delete them here."""
-        before = (await self.depth(queue))[0]
-        taken = await self._visit(queue, ACT_VISIBILITY_S, limit,
-                                  self._selector(message_ids, reason))
-        result = ActionResult("replay", queue, before, before)
-        dlq_url = await self.urls.url(queue)
-        for m in taken:
-            source = _attr(m, "remitflow.source_queue") or self.sources[queue]
-            if source != self.sources[queue]:
-                result.failed[m["MessageId"]] = f"source {source!r} is not this DLQ's queue"
-                continue
-            attrs = {k: v for k, v in m.get("MessageAttributes", {}).items()
-                     if not k.startswith("remitflow.")}
-            kwargs: dict[str, Any] = {"QueueUrl": await self.urls.url(source),
-                                      "MessageBody": m.get("Body", "")}
-            if attrs:
-                kwargs["MessageAttributes"] = attrs
-            await self.sqs.send_message(**kwargs)
-            await self.sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
-            result.done.append(m["MessageId"])
-        await self._release(dlq_url, [m for m in taken if m["MessageId"] in result.failed])
-        result.after = (await self.depth(queue))[0]
+        """Send the selected messages back to their source queue, then delete them here
+        (per receive of ten, while they are held: see :meth:`_act`)."""
+        source_of = self.sources[self._check(queue)]
+
+        async def work(url: str, taken: list[MessageTypeDef], result: ActionResult) -> None:
+            sendable = []
+            for m in taken:
+                source = _attr(m, "remitflow.source_queue") or source_of
+                if source != source_of:
+                    result.failed[m["MessageId"]] = f"source {source!r} is not this DLQ's queue"
+                else:
+                    sendable.append(m)
+            await self._release(url, [m for m in taken if m not in sendable])
+            if not sendable:
+                return
+            entries: list[Any] = []
+            for i, m in enumerate(sendable):
+                attrs = {k: v for k, v in m.get("MessageAttributes", {}).items()
+                         if not k.startswith("remitflow.")}
+                entries.append({"Id": str(i), "MessageBody": m.get("Body", ""),
+                                **({"MessageAttributes": attrs} if attrs else {})})
+            sent = await self.sqs.send_message_batch(QueueUrl=await self.urls.url(source_of),
+                                                     Entries=entries)
+            unsent = {int(f["Id"]): f.get("Code", "?") for f in sent.get("Failed", [])}
+            for i, code in unsent.items():
+                result.failed[sendable[i]["MessageId"]] = f"not sent: {code}"
+            await self._release(url, [m for i, m in enumerate(sendable) if i in unsent])
+            await self._delete_batch(url, [m for i, m in enumerate(sendable)
+                                           if i not in unsent], result)
+
+        result = await self._act(queue, "replay", message_ids, reason, limit, work)
         log.info("deadletters.replayed", queue=queue, count=len(result.done), actor=actor,
-                 reason=reason)
+                 reason=reason, failed=len(result.failed))
         return result
 
     async def delete(self, queue: str, *, message_ids: Collection[str] | None = None,
                      reason: str | None = None, actor: str = "-",
                      limit: int = 1000) -> ActionResult:
         """Delete the selected messages from the DLQ (gone for good)."""
-        before = (await self.depth(queue))[0]
-        taken = await self._visit(queue, ACT_VISIBILITY_S, limit,
-                                  self._selector(message_ids, reason))
-        result = ActionResult("delete", queue, before, before)
-        dlq_url = await self.urls.url(queue)
-        for m in taken:
-            await self.sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
-            result.done.append(m["MessageId"])
-        result.after = (await self.depth(queue))[0]
+        async def work(url: str, taken: list[MessageTypeDef], result: ActionResult) -> None:
+            await self._delete_batch(url, taken, result)
+
+        result = await self._act(queue, "delete", message_ids, reason, limit, work)
         log.warning("deadletters.deleted", queue=queue, count=len(result.done), actor=actor,
                     reason=reason)
         return result

@@ -58,7 +58,8 @@ async def resolve(kind: Resolvable, request_id: str, outcome: Outcome, note: str
 
     Raises:
         JobNotFound: no such job.
-        NotResolvable: the job is not ``FAILED`` or its kind has no in-doubt field.
+        NotResolvable: the job is not ``FAILED``, carries no in-doubt marker (nothing
+            was handed over, or the outcome is known) or its kind has no in-doubt field.
         VersionConflict: the job changed meanwhile; read it again and decide again.
         ValueError: ``outcome`` is not ``sent`` or ``not_sent``.
     """
@@ -71,6 +72,11 @@ async def resolve(kind: Resolvable, request_id: str, outcome: Outcome, note: str
         raise JobNotFound(request_id)
     if job.status is not Status.FAILED:
         raise NotResolvable(f"{request_id} is {job.status.value}; only FAILED jobs are settled")
+    if not in_doubt(job, kind.in_doubt_field):
+        # Never attempted, or failed with a known outcome: "sent" would close a job whose
+        # effect never happened. A re-drive is the way to try it again.
+        raise NotResolvable(f"{request_id} has no delivery whose outcome is in doubt "
+                            f"(no {kind.in_doubt_field}); re-drive it instead")
     text = " ".join(note.split())[:500]
     resolution = {"outcome": outcome, "note": text, "by": by, "at": now_iso()}
     entry = f"resolved by {by}: {outcome.replace('_', ' ')}" + (f" ({text})" if text else "")

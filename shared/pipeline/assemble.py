@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
+from shared.api import RequestIdPath
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.pipeline.admission import TaskQueueGate
@@ -156,7 +157,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                     max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                     visibility_s=settings.visibility_timeout_s,
                     retry_base_s=settings.intake_retry_base_s,
-                    retry_cap_s=settings.intake_retry_cap_s)
+                    retry_cap_s=settings.intake_retry_cap_s,
+                    continue_trace=kind.subscribes is not None)
     shard_leases = ShardLeaseTable(clients.dynamodb, names.leases, table,
                                    f"{owner_id()}:{uuid.uuid4().hex[:8]}")
     stream = StreamConsumer(source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
@@ -181,9 +183,7 @@ def status_router(path: str, store: JobStore) -> APIRouter:
     router = APIRouter()
 
     @router.get(f"/{path}/{{request_id}}")
-    async def get_job(request_id: str) -> dict[str, Any]:
-        if not 1 <= len(request_id) <= 128:
-            raise HTTPException(status_code=400, detail="request_id must have 1 to 128 characters")
+    async def get_job(request_id: RequestIdPath) -> dict[str, Any]:
         job = await store.get(request_id, consistent=False)
         if job is None:
             raise HTTPException(status_code=404, detail=f"no job with request_id {request_id}")

@@ -129,7 +129,10 @@ class Intake(SqsWorker):
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  store: JobStore, parse: Parser, max_in_flight: int = 32,
                  wait_s: int = 10, visibility_s: int = 60, retry_base_s: float = 2.0,
-                 retry_cap_s: float = 900.0) -> None:
+                 retry_cap_s: float = 900.0, continue_trace: bool = False) -> None:
+        """``continue_trace``: the queue is fed by our own topic (a kind that subscribes),
+        so a message's ``traceparent`` is ours to continue; otherwise it is a sender's
+        and only linked."""
         super().__init__(sqs, queue_name, queue_url, worker="intake",
                          max_in_flight=max_in_flight, wait_s=wait_s,
                          visibility_s=visibility_s, with_attributes=True)
@@ -137,6 +140,7 @@ class Intake(SqsWorker):
         self.store = store
         self.parse = parse
         self.retry = Backoff(retry_base_s, retry_cap_s)
+        self.continue_trace = continue_trace
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:
         """One batch handled as a unit; acknowledged together once every message is done."""
@@ -179,18 +183,25 @@ class Intake(SqsWorker):
     async def _handle(self, message: MessageTypeDef) -> bool:
         """Returns True when the message may be deleted from the source queue.
 
-        One ``intake`` span per message (receive → stored), continuing the message's
-        ``traceparent`` attribute when it has one; the job item stores the span's
-        context (``traceparent``) for the hops after this one.
+        One ``intake`` span per message (receive → stored). At the edge (a partner's
+        queue) it is the root of a new trace of ours: the sender's ``traceparent``
+        attribute is only a span link and the ``partner.traceparent`` attribute, so
+        a sender picks neither our trace ids (they reach payees) nor our sampling
+        (export cost). Behind our own topic (``continue_trace``) it continues the
+        message's context. The job item stores the span's context (``traceparent``)
+        for the hops after this one (``docs/architecture.md``, "Tracing").
         """
         given = message_traceparent(message)
-        with span("intake", parent=given, kind=SpanKind.CONSUMER, messaging__system="aws_sqs",
+        ours = given if self.continue_trace else None
+        with span("intake", parent=ours, new_trace=ours is None,
+                  links=[] if ours else [given], kind=SpanKind.CONSUMER,
+                  partner__traceparent=None if ours else given, messaging__system="aws_sqs",
                   messaging__destination__name=self.queue,
                   messaging__message__id=message.get("MessageId"),
                   attempt=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))):
-            return await self._take(message, given)
+            return await self._take(message, ours)
 
-    async def _take(self, message: MessageTypeDef, given: str | None) -> bool:
+    async def _take(self, message: MessageTypeDef, ours: str | None) -> bool:
         body = message.get("Body", "")
         sent = message.get("Attributes", {}).get("SentTimestamp")
         if sent:
@@ -200,7 +211,7 @@ class Intake(SqsWorker):
             parsed = self._parse(body)
             set_attributes(request_id=parsed.request_id)
             parsed = replace(parsed, extra={**parsed.extra,
-                                            TRACEPARENT: traceparent(fallback=given)})
+                                            TRACEPARENT: traceparent(fallback=ours)})
             outcome = await store_parsed(self.store, parsed)
         except InvalidMessage as exc:
             await self._quarantine(message, exc.reason, exc.detail)

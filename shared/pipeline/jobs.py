@@ -118,6 +118,18 @@ def index_shard(request_id: str, shards: int) -> str:
     return f"s{int(hashlib.sha1(request_id.encode()).hexdigest()[:8], 16) % shards}"
 
 
+# The intake's rule for a request id (the partner contract's, services/enrichment/models.py
+# uses it): every edge that takes an id (API paths, console pages and forms) checks it
+# before any AWS call, so a malformed id is a 4xx, never a DynamoDB error.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def valid_request_id(value: str) -> bool:
+    """Whether ``value`` follows the intake's request-id rule (1-128 of ``[A-Za-z0-9._:-]``)."""
+    return _REQUEST_ID.fullmatch(value) is not None
+
+
 def content_hash(payload: Any) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

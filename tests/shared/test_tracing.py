@@ -65,7 +65,9 @@ def _one(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
 async def test_one_remittance_is_one_trace_across_processes(
         env: Env, otlp: OtlpReceiver, payee: Receiver) -> None:
     await point_webhook_payee_at(env, payee)
-    trace_id, partner_span = secrets.token_hex(16), secrets.token_hex(8)
+    partner_trace, partner_span = secrets.token_hex(16), secrets.token_hex(8)
+    # The partner asks for no sampling (flags 00): we decide, and sample (always_on).
+    given = f"00-{partner_trace}-{partner_span}-00"
     with services(env.settings.prefix, OTEL_TRACES_EXPORTER="otlp",
                   OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint, OTEL_BSP_SCHEDULE_DELAY="100",
                   REMITFLOW_WEBHOOK_ALLOW_PRIVATE="true",
@@ -74,9 +76,15 @@ async def test_one_remittance_is_one_trace_across_processes(
         await env.clients.sqs.send_message(
             QueueUrl=await env.queue_url(env.names.remittance_events),
             MessageBody=example("settled-jpy-wire.json"),
-            MessageAttributes={"traceparent": {
-                "DataType": "String", "StringValue": f"00-{trace_id}-{partner_span}-01"}})
+            MessageAttributes={"traceparent": {"DataType": "String", "StringValue": given}})
         job = await job_in(env.store("notifications"), "REQ-2026-000003", "SENT", timeout_s=60)
+
+        async def ours() -> str | None:  # our trace: the intake span that links the partner's
+            return next((s.trace_id for s in otlp.snapshot()
+                         if s.name == "intake" and s.links == ((partner_trace, partner_span),)),
+                        None)
+
+        trace_id = await eventually(ours, timeout_s=20, what="the intake span")
 
         async def complete() -> list[ReceivedSpan] | None:
             spans = [s for s in otlp.snapshot() if s.trace_id == trace_id]
@@ -95,7 +103,10 @@ async def test_one_remittance_is_one_trace_across_processes(
         == {trace_id}, "one remittance, one trace"
     e, n = "remitflow-enrichment", "remitflow-notification"
     intake, start, task = _one(spans, e, "intake"), _one(spans, e, "start"), _one(spans, e, "task")
-    assert intake.parent_id == partner_span  # continues the partner's context
+    # A new trace of ours, linked to the partner's context, which stays an attribute.
+    assert trace_id != partner_trace and intake.parent_id == ""
+    assert intake.attributes["partner.traceparent"] == given
+    assert not [s for s in otlp.snapshot() if s.trace_id == partner_trace]
     assert intake.attributes["request_id"] == "REQ-2026-000003"
     assert intake.attributes["outcome"] == "stored"
     assert start.parent_id == intake.span_id and start.attributes["outcome"] == "started"
@@ -126,7 +137,7 @@ async def test_one_remittance_is_one_trace_across_processes(
     assert _ids(enriched.raw["traceparent"]) == intake.ids
     assert _ids(job.raw["traceparent"]) == n_intake.ids
     (got,) = payee.received
-    assert _ids(got["traceparent"]) == deliver.ids
+    assert _ids(got["traceparent"]) == deliver.ids  # ours: the partner's id never reaches payees
 
 
 async def test_sweeper_redrive_starts_a_new_trace_linked_to_the_original(

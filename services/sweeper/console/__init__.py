@@ -6,20 +6,26 @@ the sweeper's ``/v1`` API. Signing in takes ``REMITFLOW_API_TOKEN``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 
 from services.sweeper.console.app import Console
 from services.sweeper.console.deadletters import add_deadletter_pages
 from services.sweeper.console.pages import add_pages
-from services.sweeper.console.session import Sessions
+from services.sweeper.console.session import Sessions, SessionStore
 from shared.operations.deadletters import DeadLetters
 from shared.operations.sweep import Sweeper
 
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
 
 def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
-                   leases_table: str) -> APIRouter:
+                   leases_table: str, dynamodb: DynamoDBClient | None = None) -> APIRouter:
     """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so)."""
-    console = Console(sweeper, letters, Sessions(token), leases_table=leases_table)
+    store = SessionStore(dynamodb, leases_table) if dynamodb is not None else None
+    console = Console(sweeper, letters, Sessions(token, store=store), leases_table=leases_table)
     add_pages(console)
     add_deadletter_pages(console)
     return console.router

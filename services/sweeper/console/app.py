@@ -37,7 +37,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-MAX_FORM_BYTES = 64_000
 
 
 class SecureRoute(APIRoute):
@@ -96,9 +95,9 @@ class Console:
         self.env.filters.update(age=age, when=when, mask=mask_text, pretty=pretty,
                                 quote=lambda v: quote(str(v), safe=""))
 
-    def session(self, request: Request) -> tuple[Session, bool]:
+    async def session(self, request: Request) -> tuple[Session, bool]:
         """The request's session, or a new anonymous one (``True``: set its cookie)."""
-        found = self.sessions.read(request)
+        found = await self.sessions.current(request)
         return (found, False) if found else (self.sessions.new(signed_in=False), True)
 
     def render(self, request: Request, session: Session, name: str, *, fresh: bool = False,
@@ -112,9 +111,9 @@ class Console:
             self.sessions.set_cookie(response, request, session)
         return response
 
-    def gate(self, request: Request) -> Session | Response:
+    async def gate(self, request: Request) -> Session | Response:
         """A signed-in session, or a redirect to the sign-in page (GET pages)."""
-        session, fresh = self.session(request)
+        session, fresh = await self.session(request)
         if session.signed_in:
             if fresh:  # auth disabled: a session only for CSRF
                 return self._with_cookie(RedirectResponse(str(request.url), 303), request,
@@ -132,24 +131,33 @@ class Console:
         return response
 
     async def form(self, request: Request) -> dict[str, list[str]]:
-        body = (await request.body())[:MAX_FORM_BYTES]
+        # Bounded before it is read: shared/edge.py refuses a form past
+        # REMITFLOW_HTTP_MAX_FORM_BYTES with 413 while it streams in.
+        body = await request.body()
         return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
     async def post_gate(self, request: Request, *, need_sign_in: bool = True
                         ) -> tuple[Session, dict[str, list[str]]] | Response:
-        """Session + form when the CSRF token matches (and signed in), else a 403 page."""
-        session = self.sessions.read(request)
+        """Session + form when the CSRF token matches (and signed in), else a 403 page.
+
+        Without a valid session cookie the body is never read: a stranger's POST
+        costs the headers only.
+        """
+        session = await self.sessions.current(request)
+        if session is None:
+            return await self.forbidden(request, "This form's CSRF token is missing or does not "
+                                  "match your session. Reload the page and try again.")
         form = await self.form(request)
         supplied = (form.get("csrf") or [""])[0]
         if session is None or not self.sessions.check_csrf(session, supplied):
-            return self.forbidden(request, "This form's CSRF token is missing or does not "
+            return await self.forbidden(request, "This form's CSRF token is missing or does not "
                                   "match your session. Reload the page and try again.")
         if need_sign_in and not session.signed_in:
-            return self.forbidden(request, "Sign in first.")
+            return await self.forbidden(request, "Sign in first.")
         return session, form
 
-    def forbidden(self, request: Request, message: str) -> HTMLResponse:
-        session, fresh = self.session(request)
+    async def forbidden(self, request: Request, message: str) -> HTMLResponse:
+        session, fresh = await self.session(request)
         return self.render(request, session, "error.html", fresh=fresh, status=403,
                            title="Refused", message=message)
 

@@ -26,17 +26,17 @@ def add_deadletter_pages(console: Console) -> None:
     router = console.router
     letters = console.letters
 
-    def unknown(request: Request, queue: str) -> Response | None:
+    async def unknown(request: Request, queue: str) -> Response | None:
         if queue in letters.queues:
             return None
-        session, fresh = console.session(request)
+        session, fresh = await console.session(request)
         return console.render(request, session, "error.html", fresh=fresh, status=404,
                               title="Unknown queue", message=f"{queue} is not a dead-letter "
                               "queue this sweeper looks after.")
 
     @router.get("/deadletters")
     async def depths(request: Request) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         return console.render(request, session, "deadletters.html",
@@ -44,10 +44,10 @@ def add_deadletter_pages(console: Console) -> None:
 
     @router.get("/deadletters/{queue}")
     async def queue_page(request: Request, queue: str) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
-        if (missing := unknown(request, queue)) is not None:
+        if (missing := await unknown(request, queue)) is not None:
             return missing
         messages = await letters.peek(queue)
         visible, in_flight = await letters.depth(queue)
@@ -59,10 +59,10 @@ def add_deadletter_pages(console: Console) -> None:
 
     @router.get("/deadletters/{queue}/messages/{message_id}")
     async def message_page(request: Request, queue: str, message_id: str) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
-        if (missing := unknown(request, queue)) is not None:
+        if (missing := await unknown(request, queue)) is not None:
             return missing
         found = await letters.get(queue, message_id)
         return console.render(request, session, "deadletter_message.html", queue=queue,
@@ -75,7 +75,7 @@ def add_deadletter_pages(console: Console) -> None:
         if isinstance(gate, Response):
             return gate
         session, form = gate
-        if (missing := unknown(request, queue)) is not None:
+        if (missing := await unknown(request, queue)) is not None:
             return missing
         action = first(form, "action")
         ids = [i for i in form.get("message_id", []) if i.strip()]
@@ -96,7 +96,7 @@ def add_deadletter_pages(console: Console) -> None:
         if isinstance(gate, Response):
             return gate
         session, form = gate
-        if (missing := unknown(request, queue)) is not None:
+        if (missing := await unknown(request, queue)) is not None:
             return missing
         action = first(form, "action")
         ids = [i for i in form.get("message_id", []) if i.strip()] or None

@@ -20,11 +20,14 @@ from shared.operations import operate
 from shared.operations.operate import InvalidRequest
 from shared.operations.resolve import NotResolvable
 from shared.operations.timeline import timeline
-from shared.pipeline.jobs import JobNotFound, VersionConflict
+from shared.pipeline.jobs import JobNotFound, VersionConflict, valid_request_id
 from shared.stream.leases import ShardLeaseTable
 
 LIST_LIMIT = 50
 REFRESH_S = 10
+
+
+ID_RULE = "A request id has 1 to 128 of the characters A-Z a-z 0-9 . _ : -"
 
 
 def _safe_next(value: str) -> str:
@@ -41,7 +44,7 @@ def add_pages(console: Console) -> None:
 
     @router.get("/login")
     async def login_page(request: Request, next: str = "/console") -> Response:
-        session, fresh = console.session(request)
+        session, fresh = await console.session(request)
         return console.render(request, session, "login.html", fresh=fresh,
                               next=_safe_next(next), error=None)
 
@@ -56,7 +59,7 @@ def add_pages(console: Console) -> None:
             return console.render(request, session, "login.html", status=401, next=target,
                                   error="That is not the API token.")
         response = RedirectResponse(target, 303)
-        console.sessions.set_cookie(response, request, console.sessions.new(signed_in=True))
+        console.sessions.set_cookie(response, request, await console.sessions.sign_in())
         return response
 
     @router.post("/logout")
@@ -64,13 +67,14 @@ def add_pages(console: Console) -> None:
         gate = await console.post_gate(request)
         if isinstance(gate, Response):
             return gate
+        await console.sessions.sign_out(gate[0])  # a copied cookie dies too
         response = RedirectResponse("/console/login", 303)
         console.sessions.clear_cookie(response)
         return response
 
     @router.get("")
     async def overview(request: Request) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         now = time.time()
@@ -92,10 +96,14 @@ def add_pages(console: Console) -> None:
     @router.get("/search")
     async def search(request: Request, q: str = "", mode: str = "exact",
                      table: str = "", cursor: str = "") -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         q = q.strip()[:128]
+        if q and mode == "exact" and not valid_request_id(q):
+            return console.render(request, session, "search.html", budget=operate.SCAN_BUDGET,
+                                  status=400, q=q, mode=mode, table=sorted(sweeper.targets)[0],
+                                  page=None, error=ID_RULE)
         table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
         context: dict[str, Any] = {"q": q, "mode": mode, "table": table, "page": None,
                                    "error": None}
@@ -116,9 +124,12 @@ def add_pages(console: Console) -> None:
 
     @router.get("/requests/{request_id}")
     async def request_timeline(request: Request, request_id: str) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
+        if not valid_request_id(request_id):
+            return console.render(request, session, "error.html", status=400,
+                                  title="Not a request id", message=ID_RULE)
         found = await timeline(sweeper.targets, request_id)
         return console.render(request, session, "timeline.html", timeline=found,
                               status=200 if found.found else 404,
@@ -127,7 +138,7 @@ def add_pages(console: Console) -> None:
     @router.get("/jobs")
     async def jobs(request: Request, table: str = "", state: str = "failed",
                    partner: str = "", older_than_min: str = "", cursor: str = "") -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
@@ -151,7 +162,7 @@ def add_pages(console: Console) -> None:
     def selection(form: dict[str, list[str]]) -> tuple[str, list[str]]:
         """The table and request ids a re-drive form names (at most a page of them)."""
         ids = [i.strip() for i in form.get("request_id", []) if i.strip()]
-        return first(form, "table"), ids[:operate.MAX_LIMIT]
+        return first(form, "table"), [i for i in ids if valid_request_id(i)][:operate.MAX_LIMIT]
 
     @router.post("/redrive/confirm")
     async def redrive_confirm(request: Request) -> Response:
@@ -179,6 +190,9 @@ def add_pages(console: Console) -> None:
         session, form = gate
         table, request_id = first(form, "table"), first(form, "request_id").strip()
         outcome, note = first(form, "outcome"), first(form, "note").strip()
+        if not valid_request_id(request_id):
+            return console.render(request, session, "error.html", status=400,
+                                  title="Not a request id", message=ID_RULE)
         if table not in sweeper.targets or outcome not in ("sent", "not_sent") or not note:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing resolved",

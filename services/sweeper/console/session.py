@@ -13,6 +13,12 @@ CSRF token too. The CSRF token is an HMAC of the session id: a forged form from
 another origin cannot know it, and signing in issues a new session id
 (no session fixation). With the API's auth disabled (no token), every session
 counts as signed in, the key is random per process, and the pages say so.
+
+Sign-out ends a session on the server, not only in the browser: a signed-in
+session is valid only while its id is in the :class:`SessionStore` (an item in the
+leases table, shared by every replica), which signing in adds and signing out
+removes. A copied cookie dies with the sign-out. Rotating the token ends every
+session at once: the signing key is derived from it.
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from shared.operations.operate import Actor
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 COOKIE = "remitflow_console"
 SESSION_TTL_S = 8 * 3600
@@ -56,10 +66,38 @@ class Session:
         return Actor(f"console session {self.sid[:8]}")
 
 
+class SessionStore:
+    """Signed-in sessions that are still open: ``console-session#<sid>`` items in the
+    leases table, each with its expiry (``expires_at``, also as ``ttl``)."""
+
+    def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+
+    @staticmethod
+    def _key(sid: str) -> dict[str, Any]:
+        return {"lease_key": {"S": f"console-session#{sid}"}}
+
+    async def add(self, session: Session) -> None:
+        expires = {"N": str(session.expires_at)}
+        await self.dynamodb.put_item(TableName=self.table, Item={
+            **self._key(session.sid), "expires_at": expires, "ttl": expires})
+
+    async def open(self, session: Session) -> bool:
+        found = (await self.dynamodb.get_item(TableName=self.table, Key=self._key(session.sid),
+                                              ConsistentRead=True)).get("Item")
+        return found is not None and int(found["expires_at"]["N"]) > time.time()
+
+    async def end(self, session: Session) -> None:
+        await self.dynamodb.delete_item(TableName=self.table, Key=self._key(session.sid))
+
+
 class Sessions:
     """Issues, reads and checks sessions for one token (``None``: auth disabled)."""
 
-    def __init__(self, token: str | None, *, ttl_s: int = SESSION_TTL_S) -> None:
+    def __init__(self, token: str | None, *, ttl_s: int = SESSION_TTL_S,
+                 store: SessionStore | None = None) -> None:
+        self.store = store
         self.auth = bool(token)
         self._token = (token or "").encode()
         self._key = (hmac.new(self._token, _LABEL, hashlib.sha256).digest() if token
@@ -84,7 +122,7 @@ class Sessions:
         body, _, signature = raw.partition(".")
         try:
             payload = _unb64(body)
-            if not hmac.compare_digest(self._sign(payload), signature):
+            if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
                 return None
             data = json.loads(payload)
             session = Session(str(data["sid"]), int(data["exp"]), bool(data["in"]))
@@ -93,6 +131,25 @@ class Sessions:
         if session.expires_at <= time.time():
             return None
         return Session(session.sid, session.expires_at, session.signed_in or not self.auth)
+
+    async def current(self, request: Request) -> Session | None:
+        """:meth:`read`, and for a signed-in session: still open on the server."""
+        session = self.read(request)
+        if (session is not None and session.signed_in and self.auth
+                and self.store is not None and not await self.store.open(session)):
+            return None
+        return session
+
+    async def sign_in(self) -> Session:
+        """A new signed-in session, opened on the server."""
+        session = self.new(signed_in=True)
+        if self.store is not None:
+            await self.store.add(session)
+        return session
+
+    async def sign_out(self, session: Session) -> None:
+        if self.store is not None:
+            await self.store.end(session)
 
     def set_cookie(self, response: Response, request: Request, session: Session) -> None:
         secure = (request.url.scheme == "https"
@@ -108,8 +165,10 @@ class Sessions:
         return self._sign(b"csrf:" + session.sid.encode())
 
     def check_csrf(self, session: Session | None, supplied: str | None) -> bool:
+        # Bytes, not str: compare_digest refuses a non-ASCII str (a 500, not a 403).
         return (session is not None and bool(supplied)
-                and hmac.compare_digest(self.csrf(session), supplied or ""))
+                and hmac.compare_digest(self.csrf(session).encode(),
+                                        (supplied or "").encode("utf-8", "replace")))
 
     def check_token(self, supplied: str) -> bool:
         return self.auth and hmac.compare_digest(supplied.encode(), self._token)

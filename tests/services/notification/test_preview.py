@@ -33,12 +33,14 @@ def test_royalty_preview_uses_rule() -> None:
 
 def test_webhook_preview_shows_body_and_headers_without_secret() -> None:
     payee = make_payee(payee_id="PAYEE-0003", name="Kaisha Utilities KK", payee_type="utility",
-                       country="JP", locale="ja-JP", channel="webhook",
-                       webhook_url="https://hooks.kaisha.example/remittance")
+                       country="JP", locale="ja-JP", channel="webhook")
     advice = make_advice(payee=payee, request_id="REQ-2026-000003")
-    text = preview(advice, now=1_700_000_000)
+    text = preview(advice, now=1_700_000_000,
+                   webhook_url="https://hooks.kaisha.example/remittance?key=s3cr3t")
     assert "channel:   webhook" in text
-    assert "to:        POST https://hooks.kaisha.example/remittance" in text
+    assert "to:        POST https://hooks.kaisha.example/…" in text
+    assert "remittance" not in text.split("to:", 1)[1].split("\n", 1)[0]
+    assert "s3cr3t" not in text
     assert f"webhook-id: {webhook_id_for('REQ-2026-000003')}" in text
     assert "webhook-timestamp: 1700000000" in text
     assert "webhook-signature: v1,<HMAC-SHA256" in text
@@ -50,7 +52,7 @@ def test_webhook_preview_shows_body_and_headers_without_secret() -> None:
 
 
 def test_preview_warns_when_channel_cannot_be_used() -> None:
-    text = preview(make_advice(payee=make_payee(channel="webhook", webhook_url=None)))
+    text = preview(make_advice(payee=make_payee(channel="webhook")))
     assert "WARNING:   payee has no webhook_url" in text
 
 

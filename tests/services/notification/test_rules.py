@@ -36,7 +36,7 @@ def test_shipped_rules() -> None:
     tax = make_advice(payee=make_payee(payee_type="tax_authority"), purpose="tax")
     assert rules.choose(tax).template_id == "tax_settled"
     assert rules.choose(make_advice()).channel == "email"
-    webhook_payee = make_payee(channel="webhook", webhook_url="https://x.example/hook")
+    webhook_payee = make_payee(channel="webhook")
     assert rules.choose(make_advice(payee=webhook_payee)).channel == "webhook"
 
 
