@@ -128,10 +128,11 @@ def request_id(partner: str, reference: str) -> str:
 def canonical_amount(text: str | None, currency: str | None) -> tuple[str, str]:
     """(amount, currency) as the contract wants them: a plain decimal string that
     has exactly the currency's minor units at most, and a known ISO 4217 code."""
+    if text is None:
+        raise Reject("missing_amount", "no amount in the transaction (an entry with several "
+                     "transactions must give each one's amount)")
     if not currency or not is_known_currency(currency):
         raise Reject("unknown_currency", f"currency {currency!r} is not a known ISO 4217 code")
-    if text is None:
-        raise Reject("missing_amount", "no amount in the transaction")
     try:
         value = Decimal(text.strip())
     except InvalidOperation as exc:
