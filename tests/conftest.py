@@ -54,3 +54,6 @@ async def env(emulator: str) -> AsyncIterator[Env]:
         await bootstrap_stack(settings, clients)
         await load_reference_data(clients, settings, reference_data())
         yield Env(settings=settings, clients=clients, endpoint=emulator)
+
+
+fresh_env = env

@@ -40,6 +40,7 @@ async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) 
                             checkpoint_every=settings.partner_files_checkpoint_every,
                             max_in_flight=settings.partner_files_max_in_flight,
                             wait_s=settings.receive_wait_s,
+                            rules=settings.partner_files_rules,
                             visibility_s=settings.visibility_timeout_s))
 
 

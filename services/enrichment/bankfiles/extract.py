@@ -178,6 +178,7 @@ def pain002(unit: Element, ctx: Context) -> list[Draft]:
             extras[key] = value
     return [Draft(
         message_type=ctx.message_type.name,
+        end_to_end=extras.get("end_to_end_id"),
         status=PAIN_FINAL.get(code),
         bank_status=code or "none",
         reference=ctx.first(unit, "OrgnlEndToEndId", "AcctSvcrRef", "OrgnlTxId",
@@ -243,6 +244,7 @@ def camt054(unit: Element, ctx: Context) -> list[Draft]:
             extras["entry_reference"] = entry_ref
         drafts.append(Draft(
             message_type=ctx.message_type.name,
+            end_to_end=e2e,
             status=status,
             skip_reason=skip,
             bank_status=bank_status,

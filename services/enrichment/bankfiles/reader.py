@@ -199,6 +199,7 @@ def read_bank_file(
     stream: IO[bytes], *, partner: str, source_key: str | None = None,
     payee_map: Mapping[str, str] | None = None, payment_method: str | None = None,
     start_index: int = 0, max_bytes: int = safexml.DEFAULT_MAX_BYTES,
+    invoice_from_end_to_end: bool = False,
 ) -> Iterator[Item]:
     """Read a pain.002 or camt.054 file into partner notifications.
 
@@ -224,6 +225,9 @@ def read_bank_file(
         start_index: resume point: the first ``start_index`` transactions are
             skipped without mapping (the file is still fully validated).
         max_bytes: larger files are refused (``too_large``) without reading on.
+        invoice_from_end_to_end: a transaction without a structured or free-text
+            invoice reference takes its end-to-end id as the invoice id (a
+            per-partner switch; docs/bankfiles.md, "Reference rules").
 
     Raises:
         ValueError: bad ``partner``, ``payment_method`` or ``start_index``.
@@ -236,7 +240,8 @@ def read_bank_file(
         raise ValueError(f"payment_method {payment_method!r} not in {sorted(_PAYMENT_METHODS)}")
     if start_index < 0:
         raise ValueError("start_index must be >= 0")
-    options = Options(partner, source_key, payee_map, payment_method, DEFAULT_INVOICE_PATTERN)
+    options = Options(partner, source_key, payee_map, payment_method, DEFAULT_INVOICE_PATTERN,
+                      invoice_from_end_to_end)
     source = safexml.spool(stream, max_bytes)
     try:
         message_type = _detect(source)

@@ -30,14 +30,17 @@ import json
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
 
 from services.enrichment.bankfiles import (
     FileRejected,
+    StatusReport,
     Transaction,
     TransactionRejected,
+    detect,
     read_bank_file,
 )
 from services.enrichment.bankfiles.mapping import PARTNER
@@ -45,11 +48,19 @@ from services.enrichment.handler import parse_partner_message
 from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
 from shared.files.drop import ObjectRef, object_events
-from shared.files.progress import FileProgress
+from shared.files.progress import FileProgress, FileSummary
 from shared.logs import get_logger
-from shared.metrics import DLQ_MESSAGES, FILE_DURATION, FILE_RECORDS, FILES, WORKER_ERRORS
+from shared.metrics import (
+    DLQ_MESSAGES,
+    FILE_DURATION,
+    FILE_RECORDS,
+    FILE_STATUS_REPORTS,
+    FILES,
+    WORKER_ERRORS,
+)
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
+from shared.settings import PartnerFileRules
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -65,7 +76,7 @@ QUARANTINE_TAG = "remitflow-quarantine"
 #: Fields that name the file, not the payment: left out of the content hash, so
 #: the same transaction in a re-sent file (new key, new message id) is a duplicate.
 FILE_FIELDS = frozenset({"source_file", "message_id"})
-Item = Transaction | TransactionRejected
+Item = Transaction | TransactionRejected | StatusReport
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,7 @@ class FileOptions:
     wait_s: int = 10
     visibility_s: int = 60
     batch: int = 20
+    rules: Mapping[str, PartnerFileRules] = field(default_factory=dict)
 
 
 class _Interrupted(Exception):
@@ -165,10 +177,12 @@ class FileIntake(SqsWorker):
         if progress.finished:
             log.info("bankfile.duplicate_event", key=ref.key, state=progress.state)
             return "duplicate"
+        summary = progress.summary
         partner = partner_of(ref.key)
         if partner is None:
             return await self._quarantine(ref, "bad_key", "key must start with a partner "
-                                          f"code matching {PARTNER.pattern} and a '/'")
+                                          f"code matching {PARTNER.pattern} and a '/'", summary)
+        summary.info.setdefault("partner", partner)
         log.info("bankfile.started", key=ref.key, partner=partner, size=ref.size,
                  resume_at=progress.next_index)
         # One thread per file for every parser call: lxml's parser state is bound to
@@ -178,22 +192,30 @@ class FileIntake(SqsWorker):
             try:
                 await self._download(ref, spool)
                 spool.seek(0)
+                kind = await in_thread(functools.partial(detect, spool))
+                summary.info.update(message_type=kind.name, schema=kind.schema,
+                                    variant=kind.variant or "ISO 20022")
+                spool.seek(0)
+                rules = self.options.rules.get(partner) or PartnerFileRules()
                 items = await in_thread(functools.partial(
                     read_bank_file, spool, partner=partner, source_key=ref.key,
-                    start_index=progress.next_index, max_bytes=self.options.max_bytes))
+                    start_index=progress.next_index, max_bytes=self.options.max_bytes,
+                    payee_map=rules.payee_map,
+                    invoice_from_end_to_end=rules.invoice_from_end_to_end))
             except _Skip as skip:
                 log.warning("bankfile.skipped", key=ref.key, outcome=skip.outcome)
                 return skip.outcome
             except FileRejected as exc:
-                return await self._quarantine(ref, exc.reason, exc.detail)
+                return await self._quarantine(ref, exc.reason, exc.detail, summary)
             try:
                 total = await self._records(
                     ref, progress.next_index,
-                    lambda: in_thread(functools.partial(_take, items, self.options.batch)))
+                    lambda: in_thread(functools.partial(_take, items, self.options.batch)),
+                    summary)
             finally:  # a generator: close it (and its parser) on its own thread
                 await in_thread(getattr(items, "close", lambda: None))
-        await self.progress.finish(ref, total, "done")
-        log.info("bankfile.done", key=ref.key, transactions=total)
+        await self.progress.finish(ref, total, "done", summary=summary)
+        log.info("bankfile.done", key=ref.key, records=total, **summary.counts)
         return "processed"
 
     async def _download(self, ref: ObjectRef, out: IO[bytes]) -> None:
@@ -222,27 +244,62 @@ class FileIntake(SqsWorker):
             body.close()
 
     async def _records(self, ref: ObjectRef, start: int,
-                       take: Callable[[], Awaitable[list[Item]]]) -> int:
-        """Write every transaction from ``start`` on; returns the file's transaction count."""
+                       take: Callable[[], Awaitable[list[Item]]], summary: FileSummary) -> int:
+        """Write every record from ``start`` on; returns the file's record count."""
         next_index, saved, handled = start, start, 0
         while batch := await take():
             outcomes = await asyncio.gather(*(self._record(ref, item) for item in batch))
-            for outcome in outcomes:
+            for item, outcome in zip(batch, outcomes, strict=True):
                 FILE_RECORDS.labels(queue=self.queue, outcome=outcome).inc()
+                summary.count(outcome)
+                if isinstance(item, StatusReport):
+                    summary.note({"index": item.index, "level": item.level,
+                                  "status": item.status, "reason": item.reason_code or "",
+                                  "detail": item.reason_text or "",
+                                  "reference": item.reference or "",
+                                  "transactions": item.transactions})
+                elif isinstance(item, TransactionRejected) and outcome == "rejected":
+                    summary.note({"index": item.index, "reason": item.reason,
+                                  "detail": item.detail[:200]})
             handled += len(batch)
             next_index = batch[-1].index + 1
             fault_point("bankfiles.after_transaction", reached=handled)
-            reported = {"rejected", "quarantined"} & set(outcomes)
+            reported = {"rejected", "quarantined", "reported"} & set(outcomes)
             if reported or next_index - saved >= self.options.checkpoint_every:
-                await self.progress.save(ref, next_index)
+                await self.progress.save(ref, next_index, summary)
                 saved = next_index
             if self._stop.is_set():
-                await self.progress.save(ref, next_index)
+                await self.progress.save(ref, next_index, summary)
                 log.info("bankfile.interrupted", key=ref.key, next_index=next_index)
                 raise _Interrupted
         return next_index
 
+    async def _status_report(self, ref: ObjectRef, item: StatusReport) -> str:
+        """A group/batch status without transactions: metric, log line, and (when the
+        bank rejected it) a DLQ report; the caller notes it on the file's record."""
+        FILE_STATUS_REPORTS.labels(queue=self.queue, level=item.level, status=item.status).inc()
+        fields = {"key": ref.key, "index": item.index, "level": item.level,
+                  "status": item.status, "reason": item.reason_code,
+                  "reason_text": item.reason_text, "reference": item.reference,
+                  "transactions": item.transactions}
+        if not item.rejected:
+            log.info("bankfile.status_report", **fields)
+            return "reported"
+        log.warning("bankfile.status_report", **fields)
+        detail = (f"the bank rejected {'payment batch' if item.level == 'payment' else 'group'} "
+                  f"{item.reference or '?'}" + (f" ({item.transactions} transactions)"
+                                                 if item.transactions else "")
+                  + (f": {item.reason_code} {item.reason_text or ''}".rstrip()
+                     if item.reason_code else ""))
+        await self._report(f"{item.level}_rejected", detail, json.dumps(
+            {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "index": item.index,
+             "level": item.level, "status": item.status, "reference": item.reference}),
+            {"key": ref.key, "index": str(item.index)})
+        return "reported"
+
     async def _record(self, ref: ObjectRef, item: Item) -> str:
+        if isinstance(item, StatusReport):
+            return await self._status_report(ref, item)
         if isinstance(item, TransactionRejected):
             if item.reason == "not_final":
                 return "not_final"
@@ -264,7 +321,8 @@ class FileIntake(SqsWorker):
             return "quarantined"
         return outcome
 
-    async def _quarantine(self, ref: ObjectRef, reason: str, detail: str) -> str:
+    async def _quarantine(self, ref: ObjectRef, reason: str, detail: str,
+                          summary: FileSummary) -> str:
         """Tag the object, report it on the DLQ, and never read this version again."""
         try:
             tags = (await self.s3.get_object_tagging(Bucket=ref.bucket, Key=ref.key))["TagSet"]
@@ -277,7 +335,8 @@ class FileIntake(SqsWorker):
         await self._report(reason, detail, json.dumps(
             {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "reason": reason,
              "detail": detail[:1024]}), {"key": ref.key})
-        await self.progress.finish(ref, 0, "quarantined", reason)
+        summary.info["detail"] = detail[:1024]
+        await self.progress.finish(ref, 0, "quarantined", reason, summary)
         log.warning("bankfile.quarantined", key=ref.key, reason=reason, detail=detail[:300])
         return "quarantined"
 
@@ -289,6 +348,7 @@ class FileIntake(SqsWorker):
         await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=body,
                                     MessageAttributes=attrs)
         DLQ_MESSAGES.labels(queue=self.queue, reason=reason).inc()
-        if reason != "conflicting_duplicate" and "index" in extra:
+        if reason not in ("conflicting_duplicate", "payment_rejected", "group_rejected") \
+                and "index" in extra:
             log.warning("bankfile.transaction_rejected", key=extra.get("key"),
                         index=extra["index"], reason=reason, detail=detail[:300])

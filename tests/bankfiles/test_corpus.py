@@ -1,0 +1,1 @@
+../services/enrichment/bankfiles/test_corpus.py
