@@ -23,7 +23,7 @@ EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 KEY = "partner-files/FIRSTBANK/2026-11-24/status.xml"
 
 
-def read(name: str, **kwargs: Any) -> list[Transaction | TransactionRejected]:
+def read(name: str, **kwargs: Any) -> list[Transaction | TransactionRejected | StatusReport]:
     with EXAMPLES.joinpath(name).open("rb") as stream:
         return list(read_bank_file(stream, partner="FIRSTBANK", source_key=KEY, **kwargs))
 
