@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.aws.clients import error_code
+from shared.aws.names import Names
 from shared.files.drop import ObjectRef
 from shared.pipeline.jobs import now_iso
 
@@ -107,6 +108,11 @@ class Progress:
 
 class FileProgress:
     """Progress items of one consumer (see the module docstring for the item)."""
+
+    @classmethod
+    def for_prefix(cls, ddb: DynamoDBClient, prefix: str) -> FileProgress:
+        """The records of every file drop of a deployment (``<prefix>-leases``)."""
+        return cls(ddb, Names(prefix).leases)
 
     def __init__(self, ddb: DynamoDBClient, table: str, key_name: str = "lease_key") -> None:
         self.ddb = ddb
