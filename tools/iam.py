@@ -131,7 +131,8 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                 Grant("ReportBadFiles", ("sqs:SendMessage", "sqs:GetQueueUrl"),
                       (Res("queue", Names.dlq(queue)),)),
                 Grant("ReadAndTagPartnerFiles",
-                      ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"),
+                      ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging",
+                       "s3:DeleteObjectTagging"),
                       (Res("objects", drop.bucket_name(prefix)),))]
     if service == "notification":
         kind = _kind("notification")
@@ -161,6 +162,12 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
             Grant("ReadIndexedJobs", _READ_INDEXED_JOBS,
                   tuple(Res("table", kn.table) for kn in names)),
             Grant("Leases", _LEADER_LEASE, (Res("table", n.leases),)),
+            # the console's Files page (services/sweeper/console/files.py): list file
+            # records, reopen a quarantined one and put its S3 event on the drop's queue
+            Grant("FileRecords", ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+                  (Res("table", n.leases),)),
+            Grant("RetryFiles", ("sqs:GetQueueUrl", "sqs:SendMessage"),
+                  (Res("queue", PARTNER_FILES.queue_name(prefix)),)),
             Grant("RedriveWorkflows", ("states:StartExecution",),
                   tuple(Res("state_machine", kn.state_machine) for kn in names)),
             Grant("ReconcileWorkflows", ("states:DescribeExecution",),

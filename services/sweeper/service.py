@@ -15,6 +15,7 @@ from services.sweeper.api import api_actor, deadletters_router, jobs_router
 from services.sweeper.console import console_router
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
+from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
@@ -131,8 +132,9 @@ def builder(kinds: Sequence[JobKind]) -> Builder:
         letters = dead_letters(settings, clients, kinds)
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
-        console = console_router(sweeper, letters, token=token,
-                                 leases_table=Names(settings.prefix).leases)
+        console = console_router(
+            sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
+            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
         return ServiceParts(workers=[sweeper, events],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],

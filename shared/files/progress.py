@@ -96,6 +96,13 @@ class Progress:
     def finished(self) -> bool:
         return self.state in ("done", "quarantined")
 
+    @property
+    def ref(self) -> ObjectRef | None:
+        """The file version this record is about (None for a record without it)."""
+        if not (self.bucket and self.key):
+            return None
+        return ObjectRef(self.bucket, self.key, "" if self.etag == "-" else self.etag or "", 0)
+
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Progress:
         state: FileState = item["state"]["S"]
@@ -141,19 +148,47 @@ class FileProgress:
                      summary: FileSummary | None = None) -> None:
         await self._write(ref, next_index, state, reason, summary, force=True)
 
-    async def reopen(self, ref: ObjectRef) -> bool:
+    async def get_by_key(self, record_key: str) -> Progress | None:
+        """A record by its key (``file:<bucket>/<key>#<etag>``), None when absent."""
+        item = (await self.ddb.get_item(TableName=self.table, ConsistentRead=True,
+                                        Key={self.key_name: {"S": record_key}})).get("Item")
+        return Progress.from_item(item) if item else None
+
+    async def recent(self, limit: int = 200) -> list[tuple[str, Progress]]:
+        """Up to ``limit`` records, newest first, with their keys (an operator's
+        listing; reads the records' key range only)."""
+        out: list[tuple[str, Progress]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "FilterExpression": "begins_with(#k, :p)",
+            "ExpressionAttributeNames": {"#k": self.key_name},
+            "ExpressionAttributeValues": {":p": {"S": KEY_PREFIX}}}
+        while True:
+            resp = await self.ddb.scan(**kwargs)
+            out += [(i[self.key_name]["S"], Progress.from_item(i)) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        out.sort(key=lambda kp: kp[1].updated_at or "", reverse=True)
+        return out[:limit]
+
+    async def reopen(self, ref: ObjectRef, previous: FileSummary | None = None) -> bool:
         """Let a quarantined file version be read again from the start (an operator's
-        retry once the cause is fixed); False when it is not quarantined. The
-        records it then writes go through the same idempotent rule as before."""
+        retry once the cause is fixed); False when it is not quarantined (so a second
+        retry does nothing). The record keeps where the file came from (``info``
+        without the old ``detail``); the records it then writes go through the same
+        idempotent rule as before."""
+        info = {k: v for k, v in (previous.info if previous else {}).items() if k != "detail"}
+        info["retried_at"] = now_iso()
         try:
             await self.ddb.update_item(
                 TableName=self.table, Key=self._key(ref),
-                UpdateExpression="SET #s = :r, #n = :z, #u = :u REMOVE #reason, #summary",
+                UpdateExpression="SET #s = :r, #n = :z, #u = :u, #summary = :m REMOVE #reason",
                 ConditionExpression="#s = :q",
                 ExpressionAttributeNames={"#s": "state", "#n": "next_index", "#u": "updated_at",
                                           "#reason": "reason", "#summary": "summary"},
                 ExpressionAttributeValues={":r": {"S": "reading"}, ":z": {"N": "0"},
-                                           ":u": {"S": now_iso()}, ":q": {"S": "quarantined"}})
+                                           ":u": {"S": now_iso()}, ":q": {"S": "quarantined"},
+                                           ":m": {"S": FileSummary(info=info).to_json()}})
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

@@ -183,6 +183,7 @@ class FileIntake(SqsWorker):
             return await self._quarantine(ref, "bad_key", "key must start with a partner "
                                           f"code matching {PARTNER.pattern} and a '/'", summary)
         summary.info.setdefault("partner", partner)
+        summary.info.setdefault("queue", self.queue)
         log.info("bankfile.started", key=ref.key, partner=partner, size=ref.size,
                  resume_at=progress.next_index)
         # One thread per file for every parser call: lxml's parser state is bound to
@@ -214,6 +215,8 @@ class FileIntake(SqsWorker):
                     summary)
             finally:  # a generator: close it (and its parser) on its own thread
                 await in_thread(getattr(items, "close", lambda: None))
+        if "retried_at" in summary.info:  # read after an operator's retry: no longer quarantined
+            await self._untag(ref)
         await self.progress.finish(ref, total, "done", summary=summary)
         log.info("bankfile.done", key=ref.key, records=total, **summary.counts)
         return "processed"
@@ -321,6 +324,17 @@ class FileIntake(SqsWorker):
             return "quarantined"
         return outcome
 
+    async def _untag(self, ref: ObjectRef) -> None:
+        tags = (await self.s3.get_object_tagging(Bucket=ref.bucket, Key=ref.key))["TagSet"]
+        kept = [t for t in tags if t["Key"] != QUARANTINE_TAG]
+        if kept == tags:
+            return
+        if kept:
+            await self.s3.put_object_tagging(Bucket=ref.bucket, Key=ref.key,
+                                             Tagging={"TagSet": kept})
+        else:  # moto answers an empty TagSet with a 500; S3 has a call for this
+            await self.s3.delete_object_tagging(Bucket=ref.bucket, Key=ref.key)
+
     async def _quarantine(self, ref: ObjectRef, reason: str, detail: str,
                           summary: FileSummary) -> str:
         """Tag the object, report it on the DLQ, and never read this version again."""
@@ -336,6 +350,7 @@ class FileIntake(SqsWorker):
             {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "reason": reason,
              "detail": detail[:1024]}), {"key": ref.key})
         summary.info["detail"] = detail[:1024]
+        summary.info.setdefault("queue", self.queue)
         await self.progress.finish(ref, 0, "quarantined", reason, summary)
         log.warning("bankfile.quarantined", key=ref.key, reason=reason, detail=detail[:300])
         return "quarantined"

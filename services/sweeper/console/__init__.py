@@ -10,16 +10,21 @@ from fastapi import APIRouter
 
 from services.sweeper.console.app import Console
 from services.sweeper.console.deadletters import add_deadletter_pages
+from services.sweeper.console.files import add_file_pages
 from services.sweeper.console.pages import add_pages
 from services.sweeper.console.session import Sessions
+from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters
 from shared.operations.sweep import Sweeper
 
 
 def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
-                   leases_table: str) -> APIRouter:
-    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so)."""
+                   leases_table: str, files: FileProgress | None = None) -> APIRouter:
+    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so);
+    with ``files``, the Files page over those file records."""
     console = Console(sweeper, letters, Sessions(token), leases_table=leases_table)
     add_pages(console)
     add_deadletter_pages(console)
+    if files is not None:
+        add_file_pages(console, files, letters.sqs)
     return console.router
