@@ -222,12 +222,20 @@ class FileIntake(SqsWorker):
         return "processed"
 
     async def _download(self, ref: ObjectRef, out: IO[bytes]) -> None:
-        """Stream the object to ``out`` in 1 MiB chunks, refusing more than ``max_bytes``."""
+        """Stream the object to ``out`` in 1 MiB chunks, refusing more than ``max_bytes``:
+        by the event's size (else ``HeadObject``'s) before downloading, and again while
+        streaming. ``out`` is the file's only copy: the reader reads it in place."""
         limit = self.options.max_bytes
-        if ref.size > limit:
-            raise FileRejected("too_large", f"object of {ref.size} bytes is over {limit}")
         kwargs: dict[str, Any] = {"IfMatch": ref.etag} if ref.etag else {}
+        size = ref.size
         try:
+            if not size:  # an event without a size (an operator's retry): ask S3 first
+                size = (await self.s3.head_object(Bucket=ref.bucket, Key=ref.key,
+                                                  **kwargs))["ContentLength"]
+            if size > limit:  # refused before a byte is downloaded
+                raise FileRejected("too_large", f"object of {size} bytes is over {limit} "
+                                   "(REMITFLOW_PARTNER_FILES_MAX_BYTES, the scratch space "
+                                   "a file may use)")
             resp = await self.s3.get_object(Bucket=ref.bucket, Key=ref.key, **kwargs)
         except Exception as exc:
             code = error_code(exc)
