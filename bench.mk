@@ -24,3 +24,13 @@ bench: venv ## throughput, CPU, memory and AWS cost per remittance (N=1000, BASE
 .PHONY: surge
 surge: venv ## a surge at 3 × the sustainable rate: backlog, drain time, attempts, latency
 	$(PY) -m tools.bench.surge --rate $(or $(RATE),10) --seconds $(or $(SECONDS),120)
+
+# `make bench-bankfiles`: the bank-file reader and worker (docs/bankfiles.md, "Validation
+# and memory"): validation speed on N entries (default 10000), the reader's peak RSS on
+# FILE_N (default 100000; one size per process), the worker alone against its own emulator
+# on WORKER_N transactions (default 1000; 100000 takes ~6 min). Not part of `make test`.
+.PHONY: bench-bankfiles
+bench-bankfiles: venv ## bank files: validation time, reader and worker peak RSS
+	$(PY) -m tools.bench.bankfiles.validate $(or $(N),10000)
+	$(PY) -m tools.bench.bankfiles.memory $(or $(FILE_N),100000)
+	$(PY) -m tools.bench.bankfiles.worker $(or $(WORKER_N),1000)

@@ -66,7 +66,7 @@ async def upload(env: Env, key: str, data: bytes) -> None:
 async def progress(env: Env, key: str) -> Progress:
     head = await env.clients.s3.head_object(Bucket=bucket(env), Key=key)
     ref = ObjectRef(bucket(env), key, head["ETag"].strip('"'), head["ContentLength"])
-    return await FileProgress(env.clients.dynamodb, env.names.leases).get(ref)
+    return await FileProgress.for_prefix(env.clients.dynamodb, env.settings.prefix).get(ref)
 
 
 async def finished(env: Env, key: str, state: str = "done", timeout_s: float = 60) -> Progress:

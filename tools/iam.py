@@ -26,6 +26,7 @@ from typing import Any
 from services.enrichment.kind import PARTNER_FILES
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
+from shared.files.progress import FILE_RECORDS
 from shared.pipeline.kind import JobKind
 from tools.stack import KINDS
 
@@ -130,6 +131,8 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
                 Grant("ConsumePartnerFiles", _CONSUME, (Res("queue", queue),)),
                 Grant("ReportBadFiles", ("sqs:SendMessage", "sqs:GetQueueUrl"),
                       (Res("queue", Names.dlq(queue)),)),
+                Grant("FileRecords", ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                      (Res("table", n.name(FILE_RECORDS.short)),)),
                 Grant("ReadAndTagPartnerFiles",
                       ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging",
                        "s3:DeleteObjectTagging"),
@@ -165,7 +168,7 @@ def service_grants(service: str, prefix: str) -> list[Grant]:
             # the console's Files page (services/sweeper/console/files.py): list file
             # records, reopen a quarantined one and put its S3 event on the drop's queue
             Grant("FileRecords", ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
-                  (Res("table", n.leases),)),
+                  (Res("table", n.name(FILE_RECORDS.short)),)),
             Grant("RetryFiles", ("sqs:GetQueueUrl", "sqs:SendMessage"),
                   (Res("queue", PARTNER_FILES.queue_name(prefix)),)),
             Grant("RedriveWorkflows", ("states:StartExecution",),

@@ -16,12 +16,14 @@ from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
 from shared.files.drop import FileDrop
+from shared.files.progress import FILE_RECORDS
 from shared.pipeline.kind import JobKind, TableSpec
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 
 KINDS: tuple[JobKind, ...] = (ENRICHMENT, NOTIFICATION)
-TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
+TABLES: tuple[TableSpec, ...] = (
+    *(TableSpec(short, key) for short, key in REFERENCE_TABLES), FILE_RECORDS)
 
 
 def file_drops(settings: Settings) -> tuple[FileDrop, ...]:

@@ -1,6 +1,12 @@
 """Per-file progress and outcome: where a crashed file intake resumes, and what
 became of each file (the "file's record" operators and ``remitflow send --wait`` read).
 
+The records live in their own table, ``<prefix>-files`` (:data:`FILE_RECORDS`), not
+in the leases table: a lease round scans the leases table, and file records grow
+with every file (docs/bankfiles.md). A finished record expires after
+``retention_days`` (DynamoDB TTL on ``expires_at``); a duplicate event for an
+expired file version reads the file again and creates nothing new.
+
 One item per file version, key ``file:<bucket>/<key>#<etag>``::
 
     next_index   first record not yet known to be handled (the resume point)
@@ -10,6 +16,7 @@ One item per file version, key ``file:<bucket>/<key>#<etag>``::
     summary      JSON of :class:`FileSummary`: counts by outcome, rejection reasons,
                  reports, what the file was read as (absent until the first save)
     updated_at   wall-clock time of the last write (for humans)
+    expires_at   epoch seconds DynamoDB deletes a finished record at (TTL)
 
 Guarantees: ``next_index`` never moves backwards (every save is conditioned on
 the stored value being lower), so a slow, superseded reader cannot rewind a
@@ -24,6 +31,7 @@ then count a replayed record twice (as a duplicate).
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +39,7 @@ from shared.aws.clients import error_code
 from shared.aws.names import Names
 from shared.files.drop import ObjectRef
 from shared.pipeline.jobs import now_iso
+from shared.pipeline.kind import TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -39,6 +48,10 @@ FileState = Literal["new", "reading", "done", "quarantined"]
 #: At most this many notes (rejected records, reports) are kept on the record.
 MAX_NOTES = 50
 KEY_PREFIX = "file:"
+#: The file records' table: ``<prefix>-files``, key ``file_key``, TTL ``expires_at``.
+FILE_RECORDS = TableSpec("files", "file_key", ttl="expires_at")
+#: How long a finished file's record is kept (the console lists it meanwhile).
+RETENTION_DAYS = 90
 
 
 @dataclass
@@ -118,13 +131,15 @@ class FileProgress:
 
     @classmethod
     def for_prefix(cls, ddb: DynamoDBClient, prefix: str) -> FileProgress:
-        """The records of every file drop of a deployment (``<prefix>-leases``)."""
-        return cls(ddb, Names(prefix).leases)
+        """The records of every file drop of a deployment (``<prefix>-files``)."""
+        return cls(ddb, Names(prefix).name(FILE_RECORDS.short))
 
-    def __init__(self, ddb: DynamoDBClient, table: str, key_name: str = "lease_key") -> None:
+    def __init__(self, ddb: DynamoDBClient, table: str, key_name: str = FILE_RECORDS.key,
+                 retention_days: float = RETENTION_DAYS) -> None:
         self.ddb = ddb
         self.table = table
         self.key_name = key_name
+        self.retention_s = retention_days * 86400
 
     @staticmethod
     def key(ref: ObjectRef) -> str:
@@ -156,7 +171,7 @@ class FileProgress:
 
     async def recent(self, limit: int = 200) -> list[tuple[str, Progress]]:
         """Up to ``limit`` records, newest first, with their keys (an operator's
-        listing; reads the records' key range only)."""
+        listing: a Scan of the records' own table, bounded by the TTL)."""
         out: list[tuple[str, Progress]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table, "FilterExpression": "begins_with(#k, :p)",
@@ -182,10 +197,12 @@ class FileProgress:
         try:
             await self.ddb.update_item(
                 TableName=self.table, Key=self._key(ref),
-                UpdateExpression="SET #s = :r, #n = :z, #u = :u, #summary = :m REMOVE #reason",
+                UpdateExpression="SET #s = :r, #n = :z, #u = :u, #summary = :m "
+                                 "REMOVE #reason, #x",
                 ConditionExpression="#s = :q",
                 ExpressionAttributeNames={"#s": "state", "#n": "next_index", "#u": "updated_at",
-                                          "#reason": "reason", "#summary": "summary"},
+                                          "#reason": "reason", "#summary": "summary",
+                                          "#x": "expires_at"},
                 ExpressionAttributeValues={":r": {"S": "reading"}, ":z": {"N": "0"},
                                            ":u": {"S": now_iso()}, ":q": {"S": "quarantined"},
                                            ":m": {"S": FileSummary(info=info).to_json()}})
@@ -211,6 +228,10 @@ class FileProgress:
             names["#m"] = "summary"
             values[":m"] = {"S": summary.to_json()}
             update += ", #m = :m"
+        if state in ("done", "quarantined"):
+            names["#x"] = "expires_at"
+            values[":x"] = {"N": str(int(time.time() + self.retention_s))}
+            update += ", #x = :x"
         kwargs = {} if force else {
             "ConditionExpression": "attribute_not_exists(#n) OR #n < :n"}
         try:

@@ -44,7 +44,7 @@ async def upload(env: Env, key: str, data: bytes) -> ObjectRef:
 
 
 async def record(env: Env, ref: ObjectRef, *states: str) -> Progress:
-    progress = FileProgress(env.clients.dynamodb, env.names.leases)
+    progress = FileProgress.for_prefix(env.clients.dynamodb, env.settings.prefix)
 
     async def probe() -> Progress | None:
         got = await progress.get(ref)

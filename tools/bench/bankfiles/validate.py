@@ -1,6 +1,6 @@
 """Pass-1 validation time: xmlschema per unit vs libxml2 streaming (docs/bankfiles.md).
 
-``python -m tests.bankfiles.bench_validate 10000``: both on the same generated
+``python -m tools.bench.bankfiles.validate 10000``: both on the same generated
 camt.054.001.08 file in one run, so the ratio holds on a loaded machine.
 """
 
