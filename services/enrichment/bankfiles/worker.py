@@ -230,8 +230,10 @@ class FileIntake(SqsWorker):
         size = ref.size
         try:
             if not size:  # an event without a size (an operator's retry): ask S3 first
-                size = (await self.s3.head_object(Bucket=ref.bucket, Key=ref.key,
-                                                  **kwargs))["ContentLength"]
+                head = await self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+                if ref.etag and head["ETag"].strip('"') != ref.etag:
+                    raise _Skip("superseded")  # (moto's HeadObject If-Match wants quotes)
+                size = head["ContentLength"]
             if size > limit:  # refused before a byte is downloaded
                 raise FileRejected("too_large", f"object of {size} bytes is over {limit} "
                                    "(REMITFLOW_PARTNER_FILES_MAX_BYTES, the scratch space "
