@@ -82,9 +82,7 @@ MESSAGE_TYPES: dict[str, MessageType] = {t.namespace: t for t in (
     *(_iso("pain.002", v) for v in PAIN_VERSIONS),
     *(_iso("camt.054", v) for v in CAMT_VERSIONS), *VARIANTS)}
 
-PAIN_002_001_03 = MESSAGE_TYPES[ISO_NS + "pain.002.001.03"]
-PAIN_002_001_10 = MESSAGE_TYPES[ISO_NS + "pain.002.001.10"]
-CAMT_054_001_02 = MESSAGE_TYPES[ISO_NS + "camt.054.001.02"]
+#: The version the benchmarks generate (tools/bench/bankfiles/).
 CAMT_054_001_08 = MESSAGE_TYPES[ISO_NS + "camt.054.001.08"]
 
 
