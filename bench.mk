@@ -32,3 +32,13 @@ surge: venv ## a surge at 3 × the sustainable rate: backlog, drain time, attemp
 bench-emulator: venv ## emulator CPU per remittance, Step Functions caches on vs off (N=300)
 	$(PY) -m tools.bench.run --count $(or $(N),300) --baseline-count 0 --steady-count 0 \
 	    --profile-s 0 --repeat $(or $(REPEAT),1) --emulator-ab --out tools/bench/emulator-ab.json
+
+# `make bench-bankfiles`: the bank-file reader and worker (docs/bankfiles.md, "Validation
+# and memory"): validation speed on N entries (default 10000), the reader's peak RSS on
+# FILE_N (default 100000; one size per process), the worker alone against its own emulator
+# on WORKER_N transactions (default 1000; 100000 takes ~6 min). Not part of `make test`.
+.PHONY: bench-bankfiles
+bench-bankfiles: venv ## bank files: validation time, reader and worker peak RSS
+	$(PY) -m tools.bench.bankfiles.validate $(or $(N),10000)
+	$(PY) -m tools.bench.bankfiles.memory $(or $(FILE_N),100000)
+	$(PY) -m tools.bench.bankfiles.worker $(or $(WORKER_N),1000)

@@ -186,6 +186,14 @@ check-helm: $(HELM) $(KUBE_VALIDATE) tool-promtool  ## helm lint, template and v
 	@if $(HELM) template remitflow $(DEPLOY_CHART) --set apiToken.create=false >/dev/null 2>$(DEPLOY_BUILD)/token.err; then \
 	  echo "   render without a token should have failed" >&2; exit 1; \
 	else grep -q "refuse to start without an API token" $(DEPLOY_BUILD)/token.err && echo "   refused"; fi
+	@echo "== bank-file scratch: the enrichment emptyDir is derived from the file limit; overrides refused"
+	@$(HELM) template remitflow $(DEPLOY_CHART) --set partnerFiles.maxFileMiB=300 \
+	  --set partnerFiles.filesInFlight=3 --set scratch.baseMiB=64 --show-only templates/deployment.yaml \
+	  | grep -q "sizeLimit: 964Mi" || { echo "   emptyDir not derived from partnerFiles" >&2; exit 1; }
+	@for args in "--set tmpSizeLimit=64Mi" "--set extraEnv[0].name=REMITFLOW_PARTNER_FILES_MAX_BYTES --set extraEnv[0].value=1" \
+	    "--set services.enrichment.env[0].name=REMITFLOW_PARTNER_FILES_MAX_IN_FLIGHT --set services.enrichment.env[0].value=9"; do \
+	  if $(HELM) template remitflow $(DEPLOY_CHART) $$args >/dev/null 2>&1; then \
+	    echo "   a scratch/limit mismatch rendered: $$args" >&2; exit 1; fi; done; echo "   derived; overrides refused"
 
 check-kustomize: $(HELM)  ## the kustomize base is the chart's render, and validates
 	@echo "== kustomize base is current; base and overlay render"

@@ -114,6 +114,10 @@ FILES = Counter(
 FILE_RECORDS = Counter(
     "remitflow_file_records_total", "Records (transactions) read from dropped files, by outcome "
     "(stored, duplicate, quarantined, rejected, not_final).", ["queue", "outcome"])
+FILE_STATUS_REPORTS = Counter(
+    "remitflow_file_status_reports_total", "Group or batch statuses a dropped file gave without "
+    "listing transactions (a rejected batch nobody else hears of), by level and bank status.",
+    ["queue", "level", "status"])
 FILE_DURATION = Histogram(
     "remitflow_file_duration_seconds", "Time to handle one dropped file, download to last "
     "record.", ["queue"], buckets=(*_LATENCY, 300, 600, 1800))

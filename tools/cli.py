@@ -9,9 +9,12 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tools.stack import PORTS
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 SERVICES = tuple(PORTS)
 
@@ -52,18 +55,42 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_files(args: argparse.Namespace, settings: Settings) -> int:
+    """Upload bank files; with ``--wait``, print each file's outcome. Exit 1 when a
+    file was quarantined, 3 when an outcome is not known within ``--wait-s``."""
+    from shared.files.outcome import describe
+    from tools.demo import upload_files, wait_for_files
+
+    files = [(f"{args.partner}/{Path(f).name}", Path(f).read_bytes()) for f in args.bank_files]
+    refs = asyncio.run(upload_files(settings, files))
+    for ref in refs:
+        print(f"uploaded s3://{ref.bucket}/{ref.key}")
+    if not args.wait:
+        return 0
+    code = 0
+    for ref, progress in zip(refs, asyncio.run(wait_for_files(settings, refs, args.wait_s)),
+                             strict=True):
+        print(f"{ref.key}:")
+        for line in describe(progress):
+            print(f"  {line}")
+        if progress.state == "quarantined":
+            code = max(code, 1)
+        elif not progress.finished:
+            code = 3
+    return code
+
+
 def cmd_send(args: argparse.Namespace) -> int:
-    from tools.demo import generate_messages, send_messages, upload_files
+    from tools.demo import generate_messages, send_messages
 
     settings = _settings()
     if args.bank_files:
         if not re.fullmatch(r"[A-Z0-9_]{2,32}", args.partner):
             print(f"--partner {args.partner!r}: use 2-32 of A-Z 0-9 _", file=sys.stderr)
             return 2
-        files = [(f"{args.partner}/{Path(f).name}", Path(f).read_bytes())
-                 for f in args.bank_files]
-        for url in asyncio.run(upload_files(settings, files)):
-            print(f"uploaded {url}")
+        code = _send_files(args, settings)
+        if code or not (args.files or args.generate):
+            return code
     bodies: list[str] = [Path(f).read_text() for f in args.files]
     if args.generate:
         bodies += [json.dumps(m) for m in generate_messages(args.generate, prefix=args.id_prefix)]
@@ -190,6 +217,11 @@ def parser() -> argparse.ArgumentParser:
                         "partner-files bucket as PARTNER/FILE (repeatable)")
     s.add_argument("--partner", default="FIRSTBANK",
                    help="partner code for --file: the key prefix (default FIRSTBANK)")
+    s.add_argument("--wait", action="store_true",
+                   help="with --file: wait for each file's outcome and print it (exit 1 if "
+                        "quarantined, 3 if unknown after --wait-s)")
+    s.add_argument("--wait-s", type=float, default=300.0, metavar="S",
+                   help="how long --wait waits (default 300)")
     s.set_defaults(func=cmd_send)
 
     st = sub.add_parser("status", help="show a request's remittance and notification jobs")

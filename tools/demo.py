@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from importlib import resources
 from typing import Any
 
 from shared.aws.clients import AwsClients
+from shared.files.drop import ObjectRef
+from shared.files.progress import FileProgress, Progress
 from shared.settings import Settings
 from tools.stack import StackNames as Names
 from tools.stack import file_drops
@@ -107,10 +110,27 @@ def demo_files() -> list[tuple[str, str, bytes]]:
     return [(f"bank file {DEMO_BANK_FILE} → 3 jobs", f"FIRSTBANK/demo/{DEMO_BANK_FILE}", data)]
 
 
-async def upload_files(settings: Settings, files: list[tuple[str, bytes]]) -> list[str]:
-    """Put ``(key, bytes)`` objects into the partner-files bucket; returns ``s3://`` URLs."""
+async def upload_files(settings: Settings, files: list[tuple[str, bytes]]) -> list[ObjectRef]:
+    """Put ``(key, bytes)`` objects into the partner-files bucket; returns what was put
+    (bucket, key, ETag: the file version whose record ``--wait`` follows)."""
     bucket = file_drops(settings)[0].bucket_name(settings.prefix)
+    out: list[ObjectRef] = []
     async with AwsClients(settings) as clients:
         for key, data in files:
-            await clients.s3.put_object(Bucket=bucket, Key=key, Body=data)
-    return [f"s3://{bucket}/{key}" for key, _ in files]
+            put = await clients.s3.put_object(Bucket=bucket, Key=key, Body=data)
+            out.append(ObjectRef(bucket, key, put["ETag"].strip('"'), len(data)))
+    return out
+
+
+async def wait_for_files(settings: Settings, refs: list[ObjectRef], timeout_s: float,
+                         poll_s: float = 1.0) -> list[Progress]:
+    """Each file's record once it is finished (done or quarantined), or as it stands
+    when ``timeout_s`` runs out."""
+    async with AwsClients(settings) as clients:
+        records = FileProgress.for_prefix(clients.dynamodb, settings.prefix)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            got = [await records.get(ref) for ref in refs]
+            if all(p.finished for p in got) or time.monotonic() >= deadline:
+                return got
+            await asyncio.sleep(poll_s)

@@ -21,6 +21,7 @@ from services.notification.kind import NOTIFICATION
 from services.sweeper.declaration import SERVICE as SWEEPER_SERVICE
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
+from shared.files.progress import FILE_RECORDS
 from shared.pipeline.kind import JobKind, TableSpec
 from shared.service import Service
 from shared.settings import Settings
@@ -40,7 +41,8 @@ def kinds_of(services: Iterable[Service]) -> tuple[JobKind, ...]:
 
 
 KINDS: tuple[JobKind, ...] = kinds_of(SERVICES)
-TABLES: tuple[TableSpec, ...] = tuple(TableSpec(short, key) for short, key in REFERENCE_TABLES)
+TABLES: tuple[TableSpec, ...] = (
+    *(TableSpec(short, key) for short, key in REFERENCE_TABLES), FILE_RECORDS)
 PORTS: dict[str, int] = {s.name: s.port for s in SERVICES}
 
 

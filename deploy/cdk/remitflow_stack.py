@@ -118,7 +118,7 @@ class RemitflowStack(cdk.Stack):
             self._table(kind.names(options.prefix).table, "request_id", job=True,
                         handoff=kind.handoff is not None)
         for spec in (*TABLES, *(t for kind in kinds for t in kind.extra_tables)):
-            self._table(self.names.name(spec.short), spec.key, job=False)
+            self._table(self.names.name(spec.short), spec.key, job=False, ttl=spec.ttl)
         self._table(self.names.leases, "lease_key", job=False)
 
         self.queues: dict[str, sqs.Queue] = {}
@@ -161,7 +161,8 @@ class RemitflowStack(cdk.Stack):
 
     # -- tables ---------------------------------------------------------------------------
 
-    def _table(self, name: str, key: str, *, job: bool, handoff: bool = False) -> None:
+    def _table(self, name: str, key: str, *, job: bool, handoff: bool = False,
+               ttl: str | None = None) -> None:
         encryption = (ddb.TableEncryption.CUSTOMER_MANAGED if self.key is not None
                       else ddb.TableEncryption.AWS_MANAGED)
         table = ddb.Table(
@@ -174,7 +175,7 @@ class RemitflowStack(cdk.Stack):
             deletion_protection=self.options.retain,
             removal_policy=(cdk.RemovalPolicy.RETAIN if self.options.retain
                             else cdk.RemovalPolicy.DESTROY),
-            encryption=encryption, encryption_key=self.key)
+            encryption=encryption, encryption_key=self.key, time_to_live_attribute=ttl)
         if job:
             for index, pk, sk, sk_type in JOB_INDEXES:
                 # Sparse: an item is in the index only while it carries ``pk``. Keys

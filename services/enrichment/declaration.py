@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from services.enrichment.kind import ENRICHMENT, PARTNER_FILES, partner_files
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
+from shared.files.progress import FILE_RECORDS
 from shared.grants import CONSUME, READ_REFERENCE, Grant, GrantScope, Res, table
 from shared.pipeline.kind import JobKind
 from shared.service import DropsOf, Resources, Service
@@ -41,8 +42,11 @@ def grants(scope: GrantScope) -> list[Grant]:
             Grant("ConsumePartnerFiles", CONSUME, (Res("queue", queue),)),
             Grant("ReportBadFiles", ("sqs:SendMessage", "sqs:GetQueueUrl"),
                   (Res("queue", Names.dlq(queue)),)),
+            Grant("FileRecords", ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+                  (Res("table", n.name(FILE_RECORDS.short)),)),
             Grant("ReadAndTagPartnerFiles",
-                  ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging"),
+                  ("s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging",
+                   "s3:DeleteObjectTagging"),
                   (Res("objects", drop.bucket_name(prefix)),))]
 
 

@@ -35,11 +35,12 @@ async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) 
     return FileIntake(
         sqs=clients.sqs, s3=clients.s3, queue_name=queue, queue_url=await urls.url(queue),
         dlq_url=await urls.url(Names.dlq(queue)), store=store,
-        progress=FileProgress(clients.dynamodb, Names(settings.prefix).leases),
+        progress=FileProgress.for_prefix(clients.dynamodb, settings.prefix),
         options=FileOptions(max_bytes=settings.partner_files_max_bytes,
                             checkpoint_every=settings.partner_files_checkpoint_every,
                             max_in_flight=settings.partner_files_max_in_flight,
                             wait_s=settings.receive_wait_s,
+                            rules=settings.partner_files_rules,
                             visibility_s=settings.visibility_timeout_s,
                             backoff=deferral(settings)))
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.aws.names import Names
+from shared.files.progress import FILE_RECORDS
 from shared.grants import (
     ANY,
     CONSUME,
@@ -55,6 +56,12 @@ def grants(scope: GrantScope) -> list[Grant]:
         Grant("DeadLetters", CONSUME, tuple(Res("queue", Names.dlq(q)) for q in dlqs)),
         Grant("DeadLetterReplay", ("sqs:SendMessage", "sqs:GetQueueUrl"),
               tuple(Res("queue", q) for q in dlqs)),
+        # the console's Files page (services/sweeper/console/files.py): list file
+        # records, reopen a quarantined one and put its S3 event on the drop's queue
+        Grant("FileRecords", ("dynamodb:Scan", "dynamodb:GetItem", "dynamodb:UpdateItem"),
+              (Res("table", n.name(FILE_RECORDS.short)),)),
+        Grant("RetryFiles", ("sqs:GetQueueUrl", "sqs:SendMessage"),
+              tuple(Res("queue", d.queue_name(prefix)) for d in scope.drops)),
         Grant("RedriveWorkflows", ("states:StartExecution",),
               tuple(Res("state_machine", kn.state_machine) for kn in names)),
         Grant("ReconcileWorkflows", ("states:DescribeExecution",),

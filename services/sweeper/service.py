@@ -17,6 +17,7 @@ from services.sweeper.console.app import SECURITY_HEADERS
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
+from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
@@ -133,9 +134,10 @@ def builder(kinds: Sequence[JobKind],
         letters = dead_letters(settings, clients, kinds, drops(settings))
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
-        console = console_router(sweeper, letters, token=token,
-                                 leases_table=Names(settings.prefix).leases,
-                                 dynamodb=clients.dynamodb)
+        console = console_router(
+            sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
+            dynamodb=clients.dynamodb,
+            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
         return ServiceParts(workers=[sweeper, events],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 from shared.aws.clients import AwsClients, error_code
 from shared.logs import get_logger
@@ -91,6 +91,16 @@ def object_events(body: str) -> list[ObjectRef]:
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidMessage("not_s3_event", f"malformed S3 record: {exc!r}") from exc
     return out
+
+
+def created_event(ref: ObjectRef) -> str:
+    """An ``ObjectCreated`` event for ``ref`` as S3 would send it (what
+    :func:`object_events` reads): an operator's retry of a file version goes
+    through the same path as the original event."""
+    return json.dumps({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Retry",
+        "s3": {"bucket": {"name": ref.bucket},
+               "object": {"key": quote_plus(ref.key), "eTag": ref.etag, "size": ref.size}}}]})
 
 
 async def ensure_file_drop(

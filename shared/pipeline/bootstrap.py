@@ -72,6 +72,17 @@ def load_definition(source: Traversable, substitutions: dict[str, Any]) -> str:
     return json.dumps(walk(json.loads(text)), indent=2, sort_keys=True)
 
 
+async def _ensure_ttl(ddb: DynamoDBClient, name: str, attribute: str) -> None:
+    """Turn on DynamoDB's expiry by ``attribute`` (idempotent)."""
+    desc = (await ddb.describe_time_to_live(TableName=name))["TimeToLiveDescription"]
+    if desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") \
+            and desc.get("AttributeName") == attribute:
+        return
+    await ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": attribute})
+    log.info("bootstrap.updated", kind="table", name=name, change=f"ttl {attribute}")
+
+
 async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
                         handoff: bool = False) -> None:
     try:
@@ -241,6 +252,8 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
                             handoff=kind.handoff is not None)
     for spec in (*tables, *(t for kind in kinds for t in kind.extra_tables)):
         await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
+        if spec.ttl:
+            await _ensure_ttl(ddb, names.name(spec.short), spec.ttl)
     await _ensure_table(ddb, names.leases, "lease_key", job=False)
 
     out: dict[str, str] = {}

@@ -25,6 +25,7 @@ class TableSpec:
 
     short: str
     key: str
+    ttl: str | None = None  # attribute DynamoDB expires items by (epoch seconds), if any
 
 
 def _no_attributes(message: str) -> Mapping[str, str]:

@@ -32,7 +32,7 @@ from shared.pipeline.assemble import job_store
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.helpers import Env, eventually, free_port, job_in, running
-from tests.services.enrichment.bankfiles.gen import document
+from tools.bench.bankfiles.gen import document
 from tools.stack import file_drops
 from tools.webhook_receiver import Receiver
 
@@ -70,7 +70,7 @@ async def upload(env: Env, key: str, data: bytes) -> None:
 async def progress(env: Env, key: str) -> Progress:
     head = await env.clients.s3.head_object(Bucket=bucket(env), Key=key)
     ref = ObjectRef(bucket(env), key, head["ETag"].strip('"'), head["ContentLength"])
-    return await FileProgress(env.clients.dynamodb, env.names.leases).get(ref)
+    return await FileProgress.for_prefix(env.clients.dynamodb, env.settings.prefix).get(ref)
 
 
 async def finished(env: Env, key: str, state: str = "done", timeout_s: float = 60) -> Progress:

@@ -10,6 +10,7 @@ from services.enrichment.bankfiles.reader import detect, read_bank_file
 from services.enrichment.bankfiles.types import (
     FileRejected,
     MessageType,
+    StatusReport,
     Transaction,
     TransactionRejected,
 )
@@ -17,6 +18,7 @@ from services.enrichment.bankfiles.types import (
 __all__ = [
     "FileRejected",
     "MessageType",
+    "StatusReport",
     "Transaction",
     "TransactionRejected",
     "detect",

@@ -12,8 +12,13 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from services.enrichment.bankfiles.mapping import Draft, Status
-from services.enrichment.bankfiles.types import MessageType, TransactionRejectReason
+from services.enrichment.bankfiles.formats import Paths, paths_for
+from services.enrichment.bankfiles.mapping import REASON_TEXTS, Draft, Status
+from services.enrichment.bankfiles.types import (
+    MessageType,
+    StatusReport,
+    TransactionRejectReason,
+)
 
 #: pain.002 transaction statuses that are final. ACSP ("settlement in
 #: process") is deliberately not here: the money has not moved yet.
@@ -35,7 +40,20 @@ class Context:
     payment_status: str | None = None
     payment_reason: str | None = None
     payment_info_id: str | None = None
+    payment_reason_info: str | None = None
+    group_reason_info: str | None = None
+    original_message_id: str | None = None
+    group_transactions: str | None = None
+    payment_transactions: str | None = None
+    payments_seen: int = 0
+    units_in_payment: int = 0
+    units_seen: int = 0
     _paths: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def version_paths(self) -> Paths:
+        """The version's paths where they differ (:class:`formats.Paths`)."""
+        return paths_for(self.message_type)
 
     def path(self, relative: str) -> str:
         """``A/B`` in this message's namespace, as an lxml path (cached)."""
@@ -80,24 +98,66 @@ class Context:
         elif name == "OrgnlGrpInfAndSts":
             self.group_status = self.text(element, "GrpSts")
             self.group_reason = self.text(element, "StsRsnInf/Rsn/Cd")
+            self.group_reason_info = self.text(element, "StsRsnInf/AddtlInf")
+            self.original_message_id = self.text(element, "OrgnlMsgId")
+            self.group_transactions = self.text(element, "OrgnlNbOfTxs")
         elif where == "OrgnlPmtInfAndSts":
+            value = element.text.strip() if element.text and element.text.strip() else None
             if name == "OrgnlPmtInfId":
-                self.payment_info_id = element.text.strip() if element.text else None
+                self.payment_info_id = value
             elif name == "PmtInfSts":
-                self.payment_status = element.text.strip() if element.text else None
+                self.payment_status = value
+            elif name == "OrgnlNbOfTxs":
+                self.payment_transactions = value
             elif name == "StsRsnInf" and self.payment_reason is None:
                 self.payment_reason = self.text(element, "Rsn/Cd")
+                self.payment_reason_info = self.text(element, "AddtlInf")
         elif name == "OrgnlPmtInfAndSts":
+            self.payments_seen += 1
             self.payment_status = self.payment_reason = self.payment_info_id = None
+            self.payment_reason_info = self.payment_transactions = None
+            self.units_in_payment = 0
+
+    def unit_seen(self) -> None:
+        self.units_in_payment += 1
+        self.units_seen += 1
 
 
-def _creditor(ctx: Context, party: Element | None) -> tuple[str | None, str | None]:
-    """(id, name) of a creditor; v10/v08 wrap the party in ``Pty`` (Party40Choice)."""
+def payment_report(ctx: Context, index: int) -> StatusReport | None:
+    """A status for a payment batch (``OrgnlPmtInfAndSts``) that lists no
+    transaction: the batch's own ``PmtInfSts``, else the group's. Call it when the
+    batch ends, before :meth:`Context.observe` forgets it."""
+    if ctx.units_in_payment:
+        return None
+    own = ctx.payment_status
+    status = own or ctx.group_status
+    if status is None:
+        return None
+    reason = ctx.payment_reason if own else ctx.group_reason
+    info = ctx.payment_reason_info if own else ctx.group_reason_info
+    return StatusReport(index, "payment", status, reason,
+                        REASON_TEXTS.get(reason or "") or info, ctx.payment_info_id,
+                        _count(ctx.payment_transactions))
+
+
+def group_report(ctx: Context, index: int) -> StatusReport | None:
+    """The group's status when the file lists neither batches nor transactions."""
+    if ctx.payments_seen or ctx.units_seen or ctx.group_status is None:
+        return None
+    return StatusReport(index, "group", ctx.group_status, ctx.group_reason,
+                        REASON_TEXTS.get(ctx.group_reason or "") or ctx.group_reason_info,
+                        ctx.original_message_id, _count(ctx.group_transactions))
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def _creditor(ctx: Context, base: Element) -> tuple[str | None, str | None]:
+    """(id, name) of the creditor at the version's path (``Cdtr`` or ``Cdtr/Pty``)."""
+    party = base.find(ctx.path(ctx.version_paths.creditor))
     if party is None:
         return None, None
-    inner = party.find(ctx.path("Pty"))
-    if inner is not None:
-        party = inner
     return ctx.text(party, "Id/OrgId/Othr/Id"), ctx.text(party, "Nm")
 
 
@@ -108,10 +168,7 @@ def pain002(unit: Element, ctx: Context) -> list[Draft]:
     reason = ctx.text(unit, "StsRsnInf/Rsn/Cd")
     if own is None:
         reason = reason or ctx.payment_reason or ctx.group_reason
-    ref = ctx.path("OrgnlTxRef")
-    original = unit.find(ref)
-    creditor_id, creditor_name = _creditor(
-        ctx, original.find(ctx.path("Cdtr")) if original is not None else None)
+    creditor_id, creditor_name = _creditor(ctx, unit)
     amount = unit.find(ctx.path("OrgnlTxRef/Amt/InstdAmt"))
     extras: dict[str, str] = {}
     for key, value in (("end_to_end_id", ctx.text(unit, "OrgnlEndToEndId")),
@@ -121,6 +178,7 @@ def pain002(unit: Element, ctx: Context) -> list[Draft]:
             extras[key] = value
     return [Draft(
         message_type=ctx.message_type.name,
+        end_to_end=extras.get("end_to_end_id"),
         status=PAIN_FINAL.get(code),
         bank_status=code or "none",
         reference=ctx.first(unit, "OrgnlEndToEndId", "AcctSvcrRef", "OrgnlTxId",
@@ -133,8 +191,7 @@ def pain002(unit: Element, ctx: Context) -> list[Draft]:
         + ctx.texts(unit, "OrgnlTxRef/RmtInf/Strd/CdtrRefInf/Ref"),
         unstructured=ctx.texts(unit, "OrgnlTxRef/RmtInf/Ustrd"),
         occurred_at=ctx.text(unit, "AccptncDtTm") or ctx.created,
-        value_date=ctx.first(unit, "OrgnlTxRef/ReqdExctnDt", "OrgnlTxRef/ReqdExctnDt/Dt",
-                             "OrgnlTxRef/ReqdExctnDt/DtTm"),
+        value_date=ctx.first(unit, *ctx.version_paths.requested_date),
         service_level=ctx.text(unit, "OrgnlTxRef/PmtTpInf/SvcLvl/Cd"),
         reason_code=reason,
         reason_info=ctx.text(unit, "StsRsnInf/AddtlInf"),
@@ -146,7 +203,7 @@ def _entry_status(
         unit: Element, ctx: Context) -> tuple[Status | None, str, TransactionRejectReason | None]:
     """(status, raw status, skip reason): booked debit → SETTLED, booked reversal →
     RETURNED, unbooked → not final, booked credit (money in) → unexpected."""
-    code = ctx.first(unit, "Sts/Cd", "Sts/Prtry", "Sts") or "none"
+    code = ctx.first(unit, *ctx.version_paths.entry_status) or "none"
     reversal = (ctx.text(unit, "RvslInd") or "").lower() in ("true", "1")
     direction = ctx.text(unit, "CdtDbtInd")
     raw = f"{code}/{direction}" + ("/reversal" if reversal else "")
@@ -170,13 +227,13 @@ def camt054(unit: Element, ctx: Context) -> list[Draft]:
     for tx in details or [unit]:
         amount = None
         if tx is not unit:
-            for path in ("Amt", "AmtDtls/TxAmt/Amt", "AmtDtls/InstdAmt/Amt"):
+            for path in ctx.version_paths.tx_amount:
                 amount = tx.find(ctx.path(path))
                 if amount is not None:
                     break
         if amount is None and len(details) <= 1:
             amount = entry_amount
-        creditor_id, creditor_name = _creditor(ctx, tx.find(ctx.path("RltdPties/Cdtr")))
+        creditor_id, creditor_name = _creditor(ctx, tx)
         reason = ctx.first(tx, "RtrInf/Rsn/Cd", "RtrInf/Rsn/Prtry")
         extras = {"message_id": ctx.message_id} if ctx.message_id else {}
         e2e = ctx.first(tx, "Refs/EndToEndId")
@@ -187,6 +244,7 @@ def camt054(unit: Element, ctx: Context) -> list[Draft]:
             extras["entry_reference"] = entry_ref
         drafts.append(Draft(
             message_type=ctx.message_type.name,
+            end_to_end=e2e,
             status=status,
             skip_reason=skip,
             bank_status=bank_status,

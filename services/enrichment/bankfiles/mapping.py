@@ -67,6 +67,7 @@ class Options:
     payee_map: Mapping[str, str] | None = None
     payment_method: str | None = None
     invoice_pattern: re.Pattern[str] = DEFAULT_INVOICE_PATTERN
+    invoice_from_end_to_end: bool = False
 
 
 @dataclass
@@ -93,6 +94,7 @@ class Draft:
     reason_code: str | None = None
     reason_info: str | None = None
     skip_reason: TransactionRejectReason | None = None
+    end_to_end: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -128,10 +130,11 @@ def request_id(partner: str, reference: str) -> str:
 def canonical_amount(text: str | None, currency: str | None) -> tuple[str, str]:
     """(amount, currency) as the contract wants them: a plain decimal string that
     has exactly the currency's minor units at most, and a known ISO 4217 code."""
+    if text is None:
+        raise Reject("missing_amount", "no amount in the transaction (an entry with several "
+                     "transactions must give each one's amount)")
     if not currency or not is_known_currency(currency):
         raise Reject("unknown_currency", f"currency {currency!r} is not a known ISO 4217 code")
-    if text is None:
-        raise Reject("missing_amount", "no amount in the transaction")
     try:
         value = Decimal(text.strip())
     except InvalidOperation as exc:
@@ -169,8 +172,12 @@ def iso_date(text: str | None) -> str | None:
         raise Reject("invalid_date", f"date {text!r} is not ISO 8601") from exc
 
 
-def invoice_ids(draft: Draft, pattern: re.Pattern[str]) -> list[str]:
-    """Structured references first; only without them, tokens of the free text."""
+def invoice_ids(draft: Draft, pattern: re.Pattern[str], from_end_to_end: bool = False
+                ) -> list[str]:
+    """The rules of docs/bankfiles.md, "Reference rules", in order: structured
+    references (``Strd/RfrdDocInf/Nb``, ``Strd/CdtrRefInf/Ref``); only without
+    them, invoice-like tokens of ``Ustrd``; only without those, and only for a
+    partner that switched it on, the end-to-end id."""
     found = [ref.strip() for ref in draft.invoice_refs if ref.strip()]
     if not found:
         for line in draft.unstructured:
@@ -178,9 +185,14 @@ def invoice_ids(draft: Draft, pattern: re.Pattern[str]) -> list[str]:
                 token = token.strip(_TOKEN_STRIP)
                 if token and pattern.match(token):
                     found.append(token)
+    if not found and from_end_to_end and draft.end_to_end:
+        found.append(draft.end_to_end)
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise Reject("missing_invoice_ref", "no invoice reference in the remittance information")
+        hint = "" if from_end_to_end else (
+            "; the partner's end-to-end fallback is off" if draft.end_to_end else "")
+        raise Reject("missing_invoice_ref",
+                     f"no invoice reference in the remittance information{hint}")
     return unique[:_MAX_INVOICES]
 
 
@@ -228,7 +240,8 @@ def notification(draft: Draft, options: Options) -> dict[str, Any]:
         "amount": amount,
         "currency": currency,
         "payee_id": payee_id(draft, options.payee_map),
-        "invoice_ids": invoice_ids(draft, options.invoice_pattern),
+        "invoice_ids": invoice_ids(draft, options.invoice_pattern,
+                                   options.invoice_from_end_to_end),
         "occurred_at": iso_datetime(draft.occurred_at),
         "partner_reference": draft.reference,
         "iso_message_type": draft.message_type,

@@ -26,9 +26,12 @@ from services.enrichment.bankfiles.mapping import (
 from services.enrichment.bankfiles.types import (
     FileRejected,
     MessageType,
+    StatusReport,
     Transaction,
     TransactionRejected,
 )
+
+Item = Transaction | TransactionRejected | StatusReport
 
 #: A unit (one transaction or entry) may not have more elements than this.
 MAX_UNIT_ELEMENTS = 5_000
@@ -46,8 +49,9 @@ def _message_type(root: Element) -> MessageType:
     found = formats.MESSAGE_TYPES.get(qname.namespace or "")
     if found is None or qname.localname != "Document":
         raise FileRejected(
-            "unknown_message_type", f"root element {root.tag!r} is not a Document of "
-            f"{', '.join(sorted(t.name for t in formats.MESSAGE_TYPES.values()))}")
+            "unknown_message_type", f"root element {root.tag!r} is not a Document of a "
+            "supported message (pain.002.001.03 to .14, camt.054.001.02 to .12, or a "
+            "variant listed in docs/bankfiles.md)")
     return found
 
 
@@ -159,22 +163,34 @@ def _local(path: str | None) -> str:
 
 
 def _items(source: IO[bytes], message_type: MessageType, options: Options,
-           start_index: int) -> Iterator[Transaction | TransactionRejected]:
-    """Pass 2: map units in file order; transactions before ``start_index`` are
-    counted but not mapped."""
+           start_index: int) -> Iterator[Item]:
+    """Pass 2: map units in file order; items before ``start_index`` are counted but
+    not mapped. A pain.002 batch or group status without transactions is an item
+    too (:class:`StatusReport`), in file order."""
     ctx = extract.Context(message_type)
-    family = extract.pain002 if message_type.family == "pain.002" else extract.camt054
+    pain = message_type.family == "pain.002"
+    family = extract.pain002 if pain else extract.camt054
+    container = f"{{{message_type.namespace}}}{formats.LAYOUTS[message_type.family].container}"
     index = 0
     try:
         for kind, element in _walk(source, message_type):
+            report: StatusReport | None = None
             if kind == "end":
+                if pain and element.tag == container:
+                    report = extract.payment_report(ctx, index)
                 ctx.observe(element)
-            elif kind == "unit":
-                drafts = family(element, ctx)
-                for draft in drafts:
+            elif kind == "done":
+                report = extract.group_report(ctx, index) if pain else None
+            else:
+                ctx.unit_seen()
+                for draft in family(element, ctx):
                     if index >= start_index:
                         yield finish(index, draft, options)
                     index += 1
+            if report is not None:
+                if index >= start_index:
+                    yield report
+                index += 1
     finally:
         source.close()
 
@@ -183,7 +199,8 @@ def read_bank_file(
     stream: IO[bytes], *, partner: str, source_key: str | None = None,
     payee_map: Mapping[str, str] | None = None, payment_method: str | None = None,
     start_index: int = 0, max_bytes: int = safexml.DEFAULT_MAX_BYTES,
-) -> Iterator[Transaction | TransactionRejected]:
+    invoice_from_end_to_end: bool = False,
+) -> Iterator[Item]:
     """Read a pain.002 or camt.054 file into partner notifications.
 
     The whole file is checked before this function returns: size, safety rules
@@ -195,7 +212,8 @@ def read_bank_file(
     ``index`` counting from 0: a :class:`Transaction` whose notification has
     passed ``PartnerNotification.model_validate``, or a
     :class:`TransactionRejected` (bad or not-final transaction; the rest of the
-    file continues). Memory stays flat in the number of transactions.
+    file continues), or a :class:`StatusReport` (a pain.002 batch or group status
+    that lists no transaction). Memory stays flat in the number of transactions.
 
     Args:
         stream: the file, read once from its current position (need not seek).
@@ -207,6 +225,9 @@ def read_bank_file(
         start_index: resume point: the first ``start_index`` transactions are
             skipped without mapping (the file is still fully validated).
         max_bytes: larger files are refused (``too_large``) without reading on.
+        invoice_from_end_to_end: a transaction without a structured or free-text
+            invoice reference takes its end-to-end id as the invoice id (a
+            per-partner switch; docs/bankfiles.md, "Reference rules").
 
     Raises:
         ValueError: bad ``partner``, ``payment_method`` or ``start_index``.
@@ -219,7 +240,8 @@ def read_bank_file(
         raise ValueError(f"payment_method {payment_method!r} not in {sorted(_PAYMENT_METHODS)}")
     if start_index < 0:
         raise ValueError("start_index must be >= 0")
-    options = Options(partner, source_key, payee_map, payment_method, DEFAULT_INVOICE_PATTERN)
+    options = Options(partner, source_key, payee_map, payment_method, DEFAULT_INVOICE_PATTERN,
+                      invoice_from_end_to_end)
     source = safexml.spool(stream, max_bytes)
     try:
         message_type = _detect(source)

@@ -41,15 +41,23 @@ ElementEvent = tuple[str, "etree._Element"]
 
 
 def spool(stream: IO[bytes], max_bytes: int) -> IO[bytes]:
-    """Copy ``stream`` into a seekable temporary file, refusing more than ``max_bytes``.
+    """A seekable source for the reader's two passes, refusing more than ``max_bytes``.
 
-    The reader needs two passes (validate everything, then map), and S3 bodies
-    are not seekable. Small files stay in memory; larger ones go to disk.
+    A seekable stream at its start (a file the caller already has on disk, such
+    as the file intake's one download) is used in place: it is not copied a second time, so
+    a file needs its size in scratch space once, not twice. Anything else (an S3
+    body, a pipe) is copied into a temporary file: small files stay in memory,
+    larger ones go to disk.
 
     Raises:
         FileRejected: ``too_large`` as soon as the limit is passed (the rest of
             the stream is not read).
     """
+    if _seekable(stream) and stream.tell() == 0:
+        if stream.seek(0, 2) > max_bytes:
+            raise FileRejected("too_large", f"file is larger than {max_bytes} bytes")
+        stream.seek(0)
+        return stream
     out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
     total = 0
     while chunk := stream.read(_CHUNK):
@@ -60,6 +68,13 @@ def spool(stream: IO[bytes], max_bytes: int) -> IO[bytes]:
         out.write(chunk)
     out.seek(0)
     return out
+
+
+def _seekable(stream: IO[bytes]) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, ValueError):
+        return False
 
 
 def check_prolog(head: bytes) -> None:

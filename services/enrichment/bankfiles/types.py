@@ -42,9 +42,12 @@ class FileRejected(Exception):
 class MessageType:
     """A supported ISO 20022 message version, identified by its root namespace."""
 
-    name: str  # e.g. "pain.002.001.10"
+    name: str  # e.g. "pain.002.001.10", "pain.002.001.03.ch.02"
     namespace: str
     xsd: str  # file name inside the package's xsd/ directory
+    version: int = 0  # the ISO version it is (or derives from): 10 for pain.002.001.10
+    variant: str | None = None  # national variant, None for ISO's own schema
+    schema: str = ""  # which schema validates it, as the file's record states it
 
     @property
     def family(self) -> str:
@@ -80,3 +83,33 @@ class TransactionRejected:
     index: int
     reason: TransactionRejectReason
     detail: str
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A status the bank gave a whole group or payment batch without listing its
+    transactions (``GrpSts``/``PmtInfSts`` and no ``TxInfAndSts``). No job can be
+    made of it; the operator must hear of it (docs/bankfiles.md, "Statuses at
+    every level").
+
+    Attributes:
+        index: position among the file's items (the same sequence as transactions).
+        level: ``group`` (``OrgnlGrpInfAndSts``) or ``payment`` (``OrgnlPmtInfAndSts``).
+        status: the bank's code (``RJCT``, ``ACTC``, ``PART``…).
+        reason_code: ``StsRsnInf/Rsn/Cd`` when given.
+        reason_text: the code's ISO name, else ``StsRsnInf/AddtlInf``.
+        reference: ``OrgnlPmtInfId`` (payment) or ``OrgnlMsgId`` (group).
+        transactions: ``OrgnlNbOfTxs`` when given: how many payments it covers.
+    """
+
+    index: int
+    level: Literal["group", "payment"]
+    status: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+    reference: str | None = None
+    transactions: int | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.status == "RJCT"

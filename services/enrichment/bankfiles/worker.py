@@ -29,15 +29,18 @@ import functools
 import json
 import tempfile
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any
 
 from services.enrichment.bankfiles import (
     FileRejected,
+    StatusReport,
     Transaction,
     TransactionRejected,
+    detect,
     read_bank_file,
 )
 from services.enrichment.bankfiles.mapping import PARTNER
@@ -45,12 +48,20 @@ from services.enrichment.handler import parse_partner_message
 from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
 from shared.files.drop import ObjectRef, object_events
-from shared.files.progress import FileProgress
+from shared.files.progress import FileProgress, FileSummary
 from shared.logs import get_logger
-from shared.metrics import DLQ_MESSAGES, FILE_DURATION, FILE_RECORDS, FILES, WORKER_ERRORS
+from shared.metrics import (
+    DLQ_MESSAGES,
+    FILE_DURATION,
+    FILE_RECORDS,
+    FILE_STATUS_REPORTS,
+    FILES,
+    WORKER_ERRORS,
+)
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
 from shared.retry import Backoff
+from shared.settings import PartnerFileRules
 from shared.worker import fault_point
 
 if TYPE_CHECKING:
@@ -66,7 +77,7 @@ QUARANTINE_TAG = "remitflow-quarantine"
 #: Fields that name the file, not the payment: left out of the content hash, so
 #: the same transaction in a re-sent file (new key, new message id) is a duplicate.
 FILE_FIELDS = frozenset({"source_file", "message_id"})
-Item = Transaction | TransactionRejected
+Item = Transaction | TransactionRejected | StatusReport
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class FileOptions:
     visibility_s: int = 60
     batch: int = 20
     backoff: Backoff | None = None    # a file that failed for now: hidden for longer each time
+    rules: Mapping[str, PartnerFileRules] = field(default_factory=dict)
 
 
 class _Interrupted(Exception):
@@ -171,10 +183,13 @@ class FileIntake(SqsWorker):
         if progress.finished:
             log.info("bankfile.duplicate_event", key=ref.key, state=progress.state)
             return "duplicate"
+        summary = progress.summary
         partner = partner_of(ref.key)
         if partner is None:
             return await self._quarantine(ref, "bad_key", "key must start with a partner "
-                                          f"code matching {PARTNER.pattern} and a '/'")
+                                          f"code matching {PARTNER.pattern} and a '/'", summary)
+        summary.info.setdefault("partner", partner)
+        summary.info.setdefault("queue", self.queue)
         log.info("bankfile.started", key=ref.key, partner=partner, size=ref.size,
                  resume_at=progress.next_index)
         # One thread per file for every parser call: lxml's parser state is bound to
@@ -184,31 +199,51 @@ class FileIntake(SqsWorker):
             try:
                 await self._download(ref, spool)
                 spool.seek(0)
+                kind = await in_thread(functools.partial(detect, spool))
+                summary.info.update(message_type=kind.name, schema=kind.schema,
+                                    variant=kind.variant or "ISO 20022")
+                spool.seek(0)
+                rules = self.options.rules.get(partner) or PartnerFileRules()
                 items = await in_thread(functools.partial(
                     read_bank_file, spool, partner=partner, source_key=ref.key,
-                    start_index=progress.next_index, max_bytes=self.options.max_bytes))
+                    start_index=progress.next_index, max_bytes=self.options.max_bytes,
+                    payee_map=rules.payee_map,
+                    invoice_from_end_to_end=rules.invoice_from_end_to_end))
             except _Skip as skip:
                 log.warning("bankfile.skipped", key=ref.key, outcome=skip.outcome)
                 return skip.outcome
             except FileRejected as exc:
-                return await self._quarantine(ref, exc.reason, exc.detail)
+                return await self._quarantine(ref, exc.reason, exc.detail, summary)
             try:
                 total = await self._records(
                     ref, progress.next_index,
-                    lambda: in_thread(functools.partial(_take, items, self.options.batch)))
+                    lambda: in_thread(functools.partial(_take, items, self.options.batch)),
+                    summary)
             finally:  # a generator: close it (and its parser) on its own thread
                 await in_thread(getattr(items, "close", lambda: None))
-        await self.progress.finish(ref, total, "done")
-        log.info("bankfile.done", key=ref.key, transactions=total)
+        if "retried_at" in summary.info:  # read after an operator's retry: no longer quarantined
+            await self._untag(ref)
+        await self.progress.finish(ref, total, "done", summary=summary)
+        log.info("bankfile.done", key=ref.key, records=total, **summary.counts)
         return "processed"
 
     async def _download(self, ref: ObjectRef, out: IO[bytes]) -> None:
-        """Stream the object to ``out`` in 1 MiB chunks, refusing more than ``max_bytes``."""
+        """Stream the object to ``out`` in 1 MiB chunks, refusing more than ``max_bytes``:
+        by the event's size (else ``HeadObject``'s) before downloading, and again while
+        streaming. ``out`` is the file's only copy: the reader reads it in place."""
         limit = self.options.max_bytes
-        if ref.size > limit:
-            raise FileRejected("too_large", f"object of {ref.size} bytes is over {limit}")
         kwargs: dict[str, Any] = {"IfMatch": ref.etag} if ref.etag else {}
+        size = ref.size
         try:
+            if not size:  # an event without a size (an operator's retry): ask S3 first
+                head = await self.s3.head_object(Bucket=ref.bucket, Key=ref.key)
+                if ref.etag and head["ETag"].strip('"') != ref.etag:
+                    raise _Skip("superseded")  # (moto's HeadObject If-Match wants quotes)
+                size = head["ContentLength"]
+            if size > limit:  # refused before a byte is downloaded
+                raise FileRejected("too_large", f"object of {size} bytes is over {limit} "
+                                   "(REMITFLOW_PARTNER_FILES_MAX_BYTES, the scratch space "
+                                   "a file may use)")
             resp = await self.s3.get_object(Bucket=ref.bucket, Key=ref.key, **kwargs)
         except Exception as exc:
             code = error_code(exc)
@@ -228,27 +263,62 @@ class FileIntake(SqsWorker):
             body.close()
 
     async def _records(self, ref: ObjectRef, start: int,
-                       take: Callable[[], Awaitable[list[Item]]]) -> int:
-        """Write every transaction from ``start`` on; returns the file's transaction count."""
+                       take: Callable[[], Awaitable[list[Item]]], summary: FileSummary) -> int:
+        """Write every record from ``start`` on; returns the file's record count."""
         next_index, saved, handled = start, start, 0
         while batch := await take():
             outcomes = await asyncio.gather(*(self._record(ref, item) for item in batch))
-            for outcome in outcomes:
+            for item, outcome in zip(batch, outcomes, strict=True):
                 FILE_RECORDS.labels(queue=self.queue, outcome=outcome).inc()
+                summary.count(outcome)
+                if isinstance(item, StatusReport):
+                    summary.note({"index": item.index, "level": item.level,
+                                  "status": item.status, "reason": item.reason_code or "",
+                                  "detail": item.reason_text or "",
+                                  "reference": item.reference or "",
+                                  "transactions": item.transactions})
+                elif isinstance(item, TransactionRejected) and outcome == "rejected":
+                    summary.note({"index": item.index, "reason": item.reason,
+                                  "detail": item.detail[:200]})
             handled += len(batch)
             next_index = batch[-1].index + 1
             fault_point("bankfiles.after_transaction", reached=handled)
-            reported = {"rejected", "quarantined"} & set(outcomes)
+            reported = {"rejected", "quarantined", "reported"} & set(outcomes)
             if reported or next_index - saved >= self.options.checkpoint_every:
-                await self.progress.save(ref, next_index)
+                await self.progress.save(ref, next_index, summary)
                 saved = next_index
             if self._stop.is_set():
-                await self.progress.save(ref, next_index)
+                await self.progress.save(ref, next_index, summary)
                 log.info("bankfile.interrupted", key=ref.key, next_index=next_index)
                 raise _Interrupted
         return next_index
 
+    async def _status_report(self, ref: ObjectRef, item: StatusReport) -> str:
+        """A group/batch status without transactions: metric, log line, and (when the
+        bank rejected it) a DLQ report; the caller notes it on the file's record."""
+        FILE_STATUS_REPORTS.labels(queue=self.queue, level=item.level, status=item.status).inc()
+        fields = {"key": ref.key, "index": item.index, "level": item.level,
+                  "status": item.status, "reason": item.reason_code,
+                  "reason_text": item.reason_text, "reference": item.reference,
+                  "transactions": item.transactions}
+        if not item.rejected:
+            log.info("bankfile.status_report", **fields)
+            return "reported"
+        log.warning("bankfile.status_report", **fields)
+        detail = (f"the bank rejected {'payment batch' if item.level == 'payment' else 'group'} "
+                  f"{item.reference or '?'}" + (f" ({item.transactions} transactions)"
+                                                 if item.transactions else "")
+                  + (f": {item.reason_code} {item.reason_text or ''}".rstrip()
+                     if item.reason_code else ""))
+        await self._report(f"{item.level}_rejected", detail, json.dumps(
+            {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "index": item.index,
+             "level": item.level, "status": item.status, "reference": item.reference}),
+            {"key": ref.key, "index": str(item.index)})
+        return "reported"
+
     async def _record(self, ref: ObjectRef, item: Item) -> str:
+        if isinstance(item, StatusReport):
+            return await self._status_report(ref, item)
         if isinstance(item, TransactionRejected):
             if item.reason == "not_final":
                 return "not_final"
@@ -270,7 +340,19 @@ class FileIntake(SqsWorker):
             return "quarantined"
         return outcome
 
-    async def _quarantine(self, ref: ObjectRef, reason: str, detail: str) -> str:
+    async def _untag(self, ref: ObjectRef) -> None:
+        tags = (await self.s3.get_object_tagging(Bucket=ref.bucket, Key=ref.key))["TagSet"]
+        kept = [t for t in tags if t["Key"] != QUARANTINE_TAG]
+        if kept == tags:
+            return
+        if kept:
+            await self.s3.put_object_tagging(Bucket=ref.bucket, Key=ref.key,
+                                             Tagging={"TagSet": kept})
+        else:  # moto answers an empty TagSet with a 500; S3 has a call for this
+            await self.s3.delete_object_tagging(Bucket=ref.bucket, Key=ref.key)
+
+    async def _quarantine(self, ref: ObjectRef, reason: str, detail: str,
+                          summary: FileSummary) -> str:
         """Tag the object, report it on the DLQ, and never read this version again."""
         try:
             tags = (await self.s3.get_object_tagging(Bucket=ref.bucket, Key=ref.key))["TagSet"]
@@ -283,7 +365,9 @@ class FileIntake(SqsWorker):
         await self._report(reason, detail, json.dumps(
             {"bucket": ref.bucket, "key": ref.key, "etag": ref.etag, "reason": reason,
              "detail": detail[:1024]}), {"key": ref.key})
-        await self.progress.finish(ref, 0, "quarantined", reason)
+        summary.info["detail"] = detail[:1024]
+        summary.info.setdefault("queue", self.queue)
+        await self.progress.finish(ref, 0, "quarantined", reason, summary)
         log.warning("bankfile.quarantined", key=ref.key, reason=reason, detail=detail[:300])
         return "quarantined"
 
@@ -295,6 +379,7 @@ class FileIntake(SqsWorker):
         await self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=body,
                                     MessageAttributes=attrs)
         DLQ_MESSAGES.labels(queue=self.queue, reason=reason).inc()
-        if reason != "conflicting_duplicate" and "index" in extra:
+        if reason not in ("conflicting_duplicate", "payment_rejected", "group_rejected") \
+                and "index" in extra:
             log.warning("bankfile.transaction_rejected", key=extra.get("key"),
                         index=extra["index"], reason=reason, detail=detail[:300])

@@ -12,8 +12,10 @@ from fastapi import APIRouter
 
 from services.sweeper.console.app import Console
 from services.sweeper.console.deadletters import add_deadletter_pages
+from services.sweeper.console.files import add_file_pages
 from services.sweeper.console.pages import add_pages
 from services.sweeper.console.session import Sessions, SessionStore
+from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters
 from shared.operations.sweep import Sweeper
 
@@ -22,10 +24,14 @@ if TYPE_CHECKING:
 
 
 def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
-                   leases_table: str, dynamodb: DynamoDBClient | None = None) -> APIRouter:
-    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so)."""
+                   leases_table: str, dynamodb: DynamoDBClient | None = None,
+                   files: FileProgress | None = None) -> APIRouter:
+    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so);
+    with ``files``, the Files page over those file records."""
     store = SessionStore(dynamodb, leases_table) if dynamodb is not None else None
     console = Console(sweeper, letters, Sessions(token, store=store), leases_table=leases_table)
     add_pages(console)
     add_deadletter_pages(console)
+    if files is not None:
+        add_file_pages(console, files, letters.sqs)
     return console.router

@@ -139,3 +139,17 @@ app.kubernetes.io/component: {{ .name }}
 {{- printf "https://sqs.%s.amazonaws.com/%s/%s" $v.aws.region ($v.aws.accountId | toString) $name -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Scratch space (/tmp emptyDir) of a service, in MiB. The enrichment pod reads bank
+files through one spool each: partnerFiles.maxFileMiB x filesInFlight on top of the
+base, from the same values that set REMITFLOW_PARTNER_FILES_MAX_BYTES.
+*/}}
+{{- define "remitflow.scratchMiB" -}}
+{{- $v := .root.Values -}}
+{{- if eq .name "enrichment" -}}
+{{- add $v.scratch.baseMiB (mul $v.partnerFiles.maxFileMiB $v.partnerFiles.filesInFlight) -}}
+{{- else -}}
+{{- $v.scratch.baseMiB -}}
+{{- end -}}
+{{- end -}}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from services.enrichment.bankfiles import (
+    StatusReport,
     Transaction,
     TransactionRejected,
     detect,
@@ -20,7 +23,7 @@ EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 KEY = "partner-files/FIRSTBANK/2026-11-24/status.xml"
 
 
-def read(name: str, **kwargs: Any) -> list[Transaction | TransactionRejected]:
+def read(name: str, **kwargs: Any) -> list[Transaction | TransactionRejected | StatusReport]:
     with EXAMPLES.joinpath(name).open("rb") as stream:
         return list(read_bank_file(stream, partner="FIRSTBANK", source_key=KEY, **kwargs))
 
@@ -141,6 +144,7 @@ def test_example_yields_exactly(name: str, expected: list[object]) -> None:
     ("pain.002.001.03-sepa-rejected.xml", "pain.002.001.03"),
     ("camt.054.001.02-entries.xml", "camt.054.001.02"),
     ("camt.054.001.08-batch.xml", "camt.054.001.08"),
+    ("pain.002.001.03-accepted-and-rejected.xml", "pain.002.001.03"),
 ])
 def test_detect_by_root_namespace(name: str, message_type: str) -> None:
     with EXAMPLES.joinpath(name).open("rb") as stream:
@@ -160,3 +164,50 @@ def test_examples_match_the_demo_invoices() -> None:
                 assert {i["payee_id"] for i in owned} == {body["payee_id"]}
                 assert {i["currency"] for i in owned} == {body["currency"]}
                 assert sum(Decimal(i["amount"]) for i in owned) == Decimal(body["amount"])
+
+
+def test_base_pain_002_001_03_accepted_and_rejected_in_several_currencies() -> None:
+    """ISO's base pain.002.001.03 (not the DK SEPA profile): ACSC in USD and JPY are
+    jobs, RJCT in EUR and GBP are jobs reporting the rejection with its reason."""
+    result = read("pain.002.001.03-accepted-and-rejected.xml")
+    assert all(isinstance(item, Transaction) for item in result)
+    bodies = [item.notification for item in result if isinstance(item, Transaction)]
+    assert [(b["status"], b["currency"], b["amount"], b.get("reason_code")) for b in bodies] == [
+        ("SETTLED", "USD", "1250.00", None), ("SETTLED", "JPY", "150000", None),
+        ("REJECTED", "EUR", "1234.56", "AC04"), ("REJECTED", "GBP", "99.90", "AM04")]
+    assert {b["iso_message_type"] for b in bodies} == {"pain.002.001.03"}
+
+
+def test_batch_rejected_without_transactions_is_a_status_report() -> None:
+    result = read("pain.002.001.10-batch-rejected.xml")
+    assert result[0] == StatusReport(0, "payment", "RJCT", "AM04", "Insufficient funds",
+                                     "PMTINF-1001", 40)
+    assert isinstance(result[1], Transaction)
+    assert result[1].notification["request_id"] == "ISO-FIRSTBANK-E2E-FB-1002-01"
+    assert len(result) == 2
+
+
+def test_the_dk_sepa_example_is_valid_against_both_dk_and_iso_base() -> None:
+    """DK files share ISO's namespace; they are read as base pain.002.001.03, of which
+    the DK profile is a restriction."""
+    xsd = resources.files("services.enrichment.bankfiles").joinpath("xsd")
+    data = EXAMPLES.joinpath("pain.002.001.03-sepa-rejected.xml").read_bytes()
+    for name in ("pain.002.001.03.dk.xsd", "pain.002.001.03.xsd"):
+        schema = etree.XMLSchema(etree.fromstring(xsd.joinpath(name).read_bytes()))
+        assert schema.validate(etree.fromstring(data)), name
+
+
+def test_end_to_end_id_is_the_invoice_only_when_the_partner_switches_it_on() -> None:
+    data = EXAMPLES.joinpath("pain.002.001.10-accepted-and-rejected.xml").read_bytes()
+    data = data.replace(b"<RmtInf><Ustrd>INV-1002</Ustrd></RmtInf>", b"").replace(
+        b"<TxSts>ACSP</TxSts>", b"<TxSts>ACSC</TxSts>")
+    off = list(read_bank_file(io.BytesIO(data), partner="FIRSTBANK"))[3]
+    assert isinstance(off, TransactionRejected) and off.reason == "missing_invoice_ref"
+    assert "end-to-end fallback is off" in off.detail
+    on = list(read_bank_file(io.BytesIO(data), partner="FIRSTBANK",
+                             invoice_from_end_to_end=True))
+    assert isinstance(on[3], Transaction)
+    assert on[3].notification["invoice_ids"] == ["E2E-FB-0004"]
+    # structured and free-text references still come first
+    assert isinstance(on[0], Transaction)
+    assert on[0].notification["invoice_ids"] == ["INV-1001", "INV-1002"]

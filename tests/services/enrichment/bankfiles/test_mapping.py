@@ -14,7 +14,7 @@ from services.enrichment.bankfiles import (
     read_bank_file,
     request_id,
 )
-from tests.services.enrichment.bankfiles.gen import document, entry, with_entries
+from tools.bench.bankfiles.gen import document, entry, with_entries
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from services.enrichment.bankfiles import FileRejected, detect, read_bank_file
-from tests.services.enrichment.bankfiles.gen import document, entry, with_entries
+from tools.bench.bankfiles.gen import document, entry, with_entries
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 

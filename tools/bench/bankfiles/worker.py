@@ -6,7 +6,7 @@ enrichment service runs) in a child process until the file is done, and prints
 that process's peak RSS (``VmHWM``) and the time taken. The job table fills at
 the emulator's write rate (about 200/s here), so 100,000 takes minutes.
 
-``python -m tests.bankfiles.bench_worker 100000``
+``python -m tools.bench.bankfiles.worker 100000``
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from shared.aws.emulator import wait_until_up
 from shared.files.drop import ObjectRef
 from shared.files.progress import FileProgress
 from shared.settings import Settings
-from tests.services.enrichment.bankfiles.gen import chunks
-from tools.stack import StackNames as Names
+from tools.bench.bankfiles.gen import chunks
 from tools.stack import bootstrap_stack, file_drops
 
 KEY = "FIRSTBANK/bench.xml"
@@ -64,10 +63,10 @@ async def _main(count: int, port: int) -> None:
             file.seek(0)
             head = await clients.s3.put_object(Bucket=bucket, Key=KEY, Body=file.read())
         ref = ObjectRef(bucket, KEY, head["ETag"].strip('"'), size)
-        progress = FileProgress(clients.dynamodb, Names(settings.prefix).leases)
+        progress = FileProgress.for_prefix(clients.dynamodb, settings.prefix)
         started = time.monotonic()
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.bankfiles.bench_worker", "--worker",
+            sys.executable, "-m", "tools.bench.bankfiles.worker", "--worker",
             env=dict(os.environ), stdout=subprocess.DEVNULL)
         peak = 0.0
         try:

@@ -1,6 +1,6 @@
 """Pass-1 validation time: xmlschema per unit vs libxml2 streaming (docs/bankfiles.md).
 
-``python -m tests.bankfiles.bench_validate 10000``: both on the same generated
+``python -m tools.bench.bankfiles.validate 10000``: both on the same generated
 camt.054.001.08 file in one run, so the ratio holds on a loaded machine.
 """
 
@@ -12,7 +12,7 @@ import time
 
 from services.enrichment.bankfiles import formats, read_bank_file, reader, safexml
 from services.enrichment.bankfiles.formats import CAMT_054_001_08
-from tests.services.enrichment.bankfiles.gen import document
+from tools.bench.bankfiles.gen import document
 
 
 def main(count: int) -> None:

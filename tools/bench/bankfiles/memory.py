@@ -1,7 +1,7 @@
 """Peak RSS of reading a generated camt.054 file (docs/bankfiles.md, "Memory").
 
 Run one size per process so peaks do not mix:
-``python -m tests.bankfiles.bench_memory 1000`` and ``... 100000``.
+``python -m tools.bench.bankfiles.memory 1000`` and ``... 100000``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 from services.enrichment.bankfiles import Transaction, read_bank_file
 from services.enrichment.bankfiles.formats import CAMT_054_001_08, schema_for
-from tests.services.enrichment.bankfiles.gen import chunks
+from tools.bench.bankfiles.gen import chunks
 
 
 def main(count: int) -> None:

@@ -1,0 +1,1 @@
+"""Bank-file benchmarks (docs/bankfiles.md, "Validation and memory"): ``make bench-bankfiles``."""
