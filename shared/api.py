@@ -16,10 +16,10 @@ import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 from cachetools import TTLCache
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -29,11 +29,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from starlette.types import ASGIApp
 
 from shared.edge import Edge, EdgeOptions
-from shared.pipeline.jobs import REQUEST_ID_PATTERN
 
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
-# A ``{request_id}`` path parameter under the intake's rule: 422 before any AWS call.
-RequestIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=REQUEST_ID_PATTERN)]
 
 
 class Heartbeat:

@@ -19,14 +19,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel, Field
 
-from shared.api import RequestIdPath
 from shared.aws.clients import error_code
 from shared.operations import operate
 from shared.operations.deadletters import DeadLetters, UnknownQueue
 from shared.operations.operate import Actor, InvalidRequest
 from shared.operations.resolve import NotResolvable, Outcome
 from shared.operations.sweep import NotRedrivable, Sweeper
-from shared.pipeline.jobs import JobNotFound, VersionConflict
+from shared.pipeline.jobs import JobNotFound, RequestIdPath, VersionConflict
 
 MAX_LIMIT = operate.MAX_LIMIT
 

@@ -14,13 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from shared.api import RequestIdPath
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.pipeline.admission import TaskQueueGate
 from shared.pipeline.faults import Faults
 from shared.pipeline.intake import Intake, Parser
-from shared.pipeline.jobs import JobStore
+from shared.pipeline.jobs import JobStore, RequestIdPath
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import (
     Inliner,

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from botocore.exceptions import ClientError
+from fastapi import Path
 
 from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item, own_write, to_item, to_value
@@ -122,6 +123,8 @@ def index_shard(request_id: str, shards: int) -> str:
 # uses it): every edge that takes an id (API paths, console pages and forms) checks it
 # before any AWS call, so a malformed id is a 4xx, never a DynamoDB error.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# A ``{request_id}`` path parameter under the intake's rule: 422 before any AWS call.
+RequestIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=REQUEST_ID_PATTERN)]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 

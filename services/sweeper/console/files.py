@@ -32,7 +32,7 @@ def add_file_pages(console: Console, records: FileProgress, sqs: SQSClient) -> N
 
     @router.get("/files")
     async def files(request: Request) -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         rows = [(key, p, headline(p)) for key, p in await records.recent(LIST_LIMIT)]
@@ -40,7 +40,7 @@ def add_file_pages(console: Console, records: FileProgress, sqs: SQSClient) -> N
 
     @router.get("/files/file")
     async def file_page(request: Request, id: str = "") -> Response:
-        session = console.gate(request)
+        session = await console.gate(request)
         if isinstance(session, Response):
             return session
         found = await records.get_by_key(id) if id.startswith("file:") else None
