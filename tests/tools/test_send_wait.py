@@ -9,6 +9,8 @@ import sys
 import uuid
 from importlib import resources
 
+import pytest
+
 from services.enrichment.kind import ENRICHMENT
 from services.enrichment.service import file_intake
 from shared.aws.clients import AwsClients
@@ -16,6 +18,8 @@ from shared.pipeline.assemble import job_store
 from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.helpers import Env, running
+
+pytestmark = pytest.mark.own_stack("its workers take every event on the partner-files queue")
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 

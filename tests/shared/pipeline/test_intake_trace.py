@@ -10,8 +10,12 @@ import json
 import secrets
 import uuid
 
+import pytest
+
 from tests.helpers import Env, job_in, message, running
 from tools.stack import builder
+
+pytestmark = pytest.mark.own_stack("runs the enrichment workers over the whole intake queue")
 
 
 async def test_the_stored_context_is_ours_not_the_partners(env: Env) -> None:

@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from services.enrichment.kind import ENRICHMENT
 from services.enrichment.service import file_intake
 from shared.aws.clients import AwsClients
@@ -22,6 +24,8 @@ from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.helpers import Env, eventually, running
 from tools.stack import file_drops
+
+pytestmark = pytest.mark.own_stack("its workers take every event on the partner-files queue")
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 CORPUS = Path(__file__).resolve().parent / "corpus"

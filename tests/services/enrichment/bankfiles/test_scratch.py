@@ -12,6 +12,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
+
 from services.enrichment.kind import ENRICHMENT
 from services.enrichment.service import file_intake
 from shared.aws.clients import AwsClients
@@ -23,6 +25,8 @@ from shared.settings import Settings
 from tests.helpers import Env, eventually, running
 from tools.bench.bankfiles.gen import entry, with_entries
 from tools.stack import file_drops
+
+pytestmark = pytest.mark.own_stack("its workers take every event on the partner-files queue")
 
 MiB = 1 << 20
 SCRATCH = 16 * MiB

@@ -9,6 +9,8 @@ import uuid
 from importlib import resources
 from typing import Any
 
+import pytest
+
 from services.enrichment.kind import ENRICHMENT
 from services.enrichment.service import file_intake
 from shared.aws.clients import AwsClients
@@ -19,6 +21,8 @@ from shared.runtime import ServiceParts
 from shared.settings import Settings
 from tests.helpers import CONSOLE_TOKEN, Env, console, eventually, running
 from tools.stack import file_drops
+
+pytestmark = pytest.mark.own_stack("lists every file record of the table")
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
