@@ -138,8 +138,9 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
                                          "max": str(policy["maxReceiveCount"])}
             keep["SqsManagedSseEnabled"] = attrs.get("SqsManagedSseEnabled", "false")
             queues[q.removeprefix(prefix)] = keep
-    topic = next(t["TopicArn"] for t in sns.list_topics()["Topics"]
-                 if t["TopicArn"].endswith(f":{names.enriched_topic}"))
+    # All pages: the session's emulator holds the topics of every test's stack.
+    topic = next(t["TopicArn"] for page in sns.get_paginator("list_topics").paginate()
+                 for t in page["Topics"] if t["TopicArn"].endswith(f":{names.enriched_topic}"))
     subs = []
     for sub in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
         attrs = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])
@@ -147,7 +148,8 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
                      attrs["Attributes"].get("RawMessageDelivery")))
     machines = {}
     for kind in KINDS:
-        arn = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
+        pages = sfn.get_paginator("list_state_machines").paginate()
+        arn = next(m["stateMachineArn"] for page in pages for m in page["stateMachines"]
                    if m["name"] == kind.names(prefix).state_machine)
         text = sfn.describe_state_machine(stateMachineArn=arn)["definition"]
         machines[kind.name] = _normalise(json.loads(text), prefix)
