@@ -137,6 +137,11 @@ def session_prefix(emulator: str) -> str:
     return prefix
 
 
+async def _env(settings: Settings, endpoint: str) -> AsyncIterator[Env]:
+    async with AwsClients(settings) as clients:
+        yield Env(settings=settings, clients=clients, endpoint=endpoint)
+
+
 @pytest.fixture
 async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
     """The session's stack, or a fresh one of its own for an ``own_stack`` test."""
@@ -146,15 +151,14 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
         settings = request.getfixturevalue("stack_pool").take()
     else:
         settings = test_settings(request.getfixturevalue("session_prefix"))
-    async with AwsClients(settings) as clients:
-        yield Env(settings=settings, clients=clients, endpoint=emulator)
+    async for ready in _env(settings, emulator):
+        yield ready
 
 
 @pytest.fixture
 async def fresh_env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
     """A stack of this test's own, whatever its module's marks: for a test that asserts
     on everything in a queue or a table (the invariant suites)."""
-    settings = request.getfixturevalue("stack_pool").take()
-    async with AwsClients(settings) as clients:
-        yield Env(settings=settings, clients=clients, endpoint=emulator)
+    async for ready in _env(request.getfixturevalue("stack_pool").take(), emulator):
+        yield ready
 

@@ -24,7 +24,7 @@ BUDGET_S = 60.0
 SLOW: dict[str, str] = {}
 
 _EMULATOR_FIXTURES = frozenset({"env", "fresh_env", "emulator", "session_prefix"})
-_LAYER_DIRS = {"browser": "browser", "deploy": "deploy", "e2e": "e2e"}
+_LAYER_DIRS = frozenset({"browser", "deploy", "e2e"})   # a directory named as its layer
 _LAYERS = ("unit", "e2e", "browser", "deploy")
 
 _durations: dict[str, float] = {}
@@ -38,7 +38,7 @@ def layer_of(item: pytest.Item) -> str:
     if "tests" in parts:
         below = parts[parts.index("tests") + 1:]
         if below and below[0] in _LAYER_DIRS:
-            return _LAYER_DIRS[below[0]]
+            return below[0]
     fixtures = set(getattr(item, "fixturenames", ()))
     return "e2e" if fixtures & _EMULATOR_FIXTURES else "unit"
 
