@@ -4,7 +4,8 @@ Moto runs state machines only after ``POST /moto-api/config`` switches execution
 and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
 are set here before anything else talks to it. Its Step Functions interpreter gets
 caches first (``emulator_sfn``; docs/emulator.md); SES's sending events, which moto
-does not publish, come from ``shared/aws/emulator_ses.py``.
+does not publish, come from ``shared/aws/emulator_ses.py``; DynamoDB's conditional
+writes are made atomic, as on AWS, by ``shared/aws/emulator_dynamodb.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_ses, emulator_sfn
+from shared.aws import emulator_dynamodb, emulator_ses, emulator_sfn
 
 
 def configure(endpoint: str) -> None:
@@ -63,6 +64,7 @@ class Emulator:
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
         emulator_ses.install()      # SES publishes its sending events, as on AWS
+        emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)
