@@ -100,6 +100,13 @@ class Lane:
             f"  {r['principal']}: {r['action']} on {r['resource']} ({r['error']})"
             for r in refused)
 
+    def ok(self, resp: httpx.Response, since: int) -> None:
+        """A service's answer was a success; if not, the refusal behind it is named."""
+        if resp.status_code >= 300:
+            self.assert_no_refusals(since)
+            raise AssertionError(f"{resp.request.method} {resp.request.url.path}: "
+                                 f"{resp.status_code} {resp.text[:300]}")
+
     def env(self, clients: AwsClients) -> Env:
         return Env(self.settings, clients, self.endpoint)
 
@@ -215,11 +222,11 @@ async def test_pipeline_email_webhook_ses_events_handoff_and_endpoints(lane: Lan
         await eventually(ses_events_consumed, timeout_s=20, what="SES events consumed")
         async with httpx.AsyncClient(timeout=10) as http:
             sweep = await http.post(f"{lane.urls['sweeper']}/v1/sweep", headers=_auth())
-            assert sweep.status_code == 200, sweep.text
+            lane.ok(sweep, since)
             assert "handoff" in sweep.json()
             endpoints = await http.get(f"{lane.urls['notification']}/v1/endpoints",
                                        headers=_auth())
-            assert endpoints.status_code == 200, endpoints.text
+            lane.ok(endpoints, since)
     lane.assert_no_refusals(since)
 
 
@@ -234,10 +241,10 @@ async def test_operator_paths_redrive_resolve_console_and_dead_letters(lane: Lan
         await job_in(env.store(), "REQ-IAM-REJ", "REJECTED", timeout_s=40)
         redrive = await http.post("/v1/jobs/remittances/REQ-IAM-REJ/redrive", headers=_auth(),
                                   json={"note": "iam lane"})
-        assert redrive.status_code == 200, redrive.text
+        lane.ok(redrive, since)
         listed = await http.get("/v1/jobs", params={"table": "remittances",
                                                     "state": "running"}, headers=_auth())
-        assert listed.status_code == 200, listed.text
+        lane.ok(listed, since)
         # An e-mail whose outcome is unknown, resolved by an operator.
         store = env.store("notifications")
         payload = json.dumps({"request_id": "REQ-IAM-RESOLVE"})
@@ -250,7 +257,7 @@ async def test_operator_paths_redrive_resolve_console_and_dead_letters(lane: Lan
             "last_error": "SES send outcome unknown", "failure_reason": "outcome_unknown"})
         resolved = await http.post("/v1/jobs/notifications/REQ-IAM-RESOLVE/resolve",
                                    headers=_auth(), json={"outcome": "sent", "note": "lane"})
-        assert resolved.status_code == 200, resolved.text
+        lane.ok(resolved, since)
         # The console: overview, search, timeline, files.
         page = await http.get("/console/login")
         await http.post("/console/login", data={"csrf": csrf_of(page.text), "token": TOKEN,
@@ -261,28 +268,29 @@ async def test_operator_paths_redrive_resolve_console_and_dead_letters(lane: Lan
                              ("/console/requests/REQ-IAM-REJ", {}), ("/console/files", {}),
                              ("/console/deadletters", {})):
             resp = await http.get(path, params=params)
-            assert resp.status_code == 200, (path, resp.status_code, resp.text[:300])
+            lane.ok(resp, since)
         # Dead letters: peek, replay, delete.
         dlq = env.names.dlq(env.names.remittance_events)
         await env.send("not json at all", "{\"also\": \"not a remittance\"}")
 
         async def dead_lettered() -> list[Any] | None:
             peek = await http.get(f"/v1/deadletters/{dlq}", headers=_auth())
-            assert peek.status_code == 200, peek.text
+            lane.ok(peek, since)
             found = peek.json()["messages"]
             return found if len(found) >= 2 else None
         letters = await eventually(dead_lettered, timeout_s=20, what="two dead letters")
         one = letters[0]["message_id"]
         shown = await http.get(f"/v1/deadletters/{dlq}/messages/{one}", headers=_auth())
-        assert shown.status_code == 200, shown.text
+        lane.ok(shown, since)
         replayed = await http.post(f"/v1/deadletters/{dlq}/replay", headers=_auth(),
                                    json={"message_ids": [one]})
-        assert replayed.status_code == 200 and replayed.json()["done"] == [one], replayed.text
+        lane.ok(replayed, since)
+        assert replayed.json()["done"] == [one], replayed.text
         deleted = await http.post(f"/v1/deadletters/{dlq}/delete", headers=_auth(),
                                   json={"reason": letters[1]["reason"]})
-        assert deleted.status_code == 200, deleted.text
+        lane.ok(deleted, since)
         depths = await http.get("/v1/deadletters", headers=_auth())
-        assert depths.status_code == 200, depths.text
+        lane.ok(depths, since)
     lane.assert_no_refusals(since)
 
 
