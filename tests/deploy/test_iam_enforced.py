@@ -52,7 +52,7 @@ from tests.helpers import (
     publish_status_event,
 )
 from tests.helpers import test_settings as settings_for
-from tests.pipeline_procs import SERVICES, all_ready, metrics_text, remittance
+from tests.pipeline_procs import SERVICES, all_ready, aws_calls, metrics_text, remittance
 from tools import iam
 from tools.demo import reference_data
 from tools.procs import service_process
@@ -202,6 +202,16 @@ def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
+async def test_every_service_starts_ready_under_exactly_its_policy(lane: Lane) -> None:
+    """Readiness reads every queue, table and state machine a service needs: the first
+    place a missing grant shows (and this test carries the lane's start-up)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service, url in lane.urls.items():
+            ready = await http.get(f"{url}/readyz")
+            assert ready.status_code == 200, (service, ready.text)
+    lane.assert_no_refusals(0)
+
+
 async def test_pipeline_email_webhook_ses_events_handoff_and_endpoints(lane: Lane) -> None:
     since = lane.mark()
     async with AwsClients(lane.settings) as clients:
@@ -319,6 +329,22 @@ async def test_status_events_and_bank_files(lane: Lane) -> None:
             await job_in(env.store(), rid, "COMPLETED", timeout_s=40)
         assert await env.left_on(drop.queue_name(env.settings.prefix)) == 0
     lane.assert_no_refusals(since)
+
+
+async def test_every_call_of_the_lane_is_in_the_shipped_policy_files(lane: Lane) -> None:
+    """What the paths above made each service call (its ``/metrics``), against the
+    checked-in ``deploy/iam/<service>.json`` (the lane enforced what ``tools/iam.py``
+    renders; this ties the shipped files to the same calls, for every route and worker
+    the lane ran, not only the pipeline)."""
+    missing: dict[str, list[str]] = {}
+    for service in SERVICES:
+        calls = await aws_calls(lane.urls[service])
+        assert calls, f"{service} reported no AWS calls"
+        shipped = iam.policy_actions(iam.IAM_DIR / f"{service}.json")
+        gaps = sorted({iam.action_of(svc, op) for svc, op in calls} - shipped)
+        if gaps:
+            missing[service] = gaps
+    assert not missing, f"calls without a grant in deploy/iam: {missing}"
 
 
 async def test_a_removed_grant_is_refused_and_named(lane: Lane) -> None:
