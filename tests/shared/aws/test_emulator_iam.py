@@ -22,6 +22,9 @@ from botocore.exceptions import ClientError
 from shared.aws.emulator import enforce_iam, wait_until_up
 from tests.helpers import free_port
 
+# An emulator process of its own: not a unit test, whatever its fixtures say.
+pytestmark = pytest.mark.e2e
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 
 
