@@ -22,6 +22,7 @@ from services.sweeper.service import build_sweeper
 from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
+from shared.aws.sqs import SqsWorker
 from shared.operations.status_events import DETAIL_TYPE
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
@@ -29,7 +30,7 @@ from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 from tools import procs
 from tools.demo import generate_messages
-from tools.stack import KINDS, builder
+from tools.stack import KINDS, SERVICES, builder, file_drops
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -233,6 +234,48 @@ async def console_sign_in(http: httpx.AsyncClient, token: str = CONSOLE_TOKEN
                                                    "next": "/console"})
 
 
+# --- every SQS consumer (tests/shared/aws/test_every_consumer.py, …_message_class.py) ---
+
+_P = "p"
+
+
+def _short(name: str) -> str:
+    return name.removeprefix(f"{_P}-")
+
+
+def declared_consumers() -> list[str]:
+    """Short names of every queue a service consumes, read from the declarations."""
+    out: list[str] = []
+    for kind in KINDS:
+        kn = kind.names(_P)
+        out += [_short(kn.intake_queue), _short(kn.task_queue)]
+        if kind.ses_events:
+            out.append(kind.ses_events)
+    out += [_short(drop.queue_name(_P)) for drop in file_drops(Settings(prefix=_P))]
+    out.append(_short(Names(_P).execution_status))
+    return sorted(out)
+
+
+async def built_consumers(env: Env) -> tuple[dict[str, SqsWorker], list[ServiceParts]]:
+    """Every service built for ``env``: the SQS consumers by queue name, and the parts."""
+    consumers: dict[str, SqsWorker] = {}
+    built = []
+    for service in SERVICES:
+        parts = await builder(service.name)(env.settings, env.clients)
+        built.append(parts)
+        for worker in parts.workers:
+            if isinstance(worker, SqsWorker):
+                assert worker.queue not in consumers, f"two consumers of {worker.queue}"
+                consumers[worker.queue] = worker
+    return consumers, built
+
+
+async def close(built: list[ServiceParts]) -> None:
+    for parts in built:
+        for closer in parts.closers:
+            await closer()
+
+
 # --- ports and settings ------------------------------------------------------------
 
 free_port = procs.free_port
@@ -297,11 +340,13 @@ def detail_of(desc: dict[str, Any], status: str) -> dict[str, Any]:
             "stopDate": now, "input": desc["input"], "output": None}
 
 
-async def started_job(env: Env, request_id: str) -> tuple[Job, dict[str, Any]]:
-    """A real attempt: job RUNNING and its execution waiting on a task nobody answers."""
+async def started_job(env: Env, request_id: str, table: str = "remittances",
+                      payload: str | None = None) -> tuple[Job, dict[str, Any]]:
+    """A real attempt: job RUNNING and its execution waiting on a task nobody answers
+    (a partner message for ``remittances``; give ``payload`` for another table)."""
     sweeper = await build_sweeper(env.settings, env.clients, KINDS)
-    target = sweeper.target("remittances")
-    payload = json.dumps(message(request_id))
+    target = sweeper.target(table)
+    payload = payload or json.dumps(message(request_id))
     job = await target.store.create(request_id, payload, content_hash(payload))
     assert job is not None
     running = await target.starter.begin(job)

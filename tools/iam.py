@@ -8,7 +8,8 @@ checked-in policies (``deploy/iam/<service>.json``) are both rendered here from 
 list of services (``tools/stack.py``); ``tests/deploy/test_iam_operations.py`` runs the
 pipeline and checks every ``remitflow_aws_requests_total`` label a service reports
 against what its policy allows, so a call added to the code without a grant fails
-a test here instead of ``AccessDenied`` on AWS (emulators do not enforce IAM).
+a test here instead of ``AccessDenied`` on AWS; ``tests/deploy/test_iam_enforced.py`` runs
+the services with exactly these policies against an emulator that enforces IAM.
 
 Resources are symbolic (:class:`Res`) and resolved per prefix from the same job kind
 descriptors the services use (``tools/stack.py``), so a renamed queue moves its grant.

@@ -46,7 +46,8 @@ def grants(scope: GrantScope) -> list[Grant]:
             # SES sending events (services/notification/ses_events.py)
             *([Grant("ConsumeSesEvents", CONSUME,
                      (Res("queue", n.name(kind.ses_events)),)),
-               Grant("DeadLetterSesEvents", ("sqs:SendMessage",),
+               # the worker resolves its dead-letter queue's URL at start
+               Grant("DeadLetterSesEvents", ("sqs:SendMessage", "sqs:GetQueueUrl"),
                      (Res("queue", Names.dlq(n.name(kind.ses_events))),))]
               if kind.ses_events else [])]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_dynamodb, emulator_ses, emulator_sfn
+from shared.aws import emulator_dynamodb, emulator_iam, emulator_ses, emulator_sfn
 
 
 def configure(endpoint: str) -> None:
@@ -44,6 +44,25 @@ def wait_until_up(host: str, port: int, timeout_s: float = 20.0) -> None:
             time.sleep(0.05)
 
 
+def enforce_iam(endpoint: str) -> None:
+    """Authenticate and authorise every request from now on (``docs/deploy.md``,
+    "IAM enforced"): create the IAM users, roles and policies first."""
+    req = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST",
+                                 headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def _log_refusals() -> None:
+    """IAM refusals go to stderr, one JSON line each (``shared/aws/emulator_iam.py``)."""
+    refusals = logging.getLogger(emulator_iam.log.name)
+    if not refusals.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        refusals.addHandler(handler)
+        refusals.propagate = False
+
+
 class Emulator:
     """An in-process moto server on ``host:port`` with execution switched on."""
 
@@ -65,6 +84,8 @@ class Emulator:
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
         emulator_ses.install()      # SES publishes its sending events, as on AWS
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
+        emulator_iam.install()      # IAM, once switched on, checks resources as AWS does
+        _log_refusals()
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         wait_until_up(self.host, self.port)

@@ -11,7 +11,9 @@ policy, measured from now: the workflow copies it into ``next_attempt_at``).
 While the handler runs, the worker heartbeats the task and
 extends the message's visibility. The message is deleted only after the answer
 was accepted (or the task is gone), so a crash mid-task re-runs the handler:
-handlers must be idempotent (notification records deliveries before answering).
+handlers must be idempotent (notification records deliveries before answering). A
+second delivery of the same task message whose handler loses a version-checked write
+to the first copy steps aside without answering (``outcome="duplicate"``).
 
 A kind with ``inline_payload`` also gets ``input`` (the execution input), which
 carries the stored payload when the starter found it small: the worker then runs
@@ -198,6 +200,8 @@ class TaskWorker(SqsWorker):
             await self._send_failure(token, "remitflow.Superseded", str(exc), request_id)
             TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
             set_attributes(outcome="superseded")
+        except VersionConflict as exc:
+            await self._lost_race(task, exc)
         except BusinessError as exc:
             await self._record_failure(task, f"rejected ({exc.reason}): {exc.detail}",
                                        transient=False)
@@ -221,6 +225,30 @@ class TaskWorker(SqsWorker):
             HANDLER_DURATION.labels(queue=self.queue).observe(time.perf_counter() - started,
                                                               exemplar=exemplar())
         await self._delete(message)
+
+    async def _lost_race(self, task: Task, exc: VersionConflict) -> None:
+        """The handler's version-checked write lost to another writer of this job.
+
+        While the job is still ``RUNNING`` under this task's execution, the other writer
+        is this same attempt: a second delivery of the task message (SQS delivers at
+        least once) handled by another copy, which answers the task. This copy steps
+        aside without answering: failing the token would fail an attempt that another
+        copy is completing (a notification already sent, then retried). If that copy
+        dies, the task's heartbeat timeout retries the attempt. Otherwise the attempt was
+        superseded, and is answered as such.
+        """
+        current = await self.store.get(task.request_id)
+        if current is not None and current.status is Status.RUNNING \
+                and current.execution_name == task.execution_name:
+            TASKS.labels(queue=self.queue, outcome="duplicate", error="").inc()
+            set_attributes(outcome="duplicate")
+            log.info("task.duplicate", request_id=task.request_id, queue=self.queue,
+                     execution=task.execution_name)
+            return
+        await self._send_failure(task.token, "remitflow.Superseded",
+                                 f"the job changed under this attempt ({exc})", task.request_id)
+        TASKS.labels(queue=self.queue, outcome="superseded", error="").inc()
+        set_attributes(outcome="superseded")
 
     async def _record_failure(self, task: Task, cause: str, *, transient: bool) -> None:
         """History line for the failed attempt and, if transient, when the next is due.

@@ -19,58 +19,14 @@ import json
 import pytest
 
 from shared.aws.names import Names
-from shared.aws.sqs import SqsWorker
 from shared.logs import configure_logging
-from shared.runtime import ServiceParts
-from shared.settings import Settings
-from tests.helpers import Env, eventually
-from tools.stack import KINDS, SERVICES, builder, file_drops
+from tests.helpers import Env, built_consumers, close, declared_consumers, eventually
 
 UNREADABLE = ("not json {", json.dumps({"unexpected": "shape"}), "[1, 2, 3]")
-P = "p"
-
-
-def _short(name: str) -> str:
-    return name.removeprefix(f"{P}-")
-
-
-def declared_consumers() -> list[str]:
-    """Short names of every queue a service consumes, read from the declarations."""
-    out: list[str] = []
-    for kind in KINDS:
-        kn = kind.names(P)
-        out += [_short(kn.intake_queue), _short(kn.task_queue)]
-        if kind.ses_events:
-            out.append(kind.ses_events)
-    out += [_short(drop.queue_name(P)) for drop in file_drops(Settings(prefix=P))]
-    out.append(_short(Names(P).execution_status))
-    return sorted(out)
-
-
-async def built_consumers(env: Env) -> tuple[dict[str, SqsWorker], list[ServiceParts]]:
-    """Every service built for ``env``: the SQS consumers by queue name, and the parts."""
-    consumers: dict[str, SqsWorker] = {}
-    built = []
-    for service in SERVICES:
-        parts = await builder(service.name)(env.settings, env.clients)
-        built.append(parts)
-        for worker in parts.workers:
-            if isinstance(worker, SqsWorker):
-                assert worker.queue not in consumers, f"two consumers of {worker.queue}"
-                consumers[worker.queue] = worker
-    return consumers, built
-
-
-async def close(built: list[ServiceParts]) -> None:
-    for parts in built:
-        for closer in parts.closers:
-            await closer()
-
-
 async def test_the_suite_covers_every_consumer_the_services_run(env: Env) -> None:
     consumers, built = await built_consumers(env)
     await close(built)
-    assert sorted(_short(q).removeprefix(f"{env.settings.prefix}-") for q in consumers) == \
+    assert sorted(q.removeprefix(f"{env.settings.prefix}-") for q in consumers) == \
         declared_consumers()
 
 
