@@ -8,6 +8,7 @@ the retry policy from settings, plus the ``/v1/jobs``, ``/v1/sweep`` and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.files.progress import FileProgress
+from shared.operations.archive import ARCHIVE_LEASES, Archive, Archiver, ArchiveTarget
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
@@ -34,9 +36,17 @@ from shared.pipeline.assemble import (
     topic_arn,
 )
 from shared.pipeline.kind import JobKind
+from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from shared.pipeline.starter import WorkflowStarter
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings, deferral
+from shared.stream.consumer import (
+    DynamoDBStreamSource,
+    StreamConsumer,
+    StreamOptions,
+    per_record,
+)
+from shared.stream.leases import ShardLeaseTable
 
 
 async def build_sweeper(settings: Settings, clients: AwsClients,
@@ -90,6 +100,30 @@ async def handoff_checks(settings: Settings, clients: AwsClients,
     return checks
 
 
+def archivers(settings: Settings, clients: AwsClients,
+              kinds: Sequence[JobKind]) -> list[StreamConsumer]:
+    """One stream consumer per job table, with shard leases of its own (the table's
+    second reader, beside its service's starter): tombstones and the archive
+    (``shared/operations/archive.py``)."""
+    names = Names(settings.prefix)
+    archive = Archive(clients.s3, settings.archive_bucket_name)
+    tombstones = Tombstones(clients.dynamodb, names.name(TOMBSTONES))
+    keep_s = settings.idempotency_days * 86400.0
+    out = []
+    for kind in kinds:
+        table = kind.names(settings.prefix).table
+        archiver = Archiver(archive, tombstones, ArchiveTarget(table, kind.table, keep_s))
+        leases = ShardLeaseTable(clients.dynamodb, names.leases, f"{table}{ARCHIVE_LEASES}",
+                                 f"{owner_id()}:{uuid.uuid4().hex[:8]}")
+        out.append(StreamConsumer(
+            source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
+            leases=leases, table=f"{table}{ARCHIVE_LEASES}",
+            processor=per_record(archiver.on_records, concurrency=settings.max_in_flight),
+            options=StreamOptions.from_settings(settings, events=frozenset({"MODIFY",
+                                                                            "REMOVE"}))))
+    return out
+
+
 async def build_status_events(settings: Settings, clients: AwsClients,
                               sweeper: Sweeper) -> ExecutionEvents:
     """The consumer of execution status events, over the sweeper's targets."""
@@ -138,7 +172,7 @@ def builder(kinds: Sequence[JobKind],
             sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
             dynamodb=clients.dynamodb,
             files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
-        return ServiceParts(workers=[sweeper, events],
+        return ServiceParts(workers=[sweeper, events, *archivers(settings, clients, kinds)],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],
                             readiness=_readiness(clients, settings, kinds), pages=[console],

@@ -1,0 +1,112 @@
+"""The data lifecycle end to end: finish, expire, archive, and intake still idempotent.
+
+The three services' workers run in-process on a stack of their own; DynamoDB's TTL
+deletions come from the emulator's expirer (``DELETE /_aws/dynamodb/expired``, with a
+clock two days ahead), so the stream carries ``REMOVE`` records made by the service,
+as on AWS (``docs/architecture.md``, "Data lifecycle").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from shared.aws.dynamo import to_item
+from shared.aws.emulator_ttl import trigger
+from shared.operations.archive import Archive
+from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
+from tests.helpers import Env, emails_to, eventually, job_in, running
+from tools.stack import builder
+
+pytestmark = pytest.mark.own_stack(
+    "runs every service's workers over whole queues and expires whole tables")
+
+DAY = 86400
+
+
+async def own_payee(env: Env, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A payee and invoice of this test's own (its e-mails are countable)."""
+    payee = {"payee_id": f"PAYEE-{tag}", "name": f"Grace Hopper {tag}",
+             "email": f"grace-{tag.lower()}@example.com", "payee_type": "individual",
+             "country": "US", "locale": "en-US", "channel": "email", "account_last4": "4242"}
+    invoice = {"invoice_id": f"INV-{tag}", "payee_id": payee["payee_id"], "amount": "100.00",
+               "currency": "USD", "description": "Consulting", "purpose": "invoice_payment"}
+    for table, row in ((env.names.payees, payee), (env.names.invoices, invoice)):
+        await env.clients.dynamodb.put_item(TableName=table, Item=to_item(row))
+    message = {"schema_version": "1", "request_id": f"REQ-{tag}", "payment_id": f"PAY-{tag}",
+               "partner": "FIRSTBANK", "status": "SETTLED", "payment_method": "ACH",
+               "amount": "100.00", "currency": "USD", "payee_id": payee["payee_id"],
+               "invoice_ids": [invoice["invoice_id"]], "value_date": "2026-11-24",
+               "partner_reference": f"ACH-{tag}", "occurred_at": "2026-11-24T14:03:11Z"}
+    return payee, message
+
+
+async def tombstone(env: Env, short: str, request_id: str) -> dict[str, Any] | None:
+    stones = Tombstones(env.clients.dynamodb, env.names.name(TOMBSTONES))
+    return await stones.get(env.names.table(short), request_id)
+
+
+async def test_finished_jobs_expire_archive_once_and_stay_idempotent(env: Env) -> None:
+    env = env.with_settings(retention_days="2,notification=1")
+    tag = uuid.uuid4().hex[:8].upper()
+    payee, message = await own_payee(env, tag)
+    request_id = message["request_id"]
+    archive = Archive(env.clients.s3, env.settings.archive_bucket_name)
+    async with running(env, builder("enrichment")), running(env, builder("notification")), \
+            running(env, builder("sweeper")):
+        before = time.time()
+        await env.send(message)
+        done = await job_in(env.store(), request_id, "COMPLETED")
+        sent = await job_in(env.store("notifications"), request_id, "SENT")
+        now = time.time()
+        # retention per kind (counted from the final attempt's start)
+        assert before + 2 * DAY <= int(done.raw["expires_at"]) <= now + 2 * DAY + 1
+        assert before + DAY <= int(sent.raw["expires_at"]) <= now + DAY + 1
+        for short in ("remittances", "notifications"):   # written at finish, keys only
+            stone = await eventually(lambda s=short: tombstone(env, s, request_id),  # type: ignore[misc]
+                                     what=f"{short} tombstone")
+            assert not {"payload", "advice", "history", "email"} & set(stone)
+        assert len(emails_to(env, payee["email"])) == 1
+
+        later = now + 3 * DAY
+        for short in ("remittances", "notifications"):
+            assert await asyncio.to_thread(trigger, env.endpoint, env.names.table(short),
+                                           later) == 1
+        for short in ("remittances", "notifications"):
+            found = await eventually(lambda s=short: archive.find(s, request_id),  # type: ignore[misc]
+                                     what=f"{short} archived")
+            key, lines = found
+            assert key.startswith(f"{short}/dt={done.raw['updated_at'][:10]}/")
+            assert len(lines) == 1 and lines[0]["job"]["request_id"] == request_id
+        assert await env.store().get(request_id) is None
+        assert await env.store("notifications").get(request_id) is None
+        record = (await archive.find("remittances", request_id) or ("", []))[1][0]["job"]
+        assert record["status"] == "COMPLETED" and record["advice"]["amount"] == "100.00"
+        assert record["history"], "the history travels with the job"
+
+        await env.send(message)                               # re-sent, unchanged
+        await eventually(lambda: _empty(env, env.names.remittance_events),
+                         what="the re-sent message acknowledged")
+        changed = dict(message, amount="99.00")               # re-sent, changed
+        await env.send(changed)
+        dead = await eventually(lambda: env.drain(env.names.dlq(env.names.remittance_events),
+                                                  wait_s=0), what="the conflict quarantined")
+    assert await env.store().get(request_id) is None, "no new job for an expired id"
+    assert [e["name"] for e in await env.executions(env.names.enrichment_sm)] \
+        == [f"{request_id}-a1"]
+    assert len(emails_to(env, payee["email"])) == 1, "no second e-mail"
+    attrs = {k: v["StringValue"] for k, v in dead[0]["MessageAttributes"].items()}
+    assert attrs["remitflow.reason"] == "conflicting_duplicate"
+    assert json.loads(dead[0]["Body"])["amount"] == "99.00"
+    keys = await archive.keys()
+    assert sorted(k.split("/")[0] for k in keys) == ["notifications", "remittances"], \
+        "each expired job archived once"
+
+
+async def _empty(env: Env, queue: str) -> bool:
+    return await env.left_on(queue) == 0
