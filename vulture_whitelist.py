@@ -44,3 +44,5 @@ window_end
 _server_entry
 # Settings field read by the CDK stack's archive bucket (deploy/cdk/archive_bucket.py)
 archive_cold_after_days
+# JobTrail.archived: read by the console's timeline template
+archived

@@ -19,7 +19,13 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.files.progress import FileProgress
-from shared.operations.archive import ARCHIVE_LEASES, Archive, Archiver, ArchiveTarget
+from shared.operations.archive import (
+    ARCHIVE_LEASES,
+    Archive,
+    ArchiveLookup,
+    Archiver,
+    ArchiveTarget,
+)
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
@@ -124,6 +130,15 @@ def archivers(settings: Settings, clients: AwsClients,
     return out
 
 
+def archive_lookup(settings: Settings, clients: AwsClients,
+                   kinds: Sequence[JobKind]) -> ArchiveLookup:
+    """Expired jobs of these kinds, by table and request id (the timeline, the CLI)."""
+    return ArchiveLookup(
+        Archive(clients.s3, settings.archive_bucket_name),
+        Tombstones(clients.dynamodb, Names(settings.prefix).name(TOMBSTONES)),
+        {kind.table: kind.names(settings.prefix).table for kind in kinds})
+
+
 async def build_status_events(settings: Settings, clients: AwsClients,
                               sweeper: Sweeper) -> ExecutionEvents:
     """The consumer of execution status events, over the sweeper's targets."""
@@ -171,7 +186,8 @@ def builder(kinds: Sequence[JobKind],
         console = console_router(
             sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
             dynamodb=clients.dynamodb,
-            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
+            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix),
+            archive=archive_lookup(settings, clients, kinds))
         return ServiceParts(workers=[sweeper, events, *archivers(settings, clients, kinds)],
                             routers=[jobs_router(sweeper, actor),
                                      deadletters_router(letters, actor)],

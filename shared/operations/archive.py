@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -206,3 +207,23 @@ class Archiver:
         await self.tombstones.put(table, new, keep_s=self.target.keep_s,
                                   archive_key=archive_key(self.target.short, new))
         ARCHIVED.labels(table=table, outcome="tombstone").inc()
+
+
+class ArchiveLookup:
+    """An expired job by table and request id: its tombstone, then the archive."""
+
+    def __init__(self, archive: Archive, tombstones: Tombstones,
+                 tables: Mapping[str, str]) -> None:
+        """``tables``: short (API) name → full job table name."""
+        self.archive = archive
+        self.tombstones = tombstones
+        self.tables = dict(tables)
+
+    async def find(self, short: str, request_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(archive key, the archived job) or None."""
+        stone = await self.tombstones.get(self.tables[short], request_id)
+        found = await self.archive.find(short, request_id, stone=stone)
+        if found is None or not found[1]:
+            return None
+        key, lines = found
+        return key, dict(lines[-1]["job"])

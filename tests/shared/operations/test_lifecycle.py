@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -19,8 +22,17 @@ import pytest
 from shared.aws.dynamo import to_item
 from shared.aws.emulator_ttl import trigger
 from shared.operations.archive import Archive
+from shared.pipeline.jobs import JobStore, Status, content_hash
 from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
-from tests.helpers import Env, emails_to, eventually, job_in, running
+from tests.helpers import (
+    Env,
+    console,
+    console_sign_in,
+    emails_to,
+    eventually,
+    job_in,
+    running,
+)
 from tools.stack import builder
 
 pytestmark = pytest.mark.own_stack(
@@ -106,6 +118,37 @@ async def test_finished_jobs_expire_archive_once_and_stay_idempotent(env: Env) -
     keys = await archive.keys()
     assert sorted(k.split("/")[0] for k in keys) == ["notifications", "remittances"], \
         "each expired job archived once"
+
+    # an operator finds it: the CLI and the console's timeline
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "tools.cli", "archive", "get", request_id],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "REMITFLOW_PREFIX": env.settings.prefix})
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    shown = json.loads(cli.stdout)
+    assert shown["remittances"]["job"]["status"] == "COMPLETED"
+    assert shown["notifications"]["job"]["status"] == "SENT"
+    async with console(env) as http:
+        await console_sign_in(http)
+        page = await http.get(f"/console/requests/{request_id}")
+    assert page.status_code == 200
+    assert 'id="archived-remittances"' in page.text and 'id="archived-notifications"' in page.text
+    assert 'id="redrive-remittances"' not in page.text
+
+
+async def test_a_redriven_job_loses_its_expiry_until_it_finishes_again(env: Env) -> None:
+    store = JobStore(env.clients.dynamodb, env.names.remittances, retention_s=DAY)
+    request_id = f"REQ-REDRIVE-{uuid.uuid4().hex[:8]}"
+    job = await store.create(request_id, "{}", content_hash("{}"))
+    assert job is not None and "expires_at" not in job.raw
+    job = await store.transition(job, Status.RUNNING, set_={"attempt": 1})
+    assert "expires_at" not in job.raw, "unfinished jobs never expire"
+    job = await store.transition(job, Status.REJECTED)
+    assert int(job.raw["expires_at"]) >= time.time() + DAY - 5
+    job = await store.transition(job, Status.RUNNING, set_={"attempt": 2})
+    assert "expires_at" not in job.raw, "a re-driven job no longer expires"
+    job = await store.transition(job, Status.COMPLETED)
+    assert int(job.raw["expires_at"]) >= time.time() + DAY - 5
 
 
 async def _empty(env: Env, queue: str) -> bool:
