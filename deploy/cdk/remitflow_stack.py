@@ -34,6 +34,7 @@ from constructs import Construct
 
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
+from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.bootstrap import (
@@ -124,6 +125,7 @@ class RemitflowStack(cdk.Stack):
         self._table(self.names.leases, "lease_key", job=False)
         # data lifecycle: tombstones of expired jobs, and the archive
         self._table(self.names.name(TOMBSTONES), TOMBSTONE_KEY, job=False, ttl=EXPIRES_AT)
+        self._table(self.names.name(SUBJECT_KEYS), SUBJECT_ID, job=False)
         archive_bucket(self, settings, retain=options.retain)
 
         self.queues: dict[str, sqs.Queue] = {}

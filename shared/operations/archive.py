@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from shared.aws.clients import error_code
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import ARCHIVED
+from shared.operations.sealing import SubjectKeys, seal, unseal
 from shared.pipeline.lifecycle import EXPIRES_AT, Tombstones, finished
 from shared.stream.source import Record
 
@@ -69,14 +70,40 @@ def archive_key(short: str, job: dict[str, Any]) -> str:
     return f"{short}/dt={day}/{job['request_id']}{SUFFIX}"
 
 
-def archive_line(short: str, job: dict[str, Any]) -> dict[str, Any]:
-    """The archived form of one job: its attributes, JSON text fields as objects."""
-    out = plain(job)
+def readable(job: dict[str, Any]) -> dict[str, Any]:
+    """A job's attributes as JSON, its JSON text fields as objects."""
+    out: dict[str, Any] = plain(job)
     for name in JSON_FIELDS:
         if isinstance(out.get(name), str):
             with contextlib.suppress(ValueError):
                 out[name] = json.loads(out[name])
-    return {"table": short, "expired_at": int(job[EXPIRES_AT]), "job": out}
+    return out
+
+
+@dataclass(frozen=True)
+class Sealing:
+    """How the archive seals personal data (``shared/operations/sealing.py``): the data
+    keys, whose data a job holds, and the job with personal data erased (the clear part)."""
+
+    keys: SubjectKeys
+    subject_of: Callable[[dict[str, Any]], str | None]
+    clear: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+async def archive_line(short: str, job: dict[str, Any],
+                       sealing: Sealing | None = None) -> dict[str, Any]:
+    """The archived form of one job: readable JSON; with ``sealing``, the clear part in
+    ``job`` and the whole job sealed under its subject's key (none once erased)."""
+    line: dict[str, Any] = {"table": short, "expired_at": int(job[EXPIRES_AT])}
+    subject = sealing.subject_of(job) if sealing is not None else None
+    if sealing is None or subject is None:
+        return {**line, "job": readable(job)}
+    line.update(subject=subject, job=readable(sealing.clear(job)))
+    key = await sealing.keys.key(subject)
+    if key is not None:
+        whole = json.dumps(readable(job), sort_keys=True, separators=(",", ":"))
+        line["sealed"] = seal(key, whole.encode())
+    return line
 
 
 def encode(lines: list[dict[str, Any]]) -> bytes:
@@ -170,10 +197,12 @@ class ArchiveTarget:
 class Archiver:
     """The stream processor of one job table (see the module docstring)."""
 
-    def __init__(self, archive: Archive, tombstones: Tombstones, target: ArchiveTarget) -> None:
+    def __init__(self, archive: Archive, tombstones: Tombstones, target: ArchiveTarget,
+                 sealing: Sealing | None = None) -> None:
         self.archive = archive
         self.tombstones = tombstones
         self.target = target
+        self.sealing = sealing
 
     async def on_records(self, records: list[Record]) -> None:
         for record in records:
@@ -189,7 +218,8 @@ class Archiver:
                          request_id=(old or {}).get("request_id"), by=record.user_identity)
                 return
             key = archive_key(self.target.short, old)
-            written = await self.archive.put(key, encode([archive_line(self.target.short, old)]))
+            line = await archive_line(self.target.short, old, self.sealing)
+            written = await self.archive.put(key, encode([line]))
             await self.tombstones.put(table, old, keep_s=self.target.keep_s, archive_key=key)
             ARCHIVED.labels(table=table, outcome="archived" if written else "already").inc()
             log.info("archive.archived", table=table, request_id=old["request_id"], key=key,
@@ -213,17 +243,28 @@ class ArchiveLookup:
     """An expired job by table and request id: its tombstone, then the archive."""
 
     def __init__(self, archive: Archive, tombstones: Tombstones,
-                 tables: Mapping[str, str]) -> None:
-        """``tables``: short (API) name → full job table name."""
+                 tables: Mapping[str, str], keys: SubjectKeys | None = None) -> None:
+        """``tables``: short (API) name → full job table name; ``keys``: to unseal."""
         self.archive = archive
         self.tombstones = tombstones
         self.tables = dict(tables)
+        self.keys = keys
 
     async def find(self, short: str, request_id: str) -> tuple[str, dict[str, Any]] | None:
-        """(archive key, the archived job) or None."""
+        """(archive key, the archived job) or None. A sealed job is unsealed while its
+        subject's key exists; after erasure, the clear part (``erased: true``)."""
         stone = await self.tombstones.get(self.tables[short], request_id)
         found = await self.archive.find(short, request_id, stone=stone)
         if found is None or not found[1]:
             return None
         key, lines = found
-        return key, dict(lines[-1]["job"])
+        line = lines[-1]
+        job = dict(line["job"])
+        if line.get("subject"):
+            data_key = (await self.keys.existing(str(line["subject"]))
+                        if self.keys is not None else None)
+            if data_key is not None and line.get("sealed"):
+                job = json.loads(unseal(data_key, line["sealed"]))
+            else:
+                job["erased"] = True
+        return key, job

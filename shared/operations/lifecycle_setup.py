@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.clients import AwsClients, error_code
 from shared.aws.names import Names
 from shared.logs import get_logger
+from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
 from shared.pipeline.kind import JobKind
 from shared.pipeline.lifecycle import EXPIRES_AT, TOMBSTONE_KEY, TOMBSTONES
 from shared.settings import Settings
@@ -38,7 +39,7 @@ async def enable_ttl(ddb: DynamoDBClient, table: str, attribute: str = EXPIRES_A
     log.info("bootstrap.updated", kind="table", name=table, change=f"ttl {attribute}")
 
 
-async def _ensure_tombstone_table(ddb: DynamoDBClient, name: str) -> None:
+async def _ensure_table(ddb: DynamoDBClient, name: str, key: str) -> None:
     try:
         await ddb.describe_table(TableName=name)
     except Exception as exc:
@@ -46,8 +47,8 @@ async def _ensure_tombstone_table(ddb: DynamoDBClient, name: str) -> None:
             raise
         await ddb.create_table(
             TableName=name, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": TOMBSTONE_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": TOMBSTONE_KEY, "KeyType": "HASH"}])
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}])
         await ddb.get_waiter("table_exists").wait(TableName=name,
                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         log.info("bootstrap.created", kind="table", name=name)
@@ -75,11 +76,13 @@ async def ensure_archive_bucket(settings: Settings, clients: AwsClients) -> str:
 
 async def ensure_lifecycle(settings: Settings, clients: AwsClients,
                            kinds: Sequence[JobKind]) -> None:
-    """TTL on every job table, the tombstone table (TTL too) and the archive bucket."""
+    """TTL on every job table, the tombstone table (TTL too), the subject keys
+    (``shared/operations/sealing.py``) and the archive bucket."""
     ddb = clients.dynamodb
     for kind in kinds:
         await enable_ttl(ddb, kind.names(settings.prefix).table)
-    tombstones = Names(settings.prefix).name(TOMBSTONES)
-    await _ensure_tombstone_table(ddb, tombstones)
-    await enable_ttl(ddb, tombstones)
+    names = Names(settings.prefix)
+    await _ensure_table(ddb, names.name(TOMBSTONES), TOMBSTONE_KEY)
+    await enable_ttl(ddb, names.name(TOMBSTONES))
+    await _ensure_table(ddb, names.name(SUBJECT_KEYS), SUBJECT_ID)
     await ensure_archive_bucket(settings, clients)

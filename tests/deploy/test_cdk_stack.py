@@ -48,7 +48,7 @@ def test_template_hardening(stack: Deployed) -> None:
     res = stack.template["Resources"]
     tables = [r["Properties"] for r in res.values() if r["Type"] == "AWS::DynamoDB::Table"]
     extra = sum(len(k.extra_tables) for k in KINDS)
-    assert len(tables) == len(KINDS) + len(TABLES) + extra + 2   # leases, tombstones
+    assert len(tables) == len(KINDS) + len(TABLES) + extra + 3   # leases, tombstones, keys
     for kind in KINDS:      # finished jobs expire (docs/architecture.md, "Data lifecycle")
         table = next(p for p in tables if p["TableName"] == kind.names(stack.prefix).table)
         assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at",

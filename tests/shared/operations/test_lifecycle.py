@@ -25,6 +25,7 @@ from shared.operations.archive import Archive
 from shared.pipeline.jobs import JobStore, Status, content_hash
 from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from tests.helpers import (
+    CONSOLE_TOKEN,
     Env,
     console,
     console_sign_in,
@@ -153,3 +154,102 @@ async def test_a_redriven_job_loses_its_expiry_until_it_finishes_again(env: Env)
 
 async def _empty(env: Env, queue: str) -> bool:
     return await env.left_on(queue) == 0
+
+
+async def test_erasure_leaves_no_personal_data_anywhere(env: Env) -> None:
+    env = env.with_settings(retention_days="2")
+    tag = uuid.uuid4().hex[:8].upper()
+    payee, message = await own_payee(env, tag)
+    payee["webhook_url"] = f"https://hooks-{tag.lower()}.example/t/secret-token"
+    await env.clients.dynamodb.put_item(TableName=env.names.payees, Item=to_item(payee))
+    endpoints = env.names.name("endpoints")
+    await env.clients.dynamodb.put_item(TableName=endpoints, Item=to_item(
+        {"endpoint_id": f"ep_{tag}", "origin": f"https://hooks-{tag.lower()}.example:443"}))
+    archived, finished = message["request_id"] + "-A", message["request_id"] + "-B"
+    archive = Archive(env.clients.s3, env.settings.archive_bucket_name)
+    async with running(env, builder("enrichment")), running(env, builder("notification")), \
+            running(env, builder("sweeper")):
+        await env.send(dict(message, request_id=archived), dict(message, request_id=finished))
+        for request_id in (archived, finished):
+            await job_in(env.store(), request_id, "COMPLETED")
+            await job_in(env.store("notifications"), request_id, "SENT")
+        for short in ("remittances", "notifications"):
+            await eventually(lambda s=short: tombstone(env, s, archived),  # type: ignore[misc]
+                             what="tombstone")
+            table = env.names.table(short)
+            store = JobStore(env.clients.dynamodb, table)
+            job = await store.require(finished)       # keep B: only A expires
+            await env.clients.dynamodb.update_item(
+                TableName=table, Key={"request_id": {"S": finished}},
+                UpdateExpression="REMOVE expires_at")
+            assert job.raw["expires_at"]
+            assert await asyncio.to_thread(trigger, env.endpoint, table,
+                                           time.time() + 3 * DAY) == 1
+            await eventually(lambda s=short: archive.find(s, archived),  # type: ignore[misc]
+                             what=f"{short} archived")
+    # a live, unfinished notification of theirs (nothing runs it now)
+    sent = await env.store("notifications").require(finished)
+    live = f"{message['request_id']}-C"
+    assert await env.store("notifications").create(live, sent.raw["payload"], "x") is not None
+
+    async with console(env) as http:
+        lookup = await http.get("/console")       # the sweeper app, in-process
+        assert lookup.status_code in (200, 303)
+        before = await _archived(env, archived)
+        assert before["remittances"]["job"]["advice"]["payee"]["name"] == payee["name"]
+        answer = await http.post(f"/v1/payees/{payee['payee_id']}/erase",
+                                 json={"note": "GDPR art. 17 request #42"},
+                                 headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"})
+        assert answer.status_code == 200, answer.text
+        report = answer.json()
+        again = await http.post(f"/v1/payees/{payee['payee_id']}/erase",
+                                json={"note": "twice"},
+                                headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"})
+    assert report["jobs"] == {"remittances": [finished], "notifications": [finished, live]}
+    assert report["other"] == [f"{endpoints}/ep_{tag}"]
+    assert report["archive"].startswith("data key destroyed")
+    assert report["by"].startswith("api token ") and report["note"].startswith("GDPR")
+    assert again.status_code == 200 and again.json()["jobs"] == {
+        "remittances": [], "notifications": []}
+
+    leaks = [payee["name"], payee["email"], f"hooks-{tag.lower()}", "secret-token"]
+    for table in await _tables(env):
+        for item in await _scan_all(env, table):
+            text = json.dumps(item)
+            assert not [s for s in leaks if s in text], (table, text[:500])
+            assert '"4242"' not in text.replace("\\", ""), (table, text[:500])
+    for key in await archive.keys():
+        text = json.dumps(await archive.get(key))
+        assert not [s for s in leaks if s in text] and '"4242"' not in text, key
+    after = await _archived(env, archived)
+    job = after["remittances"]["job"]
+    assert job["erased"] is True and job["status"] == "COMPLETED"
+    assert job["advice"]["amount"] == "100.00" and job["advice"]["currency"] == "USD"
+    assert job["advice"]["payee"]["name"] == "[erased]"
+    kept = await env.store().require(finished)
+    assert json.loads(kept.raw["advice"])["amount"] == "100.00"
+    assert "personal data erased by api token" in " ".join(kept.raw["history"])
+
+
+async def _archived(env: Env, request_id: str) -> dict[str, Any]:
+    cli = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "tools.cli", "archive", "get", request_id],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "REMITFLOW_PREFIX": env.settings.prefix})
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    found: dict[str, Any] = json.loads(cli.stdout)
+    return found
+
+
+async def _tables(env: Env) -> list[str]:
+    out: list[str] = []
+    async for page in env.clients.dynamodb.get_paginator("list_tables").paginate():
+        out += [t for t in page["TableNames"] if t.startswith(f"{env.settings.prefix}-")]
+    return out
+
+
+async def _scan_all(env: Env, table: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    async for page in env.clients.dynamodb.get_paginator("scan").paginate(TableName=table):
+        items += page["Items"]
+    return items
