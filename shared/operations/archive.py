@@ -37,6 +37,7 @@ from shared.metrics import ARCHIVED
 from shared.operations.sealing import SubjectKeys, seal, unseal
 from shared.pipeline.lifecycle import EXPIRES_AT, Tombstones, finished
 from shared.stream.source import Record
+from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -203,6 +204,7 @@ class Archiver:
         self.tombstones = tombstones
         self.target = target
         self.sealing = sealing
+        self.written = 0      # objects this process wrote (the crash tests' count)
 
     async def on_records(self, records: list[Record]) -> None:
         for record in records:
@@ -220,6 +222,8 @@ class Archiver:
             key = archive_key(self.target.short, old)
             line = await archive_line(self.target.short, old, self.sealing)
             written = await self.archive.put(key, encode([line]))
+            self.written += written
+            fault_point("archive.after_put", self.written)   # crash tests: before checkpoint
             await self.tombstones.put(table, old, keep_s=self.target.keep_s, archive_key=key)
             ARCHIVED.labels(table=table, outcome="archived" if written else "already").inc()
             log.info("archive.archived", table=table, request_id=old["request_id"], key=key,
