@@ -39,8 +39,8 @@ def call_resources(target: str, body: str) -> list[tuple[str, str]]:
         bucket, _, key = unquote(path.partition("?")[0]).lstrip("/").partition("/")
         if not key:
             return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
-        action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject"}
-        return [(action.get(method, f"s3:{method}"), f"arn:aws:s3:::{bucket}/{key}")]
+        by_method = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject"}
+        return [(by_method.get(method, f"s3:{method}"), f"arn:aws:s3:::{bucket}/{key}")]
     service, _, operation = target.partition(".")
     doc: dict[str, Any] = json.loads(body or "{}")
     if service == "AmazonSQS":

@@ -14,8 +14,11 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -25,7 +28,8 @@ from shared.aws.dynamo import to_item
 from shared.aws.emulator_ttl import trigger
 from shared.operations.archive import Archive
 from shared.pipeline.jobs import content_hash, iso_at
-from tests.helpers import Env, eventually, service_process
+from tests.helpers import Env, eventually
+from tools import procs
 
 pytestmark = pytest.mark.own_stack("kills real sweeper processes; counts the whole archive")
 
@@ -35,6 +39,13 @@ FAST = {"REMITFLOW_LEASE_TTL_S": "2", "REMITFLOW_STREAM_FAILOVER_S": "2",
         "REMITFLOW_STREAM_BATCH_SIZE": "8",
         "REMITFLOW_STREAM_CHECKPOINT_INTERVAL_S": "2", "REMITFLOW_SWEEPER_INTERVAL_S": "5",
         "REMITFLOW_SHUTDOWN_GRACE_S": "5"}
+
+
+@contextmanager
+def sweeper(env: Env, **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``remitflow run sweeper`` for this stack; killed (never drained) at the end."""
+    with procs.service_process("sweeper", env.settings.prefix, {**FAST, **extra}) as p:
+        yield p.url, p.proc
 
 
 async def _finished_jobs(env: Env, tag: str) -> list[str]:
@@ -74,20 +85,20 @@ async def test_every_expired_job_is_archived_exactly_once_across_kills(env: Env)
                                    time.time() + 2 * 86400) == N
     progress: list[int] = []
     for after in ("3", "5"):                # crash right after the n-th write, mid-batch
-        with service_process(env, "sweeper", **FAST, REMITFLOW_FAULT_POINT="archive.after_put",
-                             REMITFLOW_FAULT_AFTER=after) as (_, proc):
+        with sweeper(env, REMITFLOW_FAULT_POINT="archive.after_put",
+                     REMITFLOW_FAULT_AFTER=after) as (_, proc):
             await eventually(lambda p=proc: asyncio.sleep(0, p.poll() is not None),  # type: ignore[misc]
                              timeout_s=40, what=f"the crash after {after} writes")
             assert proc.returncode == 137
         progress.append(len(await _archived(archive)))
-    with service_process(env, "sweeper", **FAST) as (url, proc):   # kill -9 from outside
+    with sweeper(env) as (url, proc):                     # kill -9 from outside
         await eventually(lambda: _healthy(url), timeout_s=30, what="sweeper up")
         await eventually(lambda: _more_than(archive, progress[-1]), timeout_s=30,
                          what="archiving resumed")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     progress.append(len(await _archived(archive)))
-    with service_process(env, "sweeper", **FAST):
+    with sweeper(env):
         await eventually(lambda: _all(archive), timeout_s=40, what=f"all {N} archived")
 
     assert progress == sorted(progress) and 0 < progress[0] < N, progress
