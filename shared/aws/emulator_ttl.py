@@ -81,6 +81,9 @@ def expire(now: float | None = None, table_name: str | None = None) -> int:
             for key, item in list(table.items.items()):
                 if not _expired(item, attribute, now):
                     continue
+                current = table.items.get(key)      # AWS deletes only a still-expired item
+                if current is None or not _expired(current, attribute, now):
+                    continue
                 removed = table.delete_item(key, None)
                 if removed is not None:
                     _mark_service_removal(table, removed)
