@@ -67,8 +67,8 @@ JOB_TABLE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dyn
 READ_INDEXED_JOBS = ("dynamodb:BatchGetItem",)
 LEADER_LEASE = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem")
-# The stream consumer also scans its shard leases (shared/stream/leases.py).
-SHARD_LEASES = (*LEADER_LEASE, "dynamodb:Scan")
+# The stream consumer also queries its shard leases (shared/stream/leases.py).
+SHARD_LEASES = (*LEADER_LEASE, "dynamodb:Query")
 READ_REFERENCE = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
 
 

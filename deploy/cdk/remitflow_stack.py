@@ -32,7 +32,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from shared.aws.names import Names
+from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.files.drop import FileDrop
 from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
@@ -122,7 +122,7 @@ class RemitflowStack(cdk.Stack):
                         handoff=kind.handoff is not None, ttl=EXPIRES_AT)
         for spec in (*TABLES, *(t for kind in kinds for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False, ttl=spec.ttl)
-        self._table(self.names.leases, "lease_key", job=False)
+        self._table(self.names.leases, LEASE_GROUP, sort=LEASE_KEY, job=False, ttl=LEASE_TTL)
         # data lifecycle: tombstones of expired jobs, and the archive
         self._table(self.names.name(TOMBSTONES), TOMBSTONE_KEY, job=False, ttl=EXPIRES_AT)
         self._table(self.names.name(SUBJECT_KEYS), SUBJECT_ID, job=False)
@@ -169,12 +169,13 @@ class RemitflowStack(cdk.Stack):
     # -- tables ---------------------------------------------------------------------------
 
     def _table(self, name: str, key: str, *, job: bool, handoff: bool = False,
-               ttl: str | None = None) -> None:
+               ttl: str | None = None, sort: str | None = None) -> None:
         encryption = (ddb.TableEncryption.CUSTOMER_MANAGED if self.key is not None
                       else ddb.TableEncryption.AWS_MANAGED)
         table = ddb.Table(
             self, _id(name), table_name=name,
             partition_key=ddb.Attribute(name=key, type=ddb.AttributeType.STRING),
+            sort_key=ddb.Attribute(name=sort, type=ddb.AttributeType.STRING) if sort else None,
             billing_mode=ddb.BillingMode.PAY_PER_REQUEST,
             stream=ddb.StreamViewType.NEW_AND_OLD_IMAGES if job else None,
             point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(

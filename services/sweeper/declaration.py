@@ -47,7 +47,7 @@ def grants(scope: GrantScope) -> list[Grant]:
               tuple(r for kn in names for r in table(kn.table))),
         Grant("ReadIndexedJobs", READ_INDEXED_JOBS,
               tuple(Res("table", kn.table) for kn in names)),
-        # leadership, and the console's overview reads the shard leases (a Scan)
+        # leadership, and the console's overview reads the shard leases (a Query)
         Grant("Leases", SHARD_LEASES, (Res("table", n.leases),)),
         # prefix search and the rejected list: bounded Scans (shared/operations/operate.py)
         Grant("SearchJobTables", ("dynamodb:Scan",),

@@ -26,6 +26,19 @@ def to_value(value: Any) -> Any:
     return _ser.serialize(value)
 
 
+async def item_after_failed_condition(dynamodb: DynamoDBClient, table: str,
+                                     key: dict[str, Any], exc: Exception
+                                     ) -> dict[str, Any] | None:
+    """The item as it stood when a conditional write failed: the one returned with the
+    failure (``ReturnValuesOnConditionCheckFailure=ALL_OLD``), else a consistent read."""
+    response: dict[str, Any] = dict(getattr(exc, "response", {}) or {})
+    item: dict[str, Any] | None = response.get("Item")
+    if item is None:
+        item = (await dynamodb.get_item(TableName=table, Key=key,
+                                        ConsistentRead=True)).get("Item")
+    return item or None
+
+
 async def own_write(dynamodb: DynamoDBClient, table: str, key: dict[str, Any], token: str,
                     exc: Exception, *, token_attribute: str = "write_token"
                     ) -> dict[str, Any] | None:
@@ -34,14 +47,9 @@ async def own_write(dynamodb: DynamoDBClient, table: str, key: dict[str, Any], t
     A conditional write can commit while its answer is lost (a timeout, a 500);
     botocore retries it and the retry fails its condition against our own write.
     Writers that store a fresh token with every write ask here whose write the
-    item shows: the item returned with the failure (``ReturnValuesOnCondition
-    CheckFailure=ALL_OLD``), else a consistent read.
+    item shows (:func:`item_after_failed_condition`).
     """
-    response: dict[str, Any] = dict(getattr(exc, "response", {}) or {})
-    item: dict[str, Any] | None = response.get("Item")
-    if item is None:
-        item = (await dynamodb.get_item(TableName=table, Key=key,
-                                        ConsistentRead=True)).get("Item")
+    item = await item_after_failed_condition(dynamodb, table, key, exc)
     if not item or item.get(token_attribute, {}).get("S") != token:
         return None
     return item

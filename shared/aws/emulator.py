@@ -4,8 +4,9 @@ Moto runs state machines only after ``POST /moto-api/config`` switches execution
 and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so both
 are set here before anything else talks to it. Its Step Functions interpreter gets
 caches first (``emulator_sfn``; docs/emulator.md); SES's sending events, which moto
-does not publish, come from ``shared/aws/emulator_ses.py``; DynamoDB TTL, which moto
-stores but never applies, from ``shared/aws/emulator_ttl.py``.
+does not publish, come from ``shared/aws/emulator_ses.py``; DynamoDB's conditional
+writes are made atomic, as on AWS, by ``shared/aws/emulator_dynamodb.py``; DynamoDB TTL,
+which moto stores but never applies, from ``shared/aws/emulator_ttl.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_ses, emulator_sfn, emulator_ttl
+from shared.aws import emulator_dynamodb, emulator_ses, emulator_sfn, emulator_ttl
 
 TTL_INTERVAL_ENV = "REMITFLOW_EMULATOR_TTL_INTERVAL_S"
 TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the variable says
@@ -86,6 +87,7 @@ class Emulator:
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
         emulator_ses.install()      # SES publishes its sending events, as on AWS
+        emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         self._server = _Server(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         # DynamoDB TTL, which moto stores but never applies (docs/emulator.md)

@@ -66,9 +66,11 @@ def _mark_service_removal(table: Any, item: Any) -> None:
 
 def expire(now: float | None = None, table_name: str | None = None) -> int:
     """Delete every expired item (of ``table_name`` only, if given); returns how many."""
+    from shared.aws.emulator_dynamodb import REQUESTS
+
     now = time.time() if now is None else now
     count = 0
-    with _lock:
+    with _lock, REQUESTS:         # no DynamoDB request runs meanwhile (emulator_dynamodb)
         for table in _tables():
             ttl = getattr(table, "ttl", {}) or {}
             attribute = ttl.get("AttributeName")

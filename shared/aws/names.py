@@ -9,6 +9,20 @@ descriptor (:meth:`shared.pipeline.kind.JobKind.names`). The full list is in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+LEASE_GROUP = "lease_group"
+"""The leases table's partition key: what an item is for (``shard:<table>``, ``role``,
+``handoff``, ``console-session``), so each reader queries its own group only."""
+LEASE_KEY = "lease_key"
+"""The leases table's sort key: the item within its group."""
+LEASE_TTL = "ttl"
+"""The leases table's expiry attribute (epoch seconds), for items that end (sessions)."""
+
+
+def lease_item_key(group: str, key: str) -> dict[str, Any]:
+    """The DynamoDB key of one item of the leases table (``docs/stream.md``, "Leases")."""
+    return {LEASE_GROUP: {"S": group}, LEASE_KEY: {"S": key}}
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.aws.clients import error_code, string_attributes
+from shared.aws.names import lease_item_key
 from shared.logs import get_logger
 from shared.metrics import HANDOFF_CHECKED, HANDOFF_CHECKED_UNTIL, HANDOFF_REPAIRS
 from shared.pipeline.indexes import BATCH_GET_MAX, batch_get
@@ -105,7 +106,7 @@ class HandoffCheck:
     async def checked_until(self) -> str:
         """The end of the last completed window (:data:`BEGINNING` before the first)."""
         resp = await self.dynamodb.get_item(
-            TableName=self.leases_table, Key={"lease_key": {"S": self.cursor_key}},
+            TableName=self.leases_table, Key=lease_item_key("handoff", self.cursor_key),
             ConsistentRead=True)
         return str(resp.get("Item", {}).get("checked_until", {}).get("S", BEGINNING))
 
@@ -113,7 +114,7 @@ class HandoffCheck:
         # Never backwards: a slower check that lost the lease must not undo a newer one.
         try:
             await self.dynamodb.update_item(
-                TableName=self.leases_table, Key={"lease_key": {"S": self.cursor_key}},
+                TableName=self.leases_table, Key=lease_item_key("handoff", self.cursor_key),
                 UpdateExpression="SET checked_until = :end",
                 ConditionExpression="attribute_not_exists(checked_until) OR checked_until < :end",
                 ExpressionAttributeValues={":end": {"S": end}})

@@ -1,7 +1,7 @@
 """Role leases in ``remitflow-leases``: who leads (the sweeper), with a wall-clock expiry.
 
-A lease is an item ``{lease_key, owner, expires_at}``. Taking or renewing is one
-conditional write: free, expired, or already ours. Expiry uses wall-clock seconds
+A lease is an item ``{lease_key, owner, expires_at}`` in the group ``role``. Taking
+or renewing is one conditional write: free, expired, or already ours. Expiry uses wall-clock seconds
 with a TTL several times the renew interval. (Stream shard leases are a different
 protocol, counter-fenced: :mod:`shared.stream.leases`.)
 """
@@ -12,9 +12,13 @@ import time
 from typing import TYPE_CHECKING
 
 from shared.aws.clients import error_code
+from shared.aws.names import lease_item_key
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+ROLE = "role"
+"""The leases table's group of role leases (``docs/stream.md``, "Leases")."""
 
 
 class Leases:
@@ -29,7 +33,7 @@ class Leases:
         now = time.time()
         try:
             await self.dynamodb.update_item(
-                TableName=self.table, Key={"lease_key": {"S": key}},
+                TableName=self.table, Key=lease_item_key(ROLE, key),
                 UpdateExpression="SET #owner = :me, expires_at = :exp, renewed_at = :now",
                 ConditionExpression=("attribute_not_exists(#owner) OR #owner = :me "
                                      "OR expires_at < :now"),
@@ -47,7 +51,7 @@ class Leases:
         """Give ``key`` up at once so a successor need not wait for expiry."""
         try:
             await self.dynamodb.update_item(
-                TableName=self.table, Key={"lease_key": {"S": key}},
+                TableName=self.table, Key=lease_item_key(ROLE, key),
                 UpdateExpression="REMOVE #owner, expires_at",
                 ConditionExpression="#owner = :me",
                 ExpressionAttributeNames={"#owner": "owner"},

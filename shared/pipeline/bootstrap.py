@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiobotocore.session import get_session
 
 from shared.aws.clients import AwsClients, error_code
-from shared.aws.names import Names
+from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.files.drop import FileDrop, ensure_file_drop
 from shared.logs import get_logger
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
@@ -84,14 +84,22 @@ async def _ensure_ttl(ddb: DynamoDBClient, name: str, attribute: str) -> None:
 
 
 async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
-                        handoff: bool = False) -> None:
+                        handoff: bool = False, sort: str | None = None) -> None:
     try:
         desc = (await ddb.describe_table(TableName=name))["Table"]
     except Exception as exc:
         if error_code(exc) != "ResourceNotFoundException":
             raise
         desc = None
-    attrs: list[Any] = [{"AttributeName": key, "AttributeType": "S"}]
+    attrs: list[Any] = [{"AttributeName": k, "AttributeType": "S"} for k in (key, sort) if k]
+    schema: list[Any] = [{"AttributeName": key, "KeyType": "HASH"}]
+    if sort:
+        schema.append({"AttributeName": sort, "KeyType": "RANGE"})
+    if desc is not None and desc["KeySchema"] != schema:
+        # A key schema cannot change in place (docs/runbook.md, "Leases table key").
+        raise RuntimeError(
+            f"table {name} has the key {desc['KeySchema']}, this version needs {schema}: "
+            "see docs/runbook.md, 'Leases table key'")
     gsis: list[Any] = []
     if job:
         for index, pk, sk, sk_type in JOB_INDEXES:
@@ -112,7 +120,7 @@ async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
         kwargs: dict[str, Any] = {
             "TableName": name, "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": attrs,
-            "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+            "KeySchema": schema,
         }
         if job:
             kwargs["GlobalSecondaryIndexes"] = gsis
@@ -254,7 +262,8 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
         await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
         if spec.ttl:
             await _ensure_ttl(ddb, names.name(spec.short), spec.ttl)
-    await _ensure_table(ddb, names.leases, "lease_key", job=False)
+    await _ensure_table(ddb, names.leases, LEASE_GROUP, sort=LEASE_KEY, job=False)
+    await _ensure_ttl(ddb, names.leases, LEASE_TTL)
 
     out: dict[str, str] = {}
     for _, kn in resolved:

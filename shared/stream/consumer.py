@@ -170,12 +170,12 @@ class StreamConsumer(Lifecycle):
 
     async def _tick(self) -> None:
         await self._renew_all()
-        leases = await self.leases.scan()
+        leases = await self.leases.current()
         if self.clock() >= self._next_sync:
             self._next_sync = self.clock() + self.options.sync_s
             if await self.leases.sync(await self.source.shards(), leases,
                                       self.options.start_position):
-                leases = await self.leases.scan()
+                leases = await self.leases.current()
         self.observer.observe(leases)
         by_shard = {lease.shard_id: lease for lease in leases}
 
@@ -183,10 +183,16 @@ class StreamConsumer(Lifecycle):
             return all(p not in by_shard or by_shard[p].finished for p in lease.parents)
 
         me = self.leases.owner
-        for lease in leases:   # handed to us by their previous owner
-            if (lease.owner == me and lease.shard_id not in self._owned and not lease.finished
-                    and lease.counter > self._let_go_at.get(lease.shard_id, -1)):
-                self._start(lease, "steal")
+        # A lease that names us and that no reader of ours holds is ours to take back:
+        # handed to us by its previous owner, or left naming us by a write whose call
+        # failed after it committed (a release or checkpoint answered 5xx). Nobody else
+        # would ever take it (it is not expired for us, and with one consumer there is
+        # nobody else), so take it back now, fenced on the counter we saw.
+        for lease in leases:
+            if lease.owner == me and lease.shard_id not in self._owned and not lease.finished:
+                handed = lease.counter > self._let_go_at.get(lease.shard_id, -1)
+                if taken := await self.leases.take(lease):
+                    self._start(taken, "steal" if handed else "reclaimed")
         todo = plan(leases, me, expired=self.observer.expired, ready=ready,
                     max_steal=self.options.max_steal)
         for lease in todo.take:
@@ -233,6 +239,7 @@ class StreamConsumer(Lifecycle):
         counter still moves at least every 1.5 renew intervals, well inside ``failover_s``.
         """
         fresh = self.options.renew_every_s / 2
+        failed: Exception | None = None
         for owned in list(self._owned.values()):
             if owned.lost:
                 continue
@@ -252,10 +259,15 @@ class StreamConsumer(Lifecycle):
                     owned.lost = True
                     owned.stop.set()
                     continue
+                except Exception as exc:   # transient: the other leases still renew
+                    failed = failed or exc
+                    continue
             thief = owned.lease.steal_by
             if thief and thief != self.leases.owner and owned.hand_to is None:
                 owned.hand_to = thief
                 owned.stop.set()
+        if failed is not None:
+            raise failed   # this round failed: unready until a round succeeds
 
     # -- one reader per shard --------------------------------------------------------
 

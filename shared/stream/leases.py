@@ -1,6 +1,8 @@
 """Shard leases: which consumer reads which stream shard, and from where (see docs/stream.md).
 
-One item per shard in ``<prefix>-leases``, key ``shard:<table>:<shard id>``::
+One item per shard in ``<prefix>-leases``, in the group ``shard:<table>`` (the
+partition: a round reads its own table's leases with one Query, nothing else), key
+``shard:<table>:<shard id>``::
 
     owner         the consumer reading it (absent: unowned)
     counter       bumped by every write of the owner and by every take
@@ -37,7 +39,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.aws.clients import error_code
-from shared.aws.dynamo import own_write
+from shared.aws.dynamo import item_after_failed_condition
+from shared.aws.names import LEASE_GROUP, lease_item_key
 from shared.logs import get_logger
 from shared.metrics import (
     LEASE_AMBIGUOUS_WRITES,
@@ -109,18 +112,29 @@ class ShardLeaseTable:
         self.stream_table = stream_table
         self.owner = owner
 
+    @property
+    def group(self) -> str:
+        """This stream table's partition of the leases table."""
+        return f"shard:{self.stream_table}"
+
     def key(self, shard_id: str) -> str:
         return f"shard:{self.stream_table}:{shard_id}"
 
-    async def scan(self) -> list[ShardLease]:
-        """Every lease of this stream table (strongly consistent)."""
+    def _item_key(self, key: str) -> dict[str, Any]:
+        return lease_item_key(self.group, key)
+
+    async def current(self) -> list[ShardLease]:
+        """Every lease of this stream table, strongly consistent: one Query of its group,
+        so a round reads its own leases and nothing else (sessions, leadership, other
+        tables' leases and file records never cost it a read)."""
         out: list[ShardLease] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table, "ConsistentRead": True,
-            "FilterExpression": "begins_with(lease_key, :p)",
-            "ExpressionAttributeValues": {":p": {"S": self.key("")}}}
+            "KeyConditionExpression": "#g = :g",
+            "ExpressionAttributeNames": {"#g": LEASE_GROUP},
+            "ExpressionAttributeValues": {":g": {"S": self.group}}}
         while True:
-            resp = await self.dynamodb.scan(**kwargs)
+            resp = await self.dynamodb.query(**kwargs)
             out += [ShardLease.from_item(i) for i in resp.get("Items", [])]
             if "LastEvaluatedKey" not in resp:
                 return sorted(out, key=lambda lease: lease.shard_id)
@@ -131,7 +145,7 @@ class ShardLeaseTable:
         try:
             await self.dynamodb.put_item(
                 TableName=self.table, ConditionExpression="attribute_not_exists(lease_key)",
-                Item={"lease_key": {"S": self.key(shard_id)}, "shard_id": {"S": shard_id},
+                Item={**self._item_key(self.key(shard_id)), "shard_id": {"S": shard_id},
                       "stream_table": {"S": self.stream_table}, "counter": {"N": "0"},
                       "checkpoint": {"S": checkpoint},
                       "parents": {"L": [{"S": p} for p in parents]}})
@@ -147,7 +161,7 @@ class ShardLeaseTable:
             return await self._write(
                 lease, "SET #owner = :me", "#counter = :c AND #cp <> :end",
                 {":me": {"S": self.owner}, ":end": {"S": SHARD_END}}, remove="steal_by",
-                kind="take")
+                kind="take", adopt=False)   # the round takes back what names us
         except LeaseLost:
             return None
 
@@ -206,7 +220,7 @@ class ShardLeaseTable:
         """Ask ``lease.owner`` to hand ``lease`` over; does not touch the counter."""
         try:
             await self.dynamodb.update_item(
-                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                TableName=self.table, Key=self._item_key(lease.key),
                 UpdateExpression="SET steal_by = :me",
                 ConditionExpression="#owner = :victim AND attribute_not_exists(steal_by)",
                 ExpressionAttributeNames={"#owner": "owner"},
@@ -222,7 +236,7 @@ class ShardLeaseTable:
         """Remove a finished lease (only while it is still ``SHARD_END``)."""
         try:
             await self.dynamodb.delete_item(
-                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                TableName=self.table, Key=self._item_key(lease.key),
                 ConditionExpression="checkpoint = :end",
                 ExpressionAttributeValues={":end": {"S": SHARD_END}})
         except Exception as exc:
@@ -283,7 +297,7 @@ class ShardLeaseTable:
 
     async def _write(self, lease: ShardLease, update: str, condition: str,
                      values: dict[str, Any], remove: str | None = None, *,
-                     kind: str) -> ShardLease:
+                     kind: str, adopt: bool = True) -> ShardLease:
         STREAM_LEASE_WRITES.labels(table=self.stream_table, kind=kind).inc()
         token = uuid.uuid4().hex
         expression = (f"{update}, #counter = #counter + :one, heartbeat_at = :now, "
@@ -292,9 +306,10 @@ class ShardLeaseTable:
         for alias, name in (("#owner", "owner"), ("#cp", "checkpoint")):
             if alias in expression or alias in condition:
                 names[alias] = name
+        key = self._item_key(lease.key)
         try:
             resp = await self.dynamodb.update_item(
-                TableName=self.table, Key={"lease_key": {"S": lease.key}},
+                TableName=self.table, Key=key,
                 UpdateExpression=expression, ConditionExpression=condition,
                 ExpressionAttributeNames=names, ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -304,17 +319,28 @@ class ShardLeaseTable:
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            # A write committed while its answer was lost, then retried by botocore
-            # against our own new counter: recognise it by its token.
-            item = await own_write(self.dynamodb, self.table, {"lease_key": {"S": lease.key}},
-                                   token, exc)
+            item = await item_after_failed_condition(self.dynamodb, self.table, key, exc)
             if item is None:
                 raise LeaseLost(lease.key) from exc
-            mine = ShardLease.from_item(item)
-            LEASE_AMBIGUOUS_WRITES.labels(table=self.stream_table).inc()
-            log.info("stream.lease_write_recognised", shard=lease.shard_id,
-                     counter=mine.counter)
-            return mine
+            seen = ShardLease.from_item(item)
+            if item.get("write_token", {}).get("S") == token:
+                # This very write committed while its answer was lost, then botocore
+                # retried it against our own new counter.
+                LEASE_AMBIGUOUS_WRITES.labels(table=self.stream_table).inc()
+                log.info("stream.lease_write_recognised", shard=lease.shard_id,
+                         counter=seen.counter)
+                return seen
+            if adopt and seen.owner == self.owner and not seen.finished:
+                # The lease still names us at a counter we never saw: an earlier write
+                # of ours committed and its call still failed (a 5xx or a timeout after
+                # the SDK's retries). Nobody took it (a take writes the taker's name),
+                # so it is ours: write again against what is there.
+                LEASE_AMBIGUOUS_WRITES.labels(table=self.stream_table).inc()
+                log.info("stream.lease_readopted", shard=lease.shard_id, kind=kind,
+                         counter=seen.counter, believed=lease.counter)
+                return await self._write(seen, update, condition, values, remove,
+                                         kind=kind, adopt=False)
+            raise LeaseLost(lease.key) from exc
         return ShardLease.from_item(resp["Attributes"])
 
 

@@ -51,8 +51,9 @@ async def test_calls_made_end_to_end_are_allowed(env: Env) -> None:
         if gaps:
             missing[service] = gaps
     assert not missing, f"AWS calls without a grant: {missing}"
-    # The stream consumer scans its leases: the policy gap this test was written for.
-    assert ("dynamodb", "Scan") in calls["enrichment"]
+    # The stream consumer queries its leases (it once scanned them, ungranted: the policy
+    # gap this test was written for).
+    assert ("dynamodb", "Query") in calls["enrichment"]
     # The owner of a dead-letter queue exports its depth (the alert works without the sweeper).
     names = env.names
     for dlq in (names.dlq(names.remittance_events), names.dlq(names.enrichment_tasks)):

@@ -81,7 +81,7 @@ def add_pages(console: Console) -> None:
         tables = []
         for short, target in sweeper.targets.items():
             leases = await ShardLeaseTable(target.store.dynamodb, console.leases_table,
-                                           target.table, "console").scan()
+                                           target.table, "console").current()
             tables.append({"short": short, "table": target.table,
                            "backlog": await operate.backlog(target.store),
                            "due": await operate.retry_due(target.store, now),

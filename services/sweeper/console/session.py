@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shared.aws.names import LEASE_TTL, lease_item_key
 from shared.operations.operate import Actor
 
 if TYPE_CHECKING:
@@ -67,8 +68,9 @@ class Session:
 
 
 class SessionStore:
-    """Signed-in sessions that are still open: ``console-session#<sid>`` items in the
-    leases table, each with its expiry (``expires_at``, also as ``ttl``)."""
+    """Signed-in sessions that are still open: items of the group ``console-session`` in
+    the leases table, each with its expiry (``expires_at``, also as ``ttl``, by which
+    DynamoDB deletes it)."""
 
     def __init__(self, dynamodb: DynamoDBClient, table: str) -> None:
         self.dynamodb = dynamodb
@@ -76,12 +78,12 @@ class SessionStore:
 
     @staticmethod
     def _key(sid: str) -> dict[str, Any]:
-        return {"lease_key": {"S": f"console-session#{sid}"}}
+        return lease_item_key("console-session", sid)
 
     async def add(self, session: Session) -> None:
         expires = {"N": str(session.expires_at)}
         await self.dynamodb.put_item(TableName=self.table, Item={
-            **self._key(session.sid), "expires_at": expires, "ttl": expires})
+            **self._key(session.sid), "expires_at": expires, LEASE_TTL: expires})
 
     async def open(self, session: Session) -> bool:
         found = (await self.dynamodb.get_item(TableName=self.table, Key=self._key(session.sid),

@@ -69,7 +69,7 @@ async def test_lineage_order_across_splits_and_cleanup(env: Env) -> None:
                                  "observer")
 
         async def parents_cleaned() -> bool:
-            left = {lease.shard_id for lease in await leases.scan()}
+            left = {lease.shard_id for lease in await leases.current()}
             return a not in left and kids[0] not in left
         await eventually(parents_cleaned, what="finished parent leases deleted")
     assert sink.seqs() == Counter({r.sequence: 1 for r in stream.records()}), "dup or skip"
@@ -218,7 +218,7 @@ async def test_zombie_cannot_checkpoint(env: Env) -> None:
             await until(lambda: ("Z", "lost:lost", stream.open_shards()[0]) in sink.events,
                         "Z fenced")
             await until(lambda: sink.seqs()[stream.records()[0].sequence] == 2, "H delivered")
-            lease = (await heir.leases.scan())[0]
+            lease = (await heir.leases.current())[0]
             assert lease.owner == "H" and lease.checkpoint == stream.records()[0].sequence
             with pytest.raises(LeaseLost):
                 await zombie.leases.checkpoint(replace(lease, owner="Z"), "99999")
@@ -231,17 +231,17 @@ async def test_lease_protocol_expiry_and_fencing(env: Env) -> None:
     two = ShardLeaseTable(env.clients.dynamodb, env.names.leases, "tbl", "two")
     assert await one.create("s1", (), "TRIM_HORIZON")
     assert not await two.create("s1", (), "TRIM_HORIZON")
-    mine = await one.take((await one.scan())[0])
+    mine = await one.take((await one.current())[0])
     assert mine is not None and mine.owner == "one"
     observer = ExpiryObserver(10, clock)
-    observer.observe(await two.scan())
+    observer.observe(await two.current())
     clock.advance(9)
     mine = await one.renew(mine)
-    observer.observe(await two.scan())
+    observer.observe(await two.current())
     clock.advance(9)
-    assert not observer.expired((await two.scan())[0]), "renewed: counter moved"
+    assert not observer.expired((await two.current())[0]), "renewed: counter moved"
     clock.advance(2)
-    seen = (await two.scan())[0]
+    seen = (await two.current())[0]
     observer.observe([seen])
     assert observer.expired(seen)
     stolen = await two.take(seen)
@@ -313,7 +313,7 @@ async def test_two_processes_take_over_after_kill_9(env: Env) -> None:
                 await eventually(lambda url=url: ready(url), what=f"{url} ready")  # type: ignore[misc]
 
             async def owner() -> str | None:
-                found = [lease.owner for lease in await leases.scan() if lease.owner]
+                found = [lease.owner for lease in await leases.current() if lease.owner]
                 return found[0] if found else None
             holder = await eventually(owner, what="a lease holder")
             pid = int(holder.split(":")[1])

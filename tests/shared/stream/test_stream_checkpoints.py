@@ -39,7 +39,7 @@ def writes(env: Env, kind: str) -> float:
 
 
 async def checkpoint_of(c: StreamConsumer) -> str:
-    return (await c.leases.scan())[0].checkpoint
+    return (await c.leases.current())[0].checkpoint
 
 
 async def burst(env: Env, interval_s: float) -> tuple[int, float]:
@@ -101,7 +101,7 @@ async def test_a_crash_before_the_checkpoint_redelivers_and_loses_nothing(env: E
                 stream.put(f"K{i}")
             await until(lambda: len(sink.seqs()) == 15, "and the records after them")
         # H's graceful shutdown wrote what it processed in its release.
-        lease = (await heir.leases.scan())[0]
+        lease = (await heir.leases.current())[0]
         assert lease.owner is None and lease.checkpoint == stream.records()[-1].sequence
     redelivered = [s for c, s, _ in sink.delivered if c == "H"]
     assert redelivered[:10] == [r.sequence for r in stream.records()[:10]]

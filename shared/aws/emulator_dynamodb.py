@@ -1,0 +1,41 @@
+"""DynamoDB's atomic conditional writes in the embedded emulator.
+
+On AWS a conditional write is atomic: of two ``UpdateItem`` calls conditioned on the
+same counter, one succeeds and the other gets ``ConditionalCheckFailedException``.
+moto's server handles requests on threads and its DynamoDB model takes no lock, so
+two such calls can both read the old item, both pass their condition and both
+write: two stream consumers then both "take" one shard lease, which AWS never allows
+(``docs/emulator.md``, "Atomic conditional writes"). :func:`install` serialises
+DynamoDB requests in this process, which is what the emulator's users rely on; moto
+holds the GIL for almost all of a request anyway, so little concurrency is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_install_lock = threading.Lock()
+_installed = False
+REQUESTS = threading.Lock()
+"""Held while moto handles one DynamoDB request (and by the TTL expirer's deletions,
+``shared/aws/emulator_ttl.py``): one change at a time, as the service behaves."""
+
+
+def install() -> None:
+    """Serialise moto's DynamoDB request handling in this process (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        from moto.dynamodb.responses import DynamoHandler
+
+        original: Callable[[Any], Any] = DynamoHandler.call_action
+
+        def call_action(self: Any) -> Any:
+            with REQUESTS:
+                return original(self)
+
+        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+        _installed = True
