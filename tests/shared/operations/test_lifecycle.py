@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from shared.aws.dynamo import to_item
 from shared.aws.emulator_ttl import trigger
@@ -86,6 +87,15 @@ async def test_finished_jobs_expire_archive_once_and_stay_idempotent(env: Env) -
             assert not {"payload", "advice", "history", "email"} & set(stone)
         assert len(emails_to(env, payee["email"])) == 1
 
+        # a caller's DeleteItem of a finished job is not an expiry: nothing archived
+        deleted = f"{request_id}-DELETED"
+        await env.clients.dynamodb.put_item(TableName=env.names.remittances, Item=to_item(
+            {**done.raw, "request_id": deleted}))
+        await env.clients.dynamodb.delete_item(TableName=env.names.remittances,
+                                               Key={"request_id": {"S": deleted}})
+        await eventually(lambda: asyncio.sleep(0, _not_expiry(env) >= 1),
+                         what="the deletion seen by the archiver")
+
         later = now + 3 * DAY
         for short in ("remittances", "notifications"):
             assert await asyncio.to_thread(trigger, env.endpoint, env.names.table(short),
@@ -118,7 +128,7 @@ async def test_finished_jobs_expire_archive_once_and_stay_idempotent(env: Env) -
     assert json.loads(dead[0]["Body"])["amount"] == "99.00"
     keys = await archive.keys()
     assert sorted(k.split("/")[0] for k in keys) == ["notifications", "remittances"], \
-        "each expired job archived once"
+        "each expired job archived once, the deleted one not at all"
 
     # an operator finds it: the CLI and the console's timeline
     cli = await asyncio.to_thread(
@@ -150,6 +160,11 @@ async def test_a_redriven_job_loses_its_expiry_until_it_finishes_again(env: Env)
     assert "expires_at" not in job.raw, "a re-driven job no longer expires"
     job = await store.transition(job, Status.COMPLETED)
     assert int(job.raw["expires_at"]) >= time.time() + DAY - 5
+
+
+def _not_expiry(env: Env) -> float:
+    return REGISTRY.get_sample_value("remitflow_archived_total", {
+        "table": env.names.remittances, "outcome": "not_expiry"}) or 0.0
 
 
 async def _empty(env: Env, queue: str) -> bool:
