@@ -40,3 +40,9 @@ handlers
 # HandoffReport fields: serialised in the sweep report (POST /v1/sweep, asdict)
 window_start
 window_end
+# ThreadedMotoServer hook the emulator overrides (shared/aws/emulator.py)
+_server_entry
+# Settings field read by the CDK stack's archive bucket (deploy/cdk/archive_bucket.py)
+archive_cold_after_days
+# JobTrail.archived: read by the console's timeline template
+archived

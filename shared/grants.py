@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind
+from shared.pipeline.lifecycle import TOMBSTONES
 
 # The prefix the checked-in policies are rendered with (a deploy-time placeholder).
 PLACEHOLDER_PREFIX = "${REMITFLOW_PREFIX}"
@@ -88,6 +89,9 @@ def job_kind_grants(kind: JobKind, prefix: str) -> list[Grant]:
         Grant("DeadLetterDepth", ("sqs:GetQueueUrl", "sqs:GetQueueAttributes"),
               (Res("queue", Names.dlq(kn.intake_queue)), Res("queue", Names.dlq(kn.task_queue)))),
         Grant("JobTable", JOB_TABLE, table(kn.table)),
+        # intake: an expired job's tombstone (shared/pipeline/lifecycle.py)
+        Grant("ReadTombstones", ("dynamodb:GetItem",),
+              (Res("table", Names(prefix).name(TOMBSTONES)),)),
         Grant("JobTableStream", ("dynamodb:DescribeStream", "dynamodb:GetRecords",
                                  "dynamodb:GetShardIterator"), (Res("stream", kn.table),)),
         Grant("ListStreams", ("dynamodb:ListStreams",), ANY),

@@ -136,3 +136,8 @@ ADMISSION_DEFERRED = Counter(
 ADMISSION_READS = Counter(
     "remitflow_admission_depth_reads_total",
     "Task queue depth reads by the back-pressure gate (GetQueueAttributes).", ["queue"])
+ARCHIVED = Counter(
+    "remitflow_archived_total",
+    "Stream records the archiver handled: expired jobs archived (written, or already in the "
+    "archive after a replay), tombstones written, deletions that were not expiries.",
+    ["table", "outcome"])

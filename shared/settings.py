@@ -251,6 +251,37 @@ class Settings(BaseSettings):
         description="an e-mail whose SES outcome is unknown waits this long for its SES "
                     "sending event before the unknown-outcome policy applies")
 
+    # --- data lifecycle (docs/architecture.md, "Data lifecycle"): retention, tombstones,
+    # archive. One block on purpose: it moves as a whole into its own model. -----------
+    retention_days: str = Field(
+        default="90", pattern=r"^\s*[0-9.]+\s*(,\s*[a-z0-9_-]+\s*=\s*[0-9.]+\s*)*$",
+        description="days a finished job stays in its table before DynamoDB TTL expires it: "
+                    "'90' for every kind, or '90,notification=30' per kind name (fractions "
+                    "allowed: remitflow dev uses minutes)")
+    idempotency_days: float = Field(
+        default=400.0, gt=0,
+        description="days a keys-only tombstone of an expired job keeps intake idempotent")
+    archive_bucket: str | None = Field(
+        default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="bucket of the archive (expired jobs, the financial record); default "
+                    "'<prefix>-archive' (lower case); on AWS give a globally unique name")
+    archive_retention_days: int = Field(
+        default=7 * 365 + 2, ge=1, description="Object Lock (governance) retention of archive "
+                                               "objects, declared in the CDK stack")
+    archive_cold_after_days: int = Field(
+        default=90, ge=0, description="archive objects move to a colder storage class "
+                                      "after this many days (CDK lifecycle rule; 0: never)")
+
+    def retention_s(self, kind: str) -> float:
+        """Seconds a finished job of ``kind`` is kept (``REMITFLOW_RETENTION_DAYS``)."""
+        default, *overrides = (p.strip() for p in self.retention_days.split(","))
+        per_kind = dict(o.replace(" ", "").split("=", 1) for o in overrides)
+        return float(per_kind.get(kind, default)) * 86400.0
+
+    @property
+    def archive_bucket_name(self) -> str:
+        return self.archive_bucket or f"{self.prefix.lower()}-archive"
+
     @model_validator(mode="before")
     @classmethod
     def _schedule_variables(cls, data: object) -> object:

@@ -125,7 +125,11 @@ class FaultProxy:
         if target in self.requests:
             self.requests[target].append(text)
         if self.calls is not None:
-            self.calls.append((target, text))
+            if not target and "/s3/aws4_request" in request.headers.get("Authorization", ""):
+                # S3 is REST: its call is the method and path (``S3 GET /bucket/key``)
+                self.calls.append((f"S3 {request.method} {request.path_qs}", text))
+            else:
+                self.calls.append((target, text))
         for fault in self.faults:
             if fault.matches(target, text):
                 if fault.times is not None and self.hits.get(fault, 0) >= fault.times:

@@ -127,6 +127,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if result["remittance"] or result["notification"] else 1
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    """``remitflow archive get REQ-ID``: an expired request's archived jobs (docs/runbook.md)."""
+    from services.sweeper.service import archive_lookup
+    from shared.aws.clients import AwsClients
+    from tools.stack import KINDS
+
+    settings = _settings()
+
+    async def go() -> dict[str, Any]:
+        out: dict[str, Any] = {"request_id": args.request_id}
+        async with AwsClients(settings) as clients:
+            lookup = archive_lookup(settings, clients, KINDS)
+            for kind in KINDS:
+                found = await lookup.find(kind.table, args.request_id)
+                out[kind.table] = ({"archive_key": found[0], "job": found[1]}
+                                   if found else None)
+        return out
+
+    result = asyncio.run(go())
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if any(v for k, v in result.items() if k != "request_id") else 1
+
+
+def cmd_payees(args: argparse.Namespace) -> int:
+    """``remitflow payees erase PAYEE-ID --note …``: ``POST /v1/payees/{id}/erase``."""
+    import os
+
+    import httpx
+
+    token = os.environ.get("REMITFLOW_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=args.url, headers=headers, timeout=300) as client:
+        resp = client.post(f"/v1/payees/{args.payee_id}/erase", json={"note": args.note})
+    print(json.dumps(resp.json(), indent=2))
+    return 0 if resp.status_code < 300 else 1
+
+
 DEV_ONLY = ("remitflow {command}: the embedded AWS emulator (moto) is not installed. "
             "This is a development command; the runtime image ships without it. Install "
             "the development extra: pip install 'remitflow[dev]' (or run `make run` from a "
@@ -227,6 +264,20 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show a request's remittance and notification jobs")
     st.add_argument("request_id")
     st.set_defaults(func=cmd_status)
+
+    py = sub.add_parser("payees", help="payee data: erasure (through the sweeper API)")
+    pysub = py.add_subparsers(dest="payees_command", required=True)
+    pe = pysub.add_parser("erase", help="erase a payee's personal data everywhere (audited)")
+    pe.add_argument("payee_id")
+    pe.add_argument("--note", required=True, help="why (kept in the audit)")
+    pe.add_argument("--url", default="http://127.0.0.1:8083", help="sweeper API")
+    pe.set_defaults(func=cmd_payees)
+
+    a = sub.add_parser("archive", help="expired jobs in the archive (the financial record)")
+    asub = a.add_subparsers(dest="archive_command", required=True)
+    ag = asub.add_parser("get", help="a request's archived jobs, found by request id")
+    ag.add_argument("request_id")
+    ag.set_defaults(func=cmd_archive)
 
     e = sub.add_parser("emulator", help="run the embedded AWS emulator alone")
     e.add_argument("--host", default="127.0.0.1")

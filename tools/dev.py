@@ -58,6 +58,9 @@ DEV_ENV = {
     "REMITFLOW_STREAM_IDLE_MAX_S": "1",
     "REMITFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
     "REMITFLOW_SHUTDOWN_GRACE_S": "10",
+    # the data lifecycle in minutes: finished jobs expire after ~5 min (the embedded
+    # emulator deletes expired items every 30 s) and land in the archive
+    "REMITFLOW_RETENTION_DAYS": "0.0035",
 }
 
 

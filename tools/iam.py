@@ -39,7 +39,8 @@ IAM_PREFIX = {"sqs": "sqs", "dynamodb": "dynamodb", "dynamodb-streams": "dynamod
               "sfn": "states", "sns": "sns", "ses": "ses", "iam": "iam", "s3": "s3"}
 # API operations whose IAM action has another name.
 IAM_ACTION = {"DeleteMessageBatch": "DeleteMessage", "SendMessageBatch": "SendMessage",
-              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility"}
+              "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+              "HeadObject": "GetObject", "ListObjectsV2": "ListBucket"}
 
 WORKFLOWS = "workflows"
 """The Step Functions workflows' role: not a service, but a policy like one."""
@@ -107,6 +108,8 @@ def arn(res: Res, *, partition: str, region: str, account: str) -> str:
         return base("states") + f"execution:{res.name}:*"
     if res.kind == "identity":
         return base("ses") + "identity/*"
+    if res.kind == "bucket":
+        return f"arn:{partition}:s3:::{res.name}"
     if res.kind == "objects":
         return f"arn:{partition}:s3:::{res.name}/*"
     if res.kind == "configuration_set":

@@ -155,11 +155,14 @@ async def bootstrap_stack(settings: Settings, clients: AwsClients,
                           sfn_role_arn: str | None = None,
                           services: Iterable[Service] = SERVICES) -> dict[str, str]:
     """Every resource of this deployment: the kinds, the tables and the file drops."""
+    from shared.operations.lifecycle_setup import ensure_lifecycle
     from shared.pipeline.bootstrap import bootstrap
 
     services = tuple(services)
-    return await bootstrap(settings, clients, kinds_of(services), TABLES,
-                           sfn_role_arn=sfn_role_arn, drops=file_drops(settings, services))
+    out = await bootstrap(settings, clients, kinds_of(services), TABLES,
+                          sfn_role_arn=sfn_role_arn, drops=file_drops(settings, services))
+    await ensure_lifecycle(settings, clients, kinds_of(services))   # TTL, tombstones, archive
+    return out
 
 
 def ports_json(ports: Mapping[str, int] = PORTS) -> str:

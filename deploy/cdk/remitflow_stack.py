@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aws_cdk as cdk
+from archive_bucket import archive_bucket
 from aws_cdk import aws_dynamodb as ddb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -33,6 +34,7 @@ from constructs import Construct
 
 from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.files.drop import FileDrop
+from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.bootstrap import (
@@ -44,6 +46,7 @@ from shared.pipeline.bootstrap import (
     TASK_QUEUE_REDRIVE,
     load_definition,
 )
+from shared.pipeline.lifecycle import EXPIRES_AT, TOMBSTONE_KEY, TOMBSTONES
 from shared.service import Service
 from shared.settings import Settings
 from tools import iam as grants
@@ -116,10 +119,14 @@ class RemitflowStack(cdk.Stack):
         self.tables: dict[str, ddb.Table] = {}
         for kind in kinds:
             self._table(kind.names(options.prefix).table, "request_id", job=True,
-                        handoff=kind.handoff is not None)
+                        handoff=kind.handoff is not None, ttl=EXPIRES_AT)
         for spec in (*TABLES, *(t for kind in kinds for t in kind.extra_tables)):
             self._table(self.names.name(spec.short), spec.key, job=False, ttl=spec.ttl)
         self._table(self.names.leases, LEASE_GROUP, sort=LEASE_KEY, job=False, ttl=LEASE_TTL)
+        # data lifecycle: tombstones of expired jobs, and the archive
+        self._table(self.names.name(TOMBSTONES), TOMBSTONE_KEY, job=False, ttl=EXPIRES_AT)
+        self._table(self.names.name(SUBJECT_KEYS), SUBJECT_ID, job=False)
+        archive_bucket(self, settings, retain=options.retain)
 
         self.queues: dict[str, sqs.Queue] = {}
         for kind in kinds:

@@ -1,4 +1,5 @@
-"""The sweeper's ``/v1`` routes: jobs by state, re-drive by hand, sweep now, dead letters.
+"""The sweeper's ``/v1`` routes: jobs by state, re-drive by hand, sweep now, dead letters,
+erasing a payee.
 
 A thin HTTP face over :mod:`shared.operations.operate` and
 :mod:`shared.operations.deadletters`, the same functions the operator console calls:
@@ -16,16 +17,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException
+from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import BaseModel, Field
 
+from services.sweeper.erasure import ErasureScope, UnknownPayee, erase_payee
 from shared.aws.clients import error_code
 from shared.operations import operate
 from shared.operations.deadletters import DeadLetters, UnknownQueue
 from shared.operations.operate import Actor, InvalidRequest
 from shared.operations.resolve import NotResolvable, Outcome
 from shared.operations.sweep import NotRedrivable, Sweeper
-from shared.pipeline.jobs import JobNotFound, RequestIdPath, VersionConflict
+from shared.pipeline.jobs import (
+    REQUEST_ID_PATTERN,
+    JobNotFound,
+    RequestIdPath,
+    VersionConflict,
+)
 
 MAX_LIMIT = operate.MAX_LIMIT
 
@@ -163,5 +170,33 @@ def deadletters_router(letters: DeadLetters, actor: Actor | None = None) -> APIR
         except UnknownQueue as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return result.as_dict()
+
+    return router
+
+
+class Erasure(BaseModel):
+    """Why a payee's personal data is erased (kept in the audit)."""
+
+    note: str = Field(min_length=1, max_length=500)
+
+
+def payees_router(scope: ErasureScope, actor: Actor | None = None) -> APIRouter:
+    """``POST /v1/payees/{payee_id}/erase``: erase a payee's personal data everywhere
+    (``services/sweeper/erasure.py``); the answer is the report of what was erased where."""
+    router = APIRouter()
+    who = str(actor or Actor("api"))
+
+    @router.post("/payees/{payee_id}/erase")
+    async def erase(payee_id: Annotated[str, Path(min_length=1, max_length=128,
+                                                  pattern=REQUEST_ID_PATTERN)],
+                    body: Erasure) -> dict[str, Any]:
+        try:
+            report = await erase_payee(scope, payee_id, by=who, note=body.note)
+        except UnknownPayee:
+            raise HTTPException(status_code=404, detail=f"no payee {payee_id}") from None
+        except VersionConflict:
+            raise HTTPException(status_code=409, detail="a job kept changing; erase again "
+                                "(it is idempotent)") from None
+        return report.as_dict()
 
     return router

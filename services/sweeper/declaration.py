@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.aws.names import Names
+from shared.domain.directory import INVOICES, PAYEES
 from shared.files.progress import FILE_RECORDS
 from shared.grants import (
     ANY,
@@ -19,7 +20,9 @@ from shared.grants import (
     table,
 )
 from shared.operations.deadletters import dead_letter_sources
+from shared.operations.sealing import SUBJECT_KEYS
 from shared.pipeline.kind import JobKind
+from shared.pipeline.lifecycle import TOMBSTONES
 from shared.service import DropsOf, Service
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ def grants(scope: GrantScope) -> list[Grant]:
     n, prefix = scope.names, scope.prefix
     names = [k.names(prefix) for k in scope.kinds]
     dlqs = dead_letter_sources(prefix, scope.kinds, scope.drops)
+    archive = n.name("archive")     # REMITFLOW_ARCHIVE_BUCKET's default
     queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
               for q in (base, Names.dlq(base))]
     return [
@@ -76,6 +80,26 @@ def grants(scope: GrantScope) -> list[Grant]:
               tuple(Res("table", k.names(prefix).table) for k in scope.kinds if k.subscribes)),
         Grant("HandoffRepublish", ("sns:Publish",),
               tuple(Res("topic", kn.topic) for kn in names if kn.topic)),
+        # the archiver (shared/operations/archive.py): each job table's stream, the
+        # tombstones, the archive bucket (write once, read, list partitions)
+        Grant("ArchiveStreams", ("dynamodb:DescribeStream", "dynamodb:GetRecords",
+                                 "dynamodb:GetShardIterator"),
+              tuple(Res("stream", kn.table) for kn in names)),
+        Grant("Tombstones", ("dynamodb:GetItem", "dynamodb:PutItem"),
+              (Res("table", n.name(TOMBSTONES)),)),
+        Grant("Archive", ("s3:GetObject", "s3:PutObject"), (Res("objects", archive),)),
+        Grant("ListArchive", ("s3:ListBucket",), (Res("bucket", archive),)),
+        # archive records sealed per payee, keys destroyed by erasure (sealing.py)
+        Grant("SubjectKeys", ("dynamodb:GetItem", "dynamodb:PutItem"),
+              (Res("table", n.name(SUBJECT_KEYS)),)),
+        # erasing a payee (services/sweeper/erasure.py): their jobs found by a Scan and
+        # scrubbed (JobTablesAndIndexes, SearchJobTables), the reference data, the
+        # kinds' own tables (webhook endpoint health)
+        Grant("EraseReferenceData", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"),
+              (Res("table", n.name(PAYEES)), Res("table", n.name(INVOICES)))),
+        Grant("EraseKindTables", ("dynamodb:Scan", "dynamodb:DeleteItem"),
+              tuple(Res("table", n.name(spec.short)) for k in scope.kinds
+                    for spec in k.extra_tables)),
         # execution status events (shared/operations/status_events.py)
         Grant("ConsumeStatusEvents", CONSUME, (Res("queue", n.execution_status),)),
         Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),

@@ -8,19 +8,32 @@ the retry policy from settings, plus the ``/v1/jobs``, ``/v1/sweep`` and
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from services.sweeper.api import api_actor, deadletters_router, jobs_router
+from services.sweeper.api import api_actor, deadletters_router, jobs_router, payees_router
 from services.sweeper.console import console_router
 from services.sweeper.console.app import SECURITY_HEADERS
+from services.sweeper.erasure import ErasureScope
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
+from shared.domain.directory import INVOICES, PAYEES
+from shared.domain.erasure import scrub_job, subject_of
 from shared.files.drop import FileDrop
 from shared.files.progress import FileProgress
+from shared.operations.archive import (
+    ARCHIVE_LEASES,
+    Archive,
+    ArchiveLookup,
+    Archiver,
+    ArchiveTarget,
+    Sealing,
+)
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
+from shared.operations.sealing import SUBJECT_KEYS, SubjectKeys
 from shared.operations.status_events import ExecutionEvents
 from shared.operations.sweep import Sweeper, SweepTarget
 from shared.pipeline.assemble import (
@@ -34,9 +47,17 @@ from shared.pipeline.assemble import (
     topic_arn,
 )
 from shared.pipeline.kind import JobKind
+from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from shared.pipeline.starter import WorkflowStarter
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings, deferral
+from shared.stream.consumer import (
+    DynamoDBStreamSource,
+    StreamConsumer,
+    StreamOptions,
+    per_record,
+)
+from shared.stream.leases import ShardLeaseTable
 
 
 async def build_sweeper(settings: Settings, clients: AwsClients,
@@ -90,6 +111,63 @@ async def handoff_checks(settings: Settings, clients: AwsClients,
     return checks
 
 
+def archivers(settings: Settings, clients: AwsClients,
+              kinds: Sequence[JobKind]) -> list[StreamConsumer]:
+    """One stream consumer per job table, with shard leases of its own (the table's
+    second reader, beside its service's starter): tombstones and the archive
+    (``shared/operations/archive.py``)."""
+    names = Names(settings.prefix)
+    archive = Archive(clients.s3, settings.archive_bucket_name)
+    tombstones = Tombstones(clients.dynamodb, names.name(TOMBSTONES))
+    keep_s = settings.idempotency_days * 86400.0
+    out = []
+    for kind in kinds:
+        table = kind.names(settings.prefix).table
+        archiver = Archiver(archive, tombstones, ArchiveTarget(table, kind.table, keep_s),
+                            sealing=sealing(settings, clients))
+        leases = ShardLeaseTable(clients.dynamodb, names.leases, f"{table}{ARCHIVE_LEASES}",
+                                 f"{owner_id()}:{uuid.uuid4().hex[:8]}")
+        out.append(StreamConsumer(
+            source=DynamoDBStreamSource(clients.dynamodb, clients.streams, table),
+            leases=leases, table=f"{table}{ARCHIVE_LEASES}",
+            processor=per_record(archiver.on_records, concurrency=settings.max_in_flight),
+            options=StreamOptions.from_settings(settings, events=frozenset({"MODIFY",
+                                                                            "REMOVE"}))))
+    return out
+
+
+def subject_keys(settings: Settings, clients: AwsClients) -> SubjectKeys:
+    return SubjectKeys(clients.dynamodb, Names(settings.prefix).name(SUBJECT_KEYS))
+
+
+def sealing(settings: Settings, clients: AwsClients) -> Sealing:
+    """Archive records sealed per payee; the clear part is the job with personal data
+    erased (``shared/domain/erasure.py``)."""
+    return Sealing(subject_keys(settings, clients), subject_of, scrub_job)
+
+
+def erasure_scope(settings: Settings, clients: AwsClients, sweeper: Sweeper,
+                  kinds: Sequence[JobKind]) -> ErasureScope:
+    """Everywhere a payee's personal data is written (``services/sweeper/erasure.py``)."""
+    names = Names(settings.prefix)
+    return ErasureScope(
+        clients.dynamodb, {short: t.store for short, t in sweeper.targets.items()},
+        payees=names.name(PAYEES), invoices=names.name(INVOICES),
+        kind_tables=[(names.name(spec.short), spec.key) for kind in kinds
+                     for spec in kind.extra_tables],
+        keys=subject_keys(settings, clients))
+
+
+def archive_lookup(settings: Settings, clients: AwsClients,
+                   kinds: Sequence[JobKind]) -> ArchiveLookup:
+    """Expired jobs of these kinds, by table and request id (the timeline, the CLI)."""
+    return ArchiveLookup(
+        Archive(clients.s3, settings.archive_bucket_name),
+        Tombstones(clients.dynamodb, Names(settings.prefix).name(TOMBSTONES)),
+        {kind.table: kind.names(settings.prefix).table for kind in kinds},
+        keys=subject_keys(settings, clients))
+
+
 async def build_status_events(settings: Settings, clients: AwsClients,
                               sweeper: Sweeper) -> ExecutionEvents:
     """The consumer of execution status events, over the sweeper's targets."""
@@ -137,10 +215,13 @@ def builder(kinds: Sequence[JobKind],
         console = console_router(
             sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
             dynamodb=clients.dynamodb,
-            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
-        return ServiceParts(workers=[sweeper, events],
+            files=FileProgress.for_prefix(clients.dynamodb, settings.prefix),
+            archive=archive_lookup(settings, clients, kinds))
+        return ServiceParts(workers=[sweeper, events, *archivers(settings, clients, kinds)],
                             routers=[jobs_router(sweeper, actor),
-                                     deadletters_router(letters, actor)],
+                                     deadletters_router(letters, actor),
+                                     payees_router(erasure_scope(settings, clients, sweeper,
+                                                                 kinds), actor)],
                             readiness=_readiness(clients, settings, kinds), pages=[console],
                             page_headers=dict(SECURITY_HEADERS))
 

@@ -5,7 +5,8 @@ and its workflow tasks call the emulator back on ``localhost:$MOTO_PORT``, so bo
 are set here before anything else talks to it. Its Step Functions interpreter gets
 caches first (``emulator_sfn``; docs/emulator.md); SES's sending events, which moto
 does not publish, come from ``shared/aws/emulator_ses.py``; DynamoDB's conditional
-writes are made atomic, as on AWS, by ``shared/aws/emulator_dynamodb.py``.
+writes are made atomic, as on AWS, by ``shared/aws/emulator_dynamodb.py``; DynamoDB TTL,
+which moto stores but never applies, from ``shared/aws/emulator_ttl.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,29 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_dynamodb, emulator_iam, emulator_ses, emulator_sfn
+from shared.aws import emulator_dynamodb, emulator_iam, emulator_ses, emulator_sfn, emulator_ttl
+
+TTL_INTERVAL_ENV = "REMITFLOW_EMULATOR_TTL_INTERVAL_S"
+TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the variable says
+
+
+class _Server(ThreadedMotoServer):
+    """moto's threaded server with the emulator's own route in front
+    (``DELETE /_aws/dynamodb/expired``, :mod:`shared.aws.emulator_ttl`)."""
+
+    def _server_entry(self) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app = emulator_ttl.routes(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True,
+                                   request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 def configure(endpoint: str) -> None:
@@ -86,8 +109,10 @@ class Emulator:
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         emulator_iam.install()      # IAM, once switched on, checks resources as AWS does
         _log_refusals()
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server = _Server(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
+        # DynamoDB TTL, which moto stores but never applies (docs/emulator.md)
+        emulator_ttl.start_expirer(float(os.environ.get(TTL_INTERVAL_ENV, TTL_INTERVAL_S)))
         wait_until_up(self.host, self.port)
         configure(self.endpoint)
         return self

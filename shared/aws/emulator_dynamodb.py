@@ -18,6 +18,9 @@ from typing import Any
 
 _install_lock = threading.Lock()
 _installed = False
+REQUESTS = threading.Lock()
+"""Held while moto handles one DynamoDB request (and by the TTL expirer's deletions,
+``shared/aws/emulator_ttl.py``): one change at a time, as the service behaves."""
 
 
 def install() -> None:
@@ -29,10 +32,9 @@ def install() -> None:
         from moto.dynamodb.responses import DynamoHandler
 
         original: Callable[[Any], Any] = DynamoHandler.call_action
-        one_at_a_time = threading.Lock()
 
         def call_action(self: Any) -> Any:
-            with one_at_a_time:
+            with REQUESTS:
                 return original(self)
 
         DynamoHandler.call_action = call_action  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.aws.clients import error_code
+from shared.operations.archive import ArchiveLookup
 from shared.operations.targets import SweepTarget
 from shared.pipeline.jobs import Job, execution_name, iso_at
 from shared.redact import mask, mask_text
@@ -46,6 +47,7 @@ class JobTrail:
     view: dict[str, Any]
     history: list[tuple[str, str]]
     executions: list[Execution]
+    archived: str | None = None   # the archive object's key, for a job that expired
 
 
 @dataclass
@@ -132,12 +134,20 @@ async def execution(target: SweepTarget, request_id: str, attempt: int) -> Execu
 
 
 async def timeline(targets: Mapping[str, SweepTarget], request_id: str, *,
-                   executions: bool = True) -> Timeline:
-    """The request id in every table the targets cover, oldest attempt first."""
+                   executions: bool = True, archive: ArchiveLookup | None = None) -> Timeline:
+    """The request id in every table the targets cover, oldest attempt first; a job
+    that expired from its table is read from ``archive`` (its trail says where)."""
     trails = []
     for short, target in targets.items():
         job = await target.store.get(request_id, consistent=False)
         if job is None:
+            found = await archive.find(short, request_id) if archive is not None else None
+            if found is not None:
+                key, raw = found
+                view = Job.from_raw(raw).public()
+                view.pop("history", None)
+                trails.append(JobTrail(short, Job.from_raw(raw), mask(view),
+                                       split_history(raw.get("history")), [], archived=key))
             continue
         runs = []
         if executions:

@@ -21,6 +21,7 @@ from shared.pipeline.faults import Faults
 from shared.pipeline.intake import Intake, Parser
 from shared.pipeline.jobs import JobStore, RequestIdPath
 from shared.pipeline.kind import JobKind
+from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from shared.pipeline.starter import (
     Inliner,
     RetryPolicy,
@@ -48,7 +49,10 @@ def owner_id() -> str:
 def job_store(settings: Settings, clients: AwsClients, kind: JobKind) -> JobStore:
     return JobStore(clients.dynamodb, kind.names(settings.prefix).table,
                     shards=settings.retry_shards, success=kind.success,
-                    handoff=kind.handoff is not None)
+                    handoff=kind.handoff is not None,
+                    retention_s=settings.retention_s(kind.name),
+                    tombstones=Tombstones(clients.dynamodb,
+                                          Names(settings.prefix).name(TOMBSTONES)))
 
 
 _LEGACY = frozenset({"retry_backoff_base_s", "retry_backoff_cap_s"})

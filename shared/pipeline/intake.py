@@ -94,7 +94,8 @@ def conflict_detail(request_id: str) -> str:
 async def store_parsed(store: JobStore, parsed: Parsed) -> StoreOutcome:
     """Store one parsed message as a job: the intake rule every source shares.
 
-    A conditional ``PutItem`` creates the job (``stored``); when the id exists,
+    A conditional ``PutItem`` creates the job (``stored``); when the id exists, or
+    its job expired and left a tombstone (``shared/pipeline/lifecycle.py``),
     the same content hash is a redelivery (``duplicate``, nothing written) and a
     different one is a ``conflict`` (nothing written; the caller quarantines).
     Used by the SQS intake below and by file intakes, so both apply one rule.
@@ -106,6 +107,12 @@ async def store_parsed(store: JobStore, parsed: Parsed) -> StoreOutcome:
     problem = budget_problem(parsed)
     if problem:
         raise InvalidMessage("too_large", problem)
+    if store.tombstones is not None:
+        # an expired job's tombstone: the same rule, after the job itself is gone
+        stone = await store.tombstones.get(store.table, parsed.request_id)
+        if stone is not None:
+            return "duplicate" if stone.get("payload_sha256") == parsed.content_hash \
+                else "conflict"
     created = await store.create(parsed.request_id, parsed.payload, parsed.content_hash,
                                  parsed.extra)
     fault_point("intake.after_put")

@@ -32,6 +32,7 @@ from shared.logs import get_logger
 from shared.metrics import JOB_WRITES_RECOGNISED
 from shared.pipeline import indexes
 from shared.pipeline.indexes import INDEX_SORT
+from shared.pipeline.lifecycle import DEFAULT_RETENTION_S, EXPIRES_AT, Tombstones, expiry
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -185,12 +186,18 @@ class JobStore:
     """Typed access to one job table (``remitflow-remittances`` or ``-notifications``)."""
 
     def __init__(self, dynamodb: DynamoDBClient, table: str, *, shards: int = 4,
-                 success: Status = Status.COMPLETED, handoff: bool = False) -> None:
+                 success: Status = Status.COMPLETED, handoff: bool = False,
+                 retention_s: float = DEFAULT_RETENTION_S,
+                 tombstones: Tombstones | None = None) -> None:
+        """``retention_s``: how long a finished job is kept (its ``expires_at``);
+        ``tombstones``: where intake finds jobs that already expired (None: nowhere)."""
         self.dynamodb = dynamodb
         self.table = table
         self.shards = shards
         self.success = success
         self.handoff = handoff
+        self.retention_s = retention_s
+        self.tombstones = tombstones
 
     async def create(self, request_id: str, payload: str, payload_sha256: str,
                      extra: dict[str, Any] | None = None) -> Job | None:
@@ -255,6 +262,10 @@ class JobStore:
                     ts if state == "failed" else int(time.time()))
             else:
                 removes.update({attr, INDEX_SORT[state]})
+        if to in (self.success, Status.REJECTED):
+            sets[EXPIRES_AT] = expiry(self.retention_s)   # finished: DynamoDB TTL expires it
+        elif job.raw.get(EXPIRES_AT) is not None:
+            removes.add(EXPIRES_AT)                       # unfinished again: never expires
         if self.handoff and to is self.success:
             # as the workflow's success write does: into the hand-off index
             sets[HANDOFF_SHARD] = index_shard(job.request_id, self.shards)

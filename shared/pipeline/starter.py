@@ -26,6 +26,7 @@ from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.budgets import inline_size
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
+from shared.pipeline.lifecycle import expiry
 from shared.retry import Backoff
 from shared.schedule import Schedule
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
@@ -185,6 +186,8 @@ class WorkflowStarter:
         retry_at = self.retry.next_attempt_at(job.attempt, job=job)
         data = {"request_id": job.request_id, "attempt": job.attempt,
                 "retry_at": str(retry_at),
+                # the workflow's final writes set it: DynamoDB's TTL expires the job then
+                "expires_at": str(expiry(self.store.retention_s)),
                 "retry_shard": index_shard(job.request_id, self.store.shards),
                 # the workflow passes it to its task and its published message
                 TRACEPARENT: traceparent(fallback=job.raw.get(TRACEPARENT))}

@@ -31,6 +31,32 @@ class Record:
     keys: dict[str, Any]
     new_image: dict[str, Any] | None
     created_at: float | None
+    old_image: dict[str, Any] | None = None
+    #: who made the change, when not a caller: DynamoDB's TTL process for an expiry
+    user_identity: dict[str, str] | None = None
+
+    @property
+    def expired(self) -> bool:
+        """A ``REMOVE`` made by DynamoDB's TTL process (``userIdentity`` type ``Service``,
+        principal ``dynamodb.amazonaws.com``), not by a caller's ``DeleteItem``."""
+        who = self.user_identity or {}
+        return (self.event == "REMOVE"
+                and (who.get("Type") or who.get("type")) == "Service"
+                and (who.get("PrincipalId") or who.get("principalId"))
+                == "dynamodb.amazonaws.com")
+
+
+def record_of(raw: dict[str, Any]) -> Record:
+    """One ``GetRecords`` record (as the SDK parses it) as a :class:`Record`."""
+    d = raw.get("dynamodb", {})
+    created = d.get("ApproximateCreationDateTime")
+    return Record(
+        event=raw.get("eventName", ""), sequence=d.get("SequenceNumber", ""),
+        keys=dict(d.get("Keys", {})),
+        new_image=dict(d["NewImage"]) if "NewImage" in d else None,
+        created_at=created.timestamp() if hasattr(created, "timestamp") else None,
+        old_image=dict(d["OldImage"]) if "OldImage" in d else None,
+        user_identity=dict(raw["userIdentity"]) if raw.get("userIdentity") else None)
 
 
 class StreamSource(Protocol):
@@ -90,12 +116,5 @@ class DynamoDBStreamSource:
 
     async def read(self, iterator: str, limit: int) -> tuple[list[Record], str | None]:
         resp = await self.streams.get_records(ShardIterator=iterator, Limit=limit)
-        records = []
-        for r in resp.get("Records", []):
-            d = r.get("dynamodb", {})
-            created = d.get("ApproximateCreationDateTime")
-            records.append(Record(
-                event=r.get("eventName", ""), sequence=d.get("SequenceNumber", ""),
-                keys=dict(d.get("Keys", {})), new_image=dict(d["NewImage"]) if "NewImage" in d
-                else None, created_at=created.timestamp() if created else None))
+        records = [record_of(dict(r)) for r in resp.get("Records", [])]
         return records, resp.get("NextShardIterator")

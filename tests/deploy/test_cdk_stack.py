@@ -48,7 +48,17 @@ def test_template_hardening(stack: Deployed) -> None:
     res = stack.template["Resources"]
     tables = [r["Properties"] for r in res.values() if r["Type"] == "AWS::DynamoDB::Table"]
     extra = sum(len(k.extra_tables) for k in KINDS)
-    assert len(tables) == len(KINDS) + len(TABLES) + extra + 1
+    assert len(tables) == len(KINDS) + len(TABLES) + extra + 3   # leases, tombstones, keys
+    for kind in KINDS:      # finished jobs expire (docs/architecture.md, "Data lifecycle")
+        table = next(p for p in tables if p["TableName"] == kind.names(stack.prefix).table)
+        assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at",
+                                                    "Enabled": True}
+    (archive,) = [r["Properties"] for r in res.values() if r["Type"] == "AWS::S3::Bucket"
+                  and r["Properties"]["BucketName"].endswith("-archive")]
+    assert archive["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {
+        "Mode": "GOVERNANCE", "Days": 7 * 365 + 2}
+    assert archive["LifecycleConfiguration"]["Rules"][0]["Transitions"][0][
+        "StorageClass"] == "DEEP_ARCHIVE"
     for t in tables:
         assert t["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert t["SSESpecification"]["SSEEnabled"] is True

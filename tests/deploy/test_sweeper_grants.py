@@ -17,6 +17,7 @@ import re
 import uuid
 from fnmatch import fnmatchcase
 from typing import Any
+from urllib.parse import unquote
 
 from pydantic import SecretStr
 
@@ -33,6 +34,13 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 def call_resources(target: str, body: str) -> list[tuple[str, str]]:
     """(IAM action, resource ARN) of one recorded JSON-protocol call."""
+    if target.startswith("S3 "):        # REST: "S3 <method> <path>" (tests/faultproxy.py)
+        _, method, path = target.split(" ", 2)
+        bucket, _, key = unquote(path.partition("?")[0]).lstrip("/").partition("/")
+        if not key:
+            return [("s3:ListBucket", f"arn:aws:s3:::{bucket}")]
+        by_method = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject"}
+        return [(by_method.get(method, f"s3:{method}"), f"arn:aws:s3:::{bucket}/{key}")]
     service, _, operation = target.partition(".")
     doc: dict[str, Any] = json.loads(body or "{}")
     if service == "AmazonSQS":

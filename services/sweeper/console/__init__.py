@@ -16,6 +16,7 @@ from services.sweeper.console.files import add_file_pages
 from services.sweeper.console.pages import add_pages
 from services.sweeper.console.session import Sessions, SessionStore
 from shared.files.progress import FileProgress
+from shared.operations.archive import ArchiveLookup
 from shared.operations.deadletters import DeadLetters
 from shared.operations.sweep import Sweeper
 
@@ -25,11 +26,14 @@ if TYPE_CHECKING:
 
 def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
                    leases_table: str, dynamodb: DynamoDBClient | None = None,
-                   files: FileProgress | None = None) -> APIRouter:
+                   files: FileProgress | None = None,
+                   archive: ArchiveLookup | None = None) -> APIRouter:
     """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so);
-    with ``files``, the Files page over those file records."""
+    with ``files``, the Files page over those file records; with ``archive``, the
+    timeline finds expired jobs too."""
     store = SessionStore(dynamodb, leases_table) if dynamodb is not None else None
-    console = Console(sweeper, letters, Sessions(token, store=store), leases_table=leases_table)
+    console = Console(sweeper, letters, Sessions(token, store=store), leases_table=leases_table,
+                      archive=archive)
     add_pages(console)
     add_deadletter_pages(console)
     if files is not None:

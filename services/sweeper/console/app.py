@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.sweeper.console.session import Session, Sessions
+from shared.operations.archive import ArchiveLookup
 from shared.operations.deadletters import DeadLetters
 from shared.operations.sweep import Sweeper
 from shared.redact import mask_text
@@ -83,8 +84,9 @@ class Console:
     """Shared state of the console's pages (see :mod:`services.sweeper.console.pages`)."""
 
     def __init__(self, sweeper: Sweeper, letters: DeadLetters, sessions: Sessions, *,
-                 leases_table: str) -> None:
+                 leases_table: str, archive: ArchiveLookup | None = None) -> None:
         self.sweeper = sweeper
+        self.archive = archive      # expired jobs, for the timeline
         self.letters = letters
         self.sessions = sessions
         self.leases_table = leases_table

@@ -108,7 +108,8 @@ def add_pages(console: Console) -> None:
         context: dict[str, Any] = {"q": q, "mode": mode, "table": table, "page": None,
                                    "error": None}
         if q and mode == "exact":
-            found = await timeline(sweeper.targets, q, executions=False)
+            found = await timeline(sweeper.targets, q, executions=False,
+                                   archive=console.archive)
             if found.found:
                 return RedirectResponse(f"/console/requests/{quote(q, safe='')}", 303)
             context["error"] = f"No job has the request id {q!r} (exact match)."
@@ -130,7 +131,7 @@ def add_pages(console: Console) -> None:
         if not valid_request_id(request_id):
             return console.render(request, session, "error.html", status=400,
                                   title="Not a request id", message=ID_RULE)
-        found = await timeline(sweeper.targets, request_id)
+        found = await timeline(sweeper.targets, request_id, archive=console.archive)
         return console.render(request, session, "timeline.html", timeline=found,
                               status=200 if found.found else 404,
                               redrivable=("FAILED", "REJECTED"))
