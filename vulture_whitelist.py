@@ -40,3 +40,6 @@ handlers
 # HandoffReport fields: serialised in the sweep report (POST /v1/sweep, asdict)
 window_start
 window_end
+# Settings.partner_files_bucket: named by the partner-files drop's bucket_setting and
+# read with getattr (shared/files/drop.py, FileDrop.resolved)
+partner_files_bucket

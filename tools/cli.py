@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from shared.aws.clients import AwsClients
     from shared.logs import configure_logging
-    from shared.pipeline.bootstrap import load_reference_data
+    from shared.provision.bootstrap import load_reference_data
     from tools.stack import bootstrap_stack
 
     settings = _settings()

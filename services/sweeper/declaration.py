@@ -20,22 +20,24 @@ from shared.grants import (
 )
 from shared.operations.deadletters import dead_letter_sources
 from shared.pipeline.kind import JobKind
-from shared.service import DropsOf, Service
+from shared.provision.resources import Resources
+from shared.service import Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
 
 
-def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
+def build(kinds: Sequence[JobKind], resources: Resources) -> Builder:
     from services.sweeper.service import builder
 
-    return builder(kinds, drops)
+    return builder(kinds, resources)
 
 
 def grants(scope: GrantScope) -> list[Grant]:
     n, prefix = scope.names, scope.prefix
     names = [k.names(prefix) for k in scope.kinds]
-    dlqs = dead_letter_sources(prefix, scope.kinds, scope.drops)
+    dlqs = dead_letter_sources(prefix, scope.kinds,
+                               scope.resources.dead_letter_sources(prefix))
     queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
               for q in (base, Names.dlq(base))]
     return [

@@ -16,7 +16,6 @@ from services.sweeper.console import console_router
 from services.sweeper.console.app import SECURITY_HEADERS
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
-from shared.files.drop import FileDrop
 from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
 from shared.operations.handoff import HandoffCheck
@@ -35,6 +34,7 @@ from shared.pipeline.assemble import (
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
+from shared.provision.resources import NO_RESOURCES, Resources
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings, deferral
 
@@ -104,9 +104,11 @@ async def build_status_events(settings: Settings, clients: AwsClients,
 
 
 def dead_letters(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
-                 drops: Sequence[FileDrop] = ()) -> DeadLetters:
-    """Every DLQ bootstrap creates for these kinds and file drops (derived, not listed)."""
-    return DeadLetters(clients.sqs, dead_letter_sources(settings.prefix, kinds, drops))
+                 resources: Resources = NO_RESOURCES) -> DeadLetters:
+    """Every DLQ bootstrap creates for these kinds and the services' declared resources
+    (derived, not listed)."""
+    return DeadLetters(clients.sqs, dead_letter_sources(
+        settings.prefix, kinds, resources.dead_letter_sources(settings.prefix)))
 
 
 def _readiness(clients: AwsClients, settings: Settings,
@@ -123,15 +125,14 @@ def _readiness(clients: AwsClients, settings: Settings,
     return check
 
 
-def builder(kinds: Sequence[JobKind],
-            drops: Callable[[Settings], Sequence[FileDrop]] = lambda _: ()) -> Builder:
-    """The sweeper's ``build`` for the given job kinds and file drops (the entry point
-    knows them all; the dead-letter API and console cover every one of their DLQs)."""
+def builder(kinds: Sequence[JobKind], resources: Resources = NO_RESOURCES) -> Builder:
+    """The sweeper's ``build`` for the given job kinds and declared resources (the entry
+    point knows them all; the dead-letter API and console cover every one of their DLQs)."""
 
     async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sweeper = await build_sweeper(settings, clients, kinds)
         events = await build_status_events(settings, clients, sweeper)
-        letters = dead_letters(settings, clients, kinds, drops(settings))
+        letters = dead_letters(settings, clients, kinds, resources)
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
         console = console_router(

@@ -16,7 +16,7 @@ Guarantees:
   message that cannot be stored now (DynamoDB throttling, 5xx, timeouts) is hidden
   again with a growing delay (``ChangeMessageVisibility``: base * 2^(receives-1),
   jittered, capped) and retried; the queue's own redrive limit is set far beyond
-  any outage the backoff covers (``shared/pipeline/bootstrap.py``).
+  any outage the backoff covers (``shared/provision/primitives.py``).
 - At most ``max_in_flight`` messages are being handled at once; visibility is
   extended while a batch is still being handled; on shutdown, messages received
   but not started are handed back (visibility 0).

@@ -34,7 +34,7 @@ from selenium.webdriver.common.by import By
 
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
-from shared.pipeline.bootstrap import load_reference_data
+from shared.provision.bootstrap import load_reference_data
 from tests.helpers import free_port, message
 from tests.helpers import test_settings as make_settings
 from tools.demo import reference_data

@@ -22,9 +22,8 @@ from shared.aws.names import Names
 from shared.aws.sqs import SqsWorker
 from shared.logs import configure_logging
 from shared.runtime import ServiceParts
-from shared.settings import Settings
 from tests.helpers import Env, eventually
-from tools.stack import KINDS, SERVICES, builder, file_drops
+from tools.stack import KINDS, SERVICES, builder, resources_of
 
 UNREADABLE = ("not json {", json.dumps({"unexpected": "shape"}), "[1, 2, 3]")
 P = "p"
@@ -40,9 +39,7 @@ def declared_consumers() -> list[str]:
     for kind in KINDS:
         kn = kind.names(P)
         out += [_short(kn.intake_queue), _short(kn.task_queue)]
-        if kind.ses_events:
-            out.append(kind.ses_events)
-    out += [_short(drop.queue_name(P)) for drop in file_drops(Settings(prefix=P))]
+    out += [_short(q) for q in resources_of().dead_letter_sources(P)]
     out.append(_short(Names(P).execution_status))
     return sorted(out)
 
