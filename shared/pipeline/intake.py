@@ -34,6 +34,7 @@ from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
 from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
+from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import JobStore
 from shared.retry import Backoff
 from shared.tracing import (
@@ -45,7 +46,6 @@ from shared.tracing import (
     span,
     traceparent,
 )
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
