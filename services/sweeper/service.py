@@ -18,6 +18,7 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.files.progress import FileProgress
 from shared.operations.deadletters import DeadLetters, dead_letter_sources
+from shared.operations.facade import Operations
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.status_events import ExecutionEvents
@@ -135,12 +136,13 @@ def builder(kinds: Sequence[JobKind], resources: Resources = NO_RESOURCES) -> Bu
         letters = dead_letters(settings, clients, kinds, resources)
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
+        ops = Operations.of(sweeper)
         console = console_router(
-            sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
+            ops, letters, token=token, leases_table=Names(settings.prefix).leases,
             dynamodb=clients.dynamodb,
             files=FileProgress.for_prefix(clients.dynamodb, settings.prefix))
         return ServiceParts(workers=[sweeper, events],
-                            routers=[jobs_router(sweeper, actor),
+                            routers=[jobs_router(ops, actor),
                                      deadletters_router(letters, actor)],
                             readiness=_readiness(clients, settings, kinds), pages=[console],
                             page_headers=dict(SECURITY_HEADERS))
