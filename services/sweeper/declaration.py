@@ -18,9 +18,8 @@ from shared.grants import (
     Res,
     table,
 )
-from shared.operations.deadletters import dead_letter_sources
 from shared.pipeline.kind import JobKind
-from shared.provision.resources import Resources
+from shared.provision.resources import Resources, dead_letter_sources
 from shared.service import Service
 
 if TYPE_CHECKING:
@@ -36,8 +35,7 @@ def build(kinds: Sequence[JobKind], resources: Resources) -> Builder:
 def grants(scope: GrantScope) -> list[Grant]:
     n, prefix = scope.names, scope.prefix
     names = [k.names(prefix) for k in scope.kinds]
-    dlqs = dead_letter_sources(prefix, scope.kinds,
-                               scope.resources.dead_letter_sources(prefix))
+    dlqs = dead_letter_sources(prefix, scope.kinds, scope.resources)
     queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
               for q in (base, Names.dlq(base))]
     return [

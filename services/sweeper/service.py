@@ -17,7 +17,7 @@ from services.sweeper.console.app import SECURITY_HEADERS
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.files.progress import FileProgress
-from shared.operations.deadletters import DeadLetters, dead_letter_sources
+from shared.operations.deadletters import DeadLetters
 from shared.operations.facade import Operations
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
@@ -35,7 +35,7 @@ from shared.pipeline.assemble import (
 )
 from shared.pipeline.kind import JobKind
 from shared.pipeline.starter import WorkflowStarter
-from shared.provision.resources import NO_RESOURCES, Resources
+from shared.provision.resources import NO_RESOURCES, Resources, dead_letter_sources
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings, deferral
 
@@ -108,8 +108,7 @@ def dead_letters(settings: Settings, clients: AwsClients, kinds: Sequence[JobKin
                  resources: Resources = NO_RESOURCES) -> DeadLetters:
     """Every DLQ bootstrap creates for these kinds and the services' declared resources
     (derived, not listed)."""
-    return DeadLetters(clients.sqs, dead_letter_sources(
-        settings.prefix, kinds, resources.dead_letter_sources(settings.prefix)))
+    return DeadLetters(clients.sqs, dead_letter_sources(settings.prefix, kinds, resources))
 
 
 def _readiness(clients: AwsClients, settings: Settings,

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 from shared.aws.clients import QueueUrls
 from shared.aws.names import Names
 from shared.logs import get_logger
-from shared.pipeline.kind import JobKind
 from shared.redact import mask_body, mask_text
 
 if TYPE_CHECKING:
@@ -48,20 +47,6 @@ PEEK_VISIBILITY_S = 5
 ACT_VISIBILITY_S = 30
 PEEK_LIMIT = 100
 NO_REASON = "(none)"
-
-
-def dead_letter_sources(prefix: str, kinds: Sequence[JobKind],
-                        queues: Sequence[str] = ()) -> list[str]:
-    """Every queue bootstrap gives a DLQ, read from the same declarations it reads.
-
-    Per kind its intake and task queue; ``queues``, those of the services' declared
-    resources (file drops, the SES-event queue: ``Resources.dead_letter_sources``);
-    the execution-status queue. ``tests/services/sweeper/test_operator_actions.py``
-    checks this against the DLQs bootstrap really made.
-    """
-    out = [q for kind in kinds for q in (kind.names(prefix).intake_queue,
-                                         kind.names(prefix).task_queue)]
-    return [*out, *queues, Names(prefix).execution_status]
 
 
 class UnknownQueue(LookupError):

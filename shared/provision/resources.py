@@ -5,7 +5,7 @@ A service declares its :class:`Resources` on its :class:`~shared.service.Service
 it knows how to make (:class:`Owned`: the notification service's SES configuration
 set and its event queue). ``shared/provision/bootstrap.py`` creates them with the
 job kinds' own resources; the sweeper's dead-letter API covers every queue they
-declare (:meth:`Resources.dead_letter_sources`). The pattern (``shared/pipeline``)
+declare (:func:`dead_letter_sources`). The pattern (``shared/pipeline``)
 never imports this package.
 """
 
@@ -18,7 +18,7 @@ from typing import Protocol
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
-from shared.pipeline.kind import TableSpec
+from shared.pipeline.kind import JobKind, TableSpec
 from shared.provision.primitives import EVENT_QUEUE_REDRIVE, ensure_queue, ensure_subscription
 from shared.settings import Settings
 
@@ -73,10 +73,24 @@ class Resources:
     tables: tuple[TableSpec, ...] = ()
     owned: tuple[Owned, ...] = ()
 
-    def dead_letter_sources(self, prefix: str) -> list[str]:
+    def queues(self, prefix: str) -> list[str]:
         """Every queue these resources create with a DLQ."""
         return [*(q for o in self.owned for q in o.queues(prefix)),
                 *(d.queue_name(prefix) for d in self.drops)]
+
+
+def dead_letter_sources(prefix: str, kinds: Sequence[JobKind],
+                        resources: Resources) -> list[str]:
+    """Every queue bootstrap gives a DLQ, read from the same declarations it reads.
+
+    Per kind its intake and task queue; the queues of the services' declared
+    resources (file drops, the SES-event queue); the execution-status queue.
+    ``tests/services/sweeper/test_operator_actions.py`` checks this against the DLQs
+    bootstrap really made.
+    """
+    kinds_queues = [q for kind in kinds for q in (kind.names(prefix).intake_queue,
+                                                  kind.names(prefix).task_queue)]
+    return [*kinds_queues, *resources.queues(prefix), Names(prefix).execution_status]
 
 
 NO_RESOURCES = Resources()

@@ -38,5 +38,5 @@ async def test_bootstrap_again_leaves_the_ses_setup_as_it_was(env: Env) -> None:
 
 def test_the_ses_queue_is_the_notification_services_and_a_dead_letter_source() -> None:
     assert SES_SENDING in SERVICE.resources.owned
-    sources = resources_of().dead_letter_sources("p")
+    sources = resources_of().queues("p")
     assert "p-ses-events" in sources and "p-partner-files" in sources

@@ -39,7 +39,7 @@ def declared_consumers() -> list[str]:
     for kind in KINDS:
         kn = kind.names(P)
         out += [_short(kn.intake_queue), _short(kn.task_queue)]
-    out += [_short(q) for q in resources_of().dead_letter_sources(P)]
+    out += [_short(q) for q in resources_of().queues(P)]
     out.append(_short(Names(P).execution_status))
     return sorted(out)
 
