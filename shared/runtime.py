@@ -25,6 +25,7 @@ from prometheus_client import REGISTRY
 from shared.api import ApiAuth, BodyLimits, Heartbeat, RateLimiter, Readiness, create_app
 from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
+from shared.pipeline.faults import arm
 from shared.settings import Settings
 from shared.tracing import configure_tracing, instrument_app, shutdown_tracing
 from shared.worker import Worker
@@ -81,6 +82,7 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
     configure_logging(settings.log_level, settings.log_format, service=service,
                       libraries_level=settings.log_level_libraries)
     auth = api_auth(settings)
+    arm(settings.fault_point, settings.fault_after)   # dev/test crash point, unset in production
     started = time.monotonic()
     if configure_tracing(service):  # OTEL_TRACES_EXPORTER etc.; off by default
         log.info("tracing.enabled", exporter=os.environ.get("OTEL_TRACES_EXPORTER"))

@@ -14,39 +14,19 @@ when called, so a process loads its own service and no other.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.grants import Grant, GrantScope, job_kind_grants
 from shared.pipeline.kind import JobKind
+from shared.provision.resources import Resources
 
 if TYPE_CHECKING:
-    from shared.files.drop import FileDrop
     from shared.runtime import Builder
-    from shared.settings import Settings
-
-
-@dataclass(frozen=True)
-class Resources:
-    """Resources a service owns beyond its job kinds' (created by bootstrap and CDK).
-
-    Attributes:
-        drops: buckets whose new objects are announced on a queue the service reads.
-    """
-
-    drops: tuple[FileDrop, ...] = ()
 
 
 def _no_grants(scope: GrantScope) -> Sequence[Grant]:
     return ()
-
-
-def _no_resources(settings: Settings) -> Resources:
-    return Resources()
-
-
-DropsOf = Callable[["Settings"], Sequence["FileDrop"]]
-"""Every file drop of the deployment, from settings (bucket names may be settings)."""
 
 
 @dataclass(frozen=True)
@@ -58,24 +38,26 @@ class Service:
             metrics ``component`` label.
         port: its HTTP port (health, readiness, metrics, its API) unless
             ``REMITFLOW_HTTP_PORT`` says otherwise.
-        build: given every job kind and every file drop of the deployment, the
-            service's ``build`` (a :data:`~shared.runtime.Builder`); imports the
-            service's code lazily.
+        build: given every job kind and the combined resources of the deployment
+            (:func:`shared.provision.resources.combined`), the service's ``build`` (a
+            :data:`~shared.runtime.Builder`); imports the service's code lazily.
         kinds: the job kinds it runs (intake, stream, tasks); each gets the pattern's
             grants (:func:`~shared.grants.job_kind_grants`) and a dead-letter depth
             gauge.
         grants: what it does beyond its kinds' pattern, resolved per prefix.
-        resources: what it owns beyond its kinds (file drops), from settings.
+        resources: what it owns beyond its kinds (file drops, plain tables, owned
+            resources such as an SES configuration set): static data, created by
+            provisioning (``shared/provision``) and the CDK stack.
         console: the path of an operator console it serves, if any (the dev runner
             points there).
     """
 
     name: str
     port: int
-    build: Callable[[Sequence[JobKind], DropsOf], Builder]
+    build: Callable[[Sequence[JobKind], Resources], Builder]
     kinds: tuple[JobKind, ...] = ()
     grants: Callable[[GrantScope], Sequence[Grant]] = _no_grants
-    resources: Callable[[Settings], Resources] = _no_resources
+    resources: Resources = field(default_factory=Resources)
     console: str | None = None
 
     def all_grants(self, scope: GrantScope) -> list[Grant]:

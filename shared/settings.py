@@ -216,10 +216,18 @@ class Settings(BaseSettings):
                     '{"FIRSTBANK": {"invoice_from_end_to_end": true, "payee_map": '
                     '{"DE-CRED-1": "PAYEE-0002"}}}; see docs/bankfiles.md, Reference rules')
 
+    # Dev/test fault injection, one mechanism (shared/pipeline/faults.py); unset in production.
     faults: str | None = Field(
         default=None,
         description="dev/test fault injection: 'transient-once:REGEX,transient-always:REGEX' "
                     "makes task handlers fail transiently for matching request ids")
+    fault_point: str | None = Field(
+        default=None, pattern=r"^[a-z_]+\.[a-z_]+$",
+        description="test only: the process exits (like kill -9) at this crash point, e.g. "
+                    "'starter.after_running' (shared/pipeline/faults.py)")
+    fault_after: int | None = Field(
+        default=None, ge=0,
+        description="test only: a counting crash point fires once its count reaches this")
 
     # --- delivery: retry schedules, dev time, unknown e-mail outcomes, endpoints -------------
     retry_schedules: dict[str, str] = Field(

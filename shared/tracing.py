@@ -18,7 +18,7 @@ Guarantees:
 - An AWS call is a child span only inside a span: a long poll with nothing to
   do makes no trace.
 
-What a trace looks like: ``README.md``, "Tracing".
+What a trace looks like: ``docs/tracing.md``.
 """
 
 from __future__ import annotations

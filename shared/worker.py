@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -67,21 +66,3 @@ async def ticker(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
         yield n
         n += 1
         await sleep_or_stop(stop, interval_s)
-
-
-def fault_point(name: str, reached: int | None = None) -> None:
-    """Test-only crash hook: ``REMITFLOW_FAULT_POINT=<name>`` kills the process right here.
-
-    Used by the crash-safety tests to prove that a ``kill -9`` at this exact point
-    loses nothing. ``os._exit`` skips every cleanup, like SIGKILL. A point that
-    passes ``reached`` (a count, e.g. records handled so far) fires only once that
-    count is at least ``REMITFLOW_FAULT_AFTER``, and never without that variable,
-    so a test can crash mid-way and restart the process without it.
-    """
-    if os.environ.get("REMITFLOW_FAULT_POINT") != name:
-        return
-    if reached is None:
-        os._exit(137)
-    after = os.environ.get("REMITFLOW_FAULT_AFTER")
-    if after is not None and reached >= int(after):
-        os._exit(137)

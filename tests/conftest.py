@@ -28,7 +28,7 @@ import pytest
 
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
-from shared.pipeline.bootstrap import load_reference_data
+from shared.provision.bootstrap import load_reference_data
 from shared.settings import Settings
 from tests.helpers import Env, free_port, test_settings
 from tests.layers import budget_report, mark_layers, over_budget, record

@@ -30,7 +30,7 @@ from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings
 from tools import procs
 from tools.demo import generate_messages
-from tools.stack import KINDS, SERVICES, builder, file_drops
+from tools.stack import KINDS, SERVICES, builder, resources_of
 from tools.stack import StackNames as Names
 from tools.webhook_receiver import Receiver
 
@@ -249,9 +249,7 @@ def declared_consumers() -> list[str]:
     for kind in KINDS:
         kn = kind.names(_P)
         out += [_short(kn.intake_queue), _short(kn.task_queue)]
-        if kind.ses_events:
-            out.append(kind.ses_events)
-    out += [_short(drop.queue_name(_P)) for drop in file_drops(Settings(prefix=_P))]
+    out += [_short(q) for q in resources_of().queues(_P)]
     out.append(_short(Names(_P).execution_status))
     return sorted(out)
 

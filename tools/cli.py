@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from shared.aws.clients import AwsClients
     from shared.logs import configure_logging
-    from shared.pipeline.bootstrap import load_reference_data
+    from shared.provision.bootstrap import load_reference_data
     from tools.stack import bootstrap_stack
 
     settings = _settings()
@@ -81,7 +81,10 @@ def _send_files(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    from tools.demo import generate_messages, send_messages
+    try:
+        from tools.demo import generate_messages, send_messages
+    except ImportError as exc:
+        return _dev_only("send", exc)
 
     settings = _settings()
     if args.bank_files:
@@ -171,8 +174,16 @@ DEV_ONLY = ("remitflow {command}: the embedded AWS emulator (moto) is not instal
             "or moto server instead.")
 
 
+DEV_TOOLING = ("remitflow {command}: developer tooling ({module}), which the runtime image "
+               "does not ship; run it from a checkout (pip install -e '.[dev]').")
+
+
 def _dev_only(command: str, exc: ImportError) -> int:
-    if "moto" not in str(exc) and getattr(exc, "name", "") not in ("moto", "moto.server"):
+    module = getattr(exc, "name", "") or ""
+    if module.startswith("tools."):
+        print(DEV_TOOLING.format(command=command, module=module), file=sys.stderr)
+        return 2
+    if "moto" not in str(exc) and module not in ("moto", "moto.server"):
         raise exc
     print(DEV_ONLY.format(command=command), file=sys.stderr)
     return 2

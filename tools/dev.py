@@ -29,7 +29,7 @@ from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
 from shared.aws.emulator import Emulator
 from shared.logs import configure_logging
-from shared.pipeline.bootstrap import load_reference_data
+from shared.provision.bootstrap import load_reference_data
 from shared.settings import Settings
 from tools.demo import (
     DEMO_FAULTS,

@@ -29,8 +29,7 @@ from typing import Any
 
 from shared.grants import PLACEHOLDER_PREFIX, Grant, GrantScope, Res
 from shared.service import Service
-from shared.settings import Settings
-from tools.stack import SERVICES, file_drops, kinds_of
+from tools.stack import SERVICES, kinds_of, resources_of
 
 IAM_DIR = Path(__file__).resolve().parent.parent / "deploy" / "iam"
 
@@ -69,9 +68,8 @@ def service_grants(service: str, prefix: str,
     by_role = roles(services)
     if service not in by_role:
         raise ValueError(f"unknown service {service!r}: one of {', '.join(by_role)}")
-    # Only the drops' queue names are used, and those follow from the prefix alone.
-    drops = file_drops(Settings(prefix="remitflow"), services)
-    return list(by_role[service](GrantScope(prefix, kinds_of(services), drops)))
+    return list(by_role[service](GrantScope(prefix, kinds_of(services),
+                                            resources_of(services))))
 
 
 def allowed_actions(service: str, services: Sequence[Service] = SERVICES) -> set[str]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from services.enrichment.declaration import SERVICE as ENRICHMENT_SERVICE
-from services.enrichment.kind import ENRICHMENT, partner_files
+from services.enrichment.kind import ENRICHMENT, PARTNER_FILES
 from services.notification.declaration import SERVICE as NOTIFICATION_SERVICE
 from services.notification.kind import NOTIFICATION
 from services.sweeper.declaration import SERVICE as SWEEPER_SERVICE
@@ -23,6 +23,7 @@ from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES, REFERENCE_TABLES
 from shared.files.progress import FILE_RECORDS
 from shared.pipeline.kind import JobKind, TableSpec
+from shared.provision.resources import Resources, combined
 from shared.service import Service
 from shared.settings import Settings
 
@@ -51,10 +52,16 @@ def service_ports(offset: int = 0) -> dict[str, int]:
     return {name: port + offset for name, port in PORTS.items()}
 
 
+def resources_of(services: Iterable[Service] = SERVICES) -> Resources:
+    """What the services own beyond their job kinds, combined, plus the deployment's
+    plain tables (reference data, file records)."""
+    return combined((Resources(tables=TABLES), *(s.resources for s in services)))
+
+
 def file_drops(settings: Settings, services: Iterable[Service] = SERVICES
                ) -> tuple[FileDrop, ...]:
-    """Buckets whose new objects feed a service (bucket names may come from settings)."""
-    return tuple(drop for s in services for drop in s.resources(settings).drops)
+    """Buckets whose new objects feed a service, their names resolved from settings."""
+    return tuple(drop.resolved(settings) for drop in resources_of(services).drops)
 
 
 def service(name: str, services: Iterable[Service] = SERVICES) -> Service:
@@ -71,8 +78,7 @@ def builder(name: str, services: Iterable[Service] = SERVICES) -> Builder:
     their dead-letter queues."""
     services = tuple(services)
     declared = service(name, services)
-    build = declared.build(kinds_of(services),
-                           lambda settings: file_drops(settings, services))
+    build = declared.build(kinds_of(services), resources_of(services))
     return with_dlq_depths(build, declared.kinds) if declared.kinds else build
 
 
@@ -148,19 +154,20 @@ class StackNames(Names):
 
     @property
     def partner_files_queue(self) -> str:
-        return partner_files(Settings(prefix=self.prefix)).queue_name(self.prefix)
+        return PARTNER_FILES.queue_name(self.prefix)
 
 
 async def bootstrap_stack(settings: Settings, clients: AwsClients,
                           sfn_role_arn: str | None = None,
                           services: Iterable[Service] = SERVICES) -> dict[str, str]:
-    """Every resource of this deployment: the kinds, the tables and the file drops."""
+    """Every resource of this deployment: the kinds, what the services declare, and the
+    data lifecycle's (TTL, tombstones, archive)."""
     from shared.operations.lifecycle_setup import ensure_lifecycle
-    from shared.pipeline.bootstrap import bootstrap
+    from shared.provision.bootstrap import bootstrap
 
     services = tuple(services)
-    out = await bootstrap(settings, clients, kinds_of(services), TABLES,
-                          sfn_role_arn=sfn_role_arn, drops=file_drops(settings, services))
+    out = await bootstrap(settings, clients, kinds_of(services), resources_of(services),
+                          sfn_role_arn=sfn_role_arn)
     await ensure_lifecycle(settings, clients, kinds_of(services))   # TTL, tombstones, archive
     return out
 

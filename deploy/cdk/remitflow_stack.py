@@ -1,11 +1,13 @@
 """The remitflow stack: every AWS resource the services use, from the code's own sources.
 
-Names come from ``tools/stack.py`` (``SERVICES`` and their kinds, ``TABLES``) and
-``JobKind.names(prefix)``; indexes from ``shared/pipeline/bootstrap.py`` (``JOB_INDEXES``,
-``HANDOFF_INDEXES``); the workflows from the same ASL files through ``load_definition``
-(queue URLs, topic ARN and table names as CloudFormation tokens, timeouts from
-``Settings``); the IAM policies from ``tools/iam.py``. So the stack cannot drift from what
-``remitflow bootstrap`` creates for local runs, and ``tests/deploy/test_cdk_stack.py`` checks both.
+Names come from ``tools/stack.py`` (``SERVICES`` and their kinds) and
+``JobKind.names(prefix)``, and the resources each service declares (``Resources``:
+file drops, tables, the notification service's SES sending); indexes from
+``shared/provision/primitives.py`` (``JOB_INDEXES``, ``HANDOFF_INDEXES``); the
+workflows from the same ASL files through ``load_definition`` (queue URLs, topic ARN
+and table names as CloudFormation tokens, timeouts from ``Settings``); the IAM
+policies from ``tools/iam.py``. So the stack cannot drift from what ``remitflow
+bootstrap`` creates for local runs, and ``tests/deploy/test_cdk_stack.py`` checks both.
 
 Beyond bootstrap: point-in-time recovery, deletion protection and retention on tables,
 optional customer-managed KMS key, tags, SQS-managed encryption on queues, Step Functions
@@ -32,27 +34,27 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from services.notification.resources import SesSending
 from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.files.drop import FileDrop
 from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
-from shared.pipeline.bootstrap import (
+from shared.pipeline.lifecycle import EXPIRES_AT, TOMBSTONE_KEY, TOMBSTONES
+from shared.provision.primitives import (
     EVENT_QUEUE_REDRIVE,
     HANDOFF_INDEXES,
     JOB_INDEX_PROJECTION,
     JOB_INDEXES,
-    SES_EVENT_TYPES,
     TASK_QUEUE_REDRIVE,
     load_definition,
 )
-from shared.pipeline.lifecycle import EXPIRES_AT, TOMBSTONE_KEY, TOMBSTONES
 from shared.service import Service
 from shared.settings import Settings
 from tools import iam as grants
-from tools.stack import SERVICES, TABLES, file_drops, kinds_of
+from tools.stack import SERVICES, file_drops, kinds_of, resources_of
 
-# Same numbers as shared/pipeline/bootstrap.py (_TASK_QUEUE_REDRIVE, _EVENT_QUEUE_REDRIVE).
+# Same numbers as shared/provision/primitives.py (TASK_QUEUE_REDRIVE, EVENT_QUEUE_REDRIVE).
 RETENTION = cdk.Duration.seconds(1_209_600)
 
 
@@ -120,7 +122,8 @@ class RemitflowStack(cdk.Stack):
         for kind in kinds:
             self._table(kind.names(options.prefix).table, "request_id", job=True,
                         handoff=kind.handoff is not None, ttl=EXPIRES_AT)
-        for spec in (*TABLES, *(t for kind in kinds for t in kind.extra_tables)):
+        resources = resources_of(services)
+        for spec in resources.tables:
             self._table(self.names.name(spec.short), spec.key, job=False, ttl=spec.ttl)
         self._table(self.names.leases, LEASE_GROUP, sort=LEASE_KEY, job=False, ttl=LEASE_TTL)
         # data lifecycle: tombstones of expired jobs, and the archive
@@ -154,11 +157,10 @@ class RemitflowStack(cdk.Stack):
         self._status_events()
         for drop in file_drops(settings, services):
             self._file_drop(drop)
-        for kind in kinds:
-            if kind.ses_events:
-                self._ses_events(self.names.name(kind.ses_events))
-        self.identity = ses.EmailIdentity(
-            self, "SenderIdentity", identity=ses.Identity.email(settings.sender_email))
+        for owned in resources.owned:
+            if not isinstance(owned, SesSending):
+                raise TypeError(f"no CDK construct for the owned resource {owned!r}")
+            self._ses_sending(owned)
 
         self.roles = {s.name: self._role(s.name, self._service_principal(s.name))
                       for s in services}
@@ -328,8 +330,12 @@ class RemitflowStack(cdk.Stack):
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             conditions={"ArnEquals": {"aws:SourceArn": rule.attr_arn}}))
 
-    def _ses_events(self, name: str) -> None:
-        """Configuration set → SNS topic → queue (with DLQ), as bootstrap does."""
+    def _ses_sending(self, owned: SesSending) -> None:
+        """Sender identity; configuration set → SNS topic → queue (with DLQ), as
+        bootstrap does (``services/notification/resources.py``)."""
+        self.identity = ses.EmailIdentity(
+            self, "SenderIdentity", identity=ses.Identity.email(self.settings.sender_email))
+        name = owned.name(self.options.prefix)
         self._queue(name, self.settings.visibility_timeout_s, EVENT_QUEUE_REDRIVE)
         topic = sns.Topic(self, _id(name) + "Topic", topic_name=name, master_key=self.key)
         topic.add_to_resource_policy(iam.PolicyStatement(
@@ -343,7 +349,7 @@ class RemitflowStack(cdk.Stack):
         destination = ses.CfnConfigurationSetEventDestination(
             self, _id(name) + "Destination", configuration_set_name=name,
             event_destination=ses.CfnConfigurationSetEventDestination.EventDestinationProperty(
-                name=f"{name}-sns", enabled=True, matching_event_types=list(SES_EVENT_TYPES),
+                name=f"{name}-sns", enabled=True, matching_event_types=list(owned.event_types),
                 sns_destination=ses.CfnConfigurationSetEventDestination
                 .SnsDestinationProperty(topic_arn=topic.topic_arn)))
         destination.add_dependency(config)

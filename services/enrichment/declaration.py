@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from services.enrichment.kind import ENRICHMENT, PARTNER_FILES, partner_files
+from services.enrichment.kind import ENRICHMENT, PARTNER_FILES
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.files.progress import FILE_RECORDS
 from shared.grants import CONSUME, READ_REFERENCE, Grant, GrantScope, Res, table
 from shared.pipeline.kind import JobKind
-from shared.service import DropsOf, Resources, Service
-from shared.settings import Settings
+from shared.provision.resources import Resources
+from shared.service import Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 BUCKET_PLACEHOLDER = "${REMITFLOW_PARTNER_FILES_BUCKET}"
 
 
-def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
+def build(kinds: Sequence[JobKind], resources: Resources) -> Builder:
     from services.enrichment.service import build
 
     return build
@@ -50,9 +50,5 @@ def grants(scope: GrantScope) -> list[Grant]:
                   (Res("objects", drop.bucket_name(prefix)),))]
 
 
-def resources(settings: Settings) -> Resources:
-    return Resources(drops=(partner_files(settings),))
-
-
 SERVICE = Service(name="enrichment", port=8081, build=build, kinds=(ENRICHMENT,),
-                  grants=grants, resources=resources)
+                  grants=grants, resources=Resources(drops=(PARTNER_FILES,)))

@@ -26,9 +26,10 @@ from shared.pipeline.budgets import (
     inline_size,
     utf8_size,
 )
+from shared.pipeline.errors import BusinessError
 from shared.pipeline.intake import InvalidMessage, Parsed
 from shared.pipeline.jobs import content_hash, now_iso
-from shared.pipeline.tasks import BusinessError, Task
+from shared.pipeline.tasks import Task
 
 
 def parse_partner_message(body: str, *, extra_fields: frozenset[str] = frozenset()) -> Parsed:

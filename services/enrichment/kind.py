@@ -54,10 +54,6 @@ ENRICHMENT = JobKind(
 )
 
 
-PARTNER_FILES = FileDrop(queue="partner-files")
-"""Where banks drop ISO 20022 files: bucket + ``<prefix>-partner-files`` queue."""
-
-
-def partner_files(settings: Settings) -> FileDrop:
-    """:data:`PARTNER_FILES` with the bucket name from settings (global names on AWS)."""
-    return FileDrop(queue=PARTNER_FILES.queue, bucket=settings.partner_files_bucket)
+PARTNER_FILES = FileDrop(queue="partner-files", bucket_setting="partner_files_bucket")
+"""Where banks drop ISO 20022 files: bucket + ``<prefix>-partner-files`` queue; the
+bucket's name is ``REMITFLOW_PARTNER_FILES_BUCKET`` when set (global names on AWS)."""

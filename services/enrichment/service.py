@@ -10,7 +10,7 @@ import functools
 
 from services.enrichment.bankfiles.worker import FileIntake, FileOptions
 from services.enrichment.handler import handle_task, parse_partner_message
-from services.enrichment.kind import ENRICHMENT, partner_files
+from services.enrichment.kind import ENRICHMENT, PARTNER_FILES
 from shared.aws.clients import AwsClients, QueueUrls, string_attributes
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
@@ -31,7 +31,7 @@ from shared.tracing import TRACEPARENT, SpanKind, span, traceparent
 async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) -> FileIntake:
     """The partner-files worker, writing into the same job store as the JSON intake."""
     urls = QueueUrls(clients.sqs)
-    queue = partner_files(settings).queue_name(settings.prefix)
+    queue = PARTNER_FILES.queue_name(settings.prefix)
     return FileIntake(
         sqs=clients.sqs, s3=clients.s3, queue_name=queue, queue_url=await urls.url(queue),
         dlq_url=await urls.url(Names.dlq(queue)), store=store,

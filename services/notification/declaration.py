@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from services.notification.kind import NOTIFICATION
+from services.notification.resources import ENDPOINTS, SES_SENDING
 from shared.aws.names import Names
 from shared.domain.directory import PAYEES
 from shared.grants import (
@@ -18,39 +19,39 @@ from shared.grants import (
     table,
 )
 from shared.pipeline.kind import JobKind
-from shared.service import DropsOf, Service
+from shared.provision.resources import Resources
+from shared.service import Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
 
 
-def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
+def build(kinds: Sequence[JobKind], resources: Resources) -> Builder:
     from services.notification.service import build
 
     return build
 
 
 def grants(scope: GrantScope) -> list[Grant]:
-    n, kind = scope.names, NOTIFICATION
+    n = scope.names
     # Sending through a configuration set needs ses:SendEmail on the set too.
-    ses_sets = (Res("configuration_set", n.name(kind.ses_events)),) if kind.ses_events else ()
+    ses_events = SES_SENDING.name(scope.prefix)
     return [Grant("ReadReferenceData", READ_REFERENCE, table(n.name(PAYEES))),
             Grant("ReadIndexedJobs", READ_INDEXED_JOBS,
-                  (Res("table", kind.names(scope.prefix).table),)),
+                  (Res("table", NOTIFICATION.names(scope.prefix).table),)),
             # webhook endpoint health (services/notification/endpoints.py)
             Grant("EndpointHealth", ("dynamodb:GetItem", "dynamodb:UpdateItem",
                                      "dynamodb:Scan"),
-                  tuple(Res("table", n.name(t.short)) for t in kind.extra_tables)),
+                  (Res("table", n.name(ENDPOINTS.short)),)),
             Grant("SendEmail", ("ses:SendEmail", "ses:SendRawEmail"),
-                  (Res("identity"), *ses_sets)),
+                  (Res("identity"), Res("configuration_set", ses_events))),
             # SES sending events (services/notification/ses_events.py)
-            *([Grant("ConsumeSesEvents", CONSUME,
-                     (Res("queue", n.name(kind.ses_events)),)),
-               # the worker resolves its dead-letter queue's URL at start
-               Grant("DeadLetterSesEvents", ("sqs:SendMessage", "sqs:GetQueueUrl"),
-                     (Res("queue", Names.dlq(n.name(kind.ses_events))),))]
-              if kind.ses_events else [])]
+            Grant("ConsumeSesEvents", CONSUME, (Res("queue", ses_events),)),
+            # the worker resolves its dead-letter queue's URL at start
+            Grant("DeadLetterSesEvents", ("sqs:SendMessage", "sqs:GetQueueUrl"),
+                  (Res("queue", Names.dlq(ses_events)),))]
 
 
 SERVICE = Service(name="notification", port=8082, build=build, kinds=(NOTIFICATION,),
-                  grants=grants)
+                  grants=grants,
+                  resources=Resources(tables=(ENDPOINTS,), owned=(SES_SENDING,)))

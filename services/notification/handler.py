@@ -44,11 +44,12 @@ from shared.domain.advice import RemittanceAdvice
 from shared.domain.directory import PayeeDirectory
 from shared.logs import get_logger
 from shared.metrics import DELIVERIES
+from shared.pipeline.errors import BusinessError, TransientError
+from shared.pipeline.faults import fault_point
 from shared.pipeline.intake import InvalidMessage, Parsed
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, content_hash, now_iso
-from shared.pipeline.tasks import BusinessError, Superseded, Task, TransientError
+from shared.pipeline.tasks import Superseded, Task
 from shared.tracing import SpanKind, set_attributes, span
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_ses import SESClient

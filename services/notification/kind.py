@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 
 from shared.pipeline.jobs import Status
-from shared.pipeline.kind import JobKind, TableSpec
+from shared.pipeline.kind import JobKind
 
 NOTIFICATION = JobKind(
     name="notification",
@@ -22,9 +22,4 @@ NOTIFICATION = JobKind(
     schedules={"webhook": "5s,5m,30m,2h,5h,10h,10h", "email": "30s,5m,30m,2h"},
     in_doubt_field="delivery_intent",
     operator_output={"delivery_id": "operator"},
-    # Webhook endpoint health (services/notification/endpoints.py): one small item per
-    # receiver origin, in its own table so it never meets the job stream or indexes.
-    extra_tables=(TableSpec("endpoints", "endpoint_id"),),
-    # SES sending events (services/notification/ses_events.py) settle unknown outcomes.
-    ses_events="ses-events",
 )

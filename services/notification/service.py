@@ -11,6 +11,7 @@ from services.notification.handler import Notifier, parse_advice
 from services.notification.kind import NOTIFICATION
 from services.notification.pools import HostPools
 from services.notification.render import Renderer
+from services.notification.resources import ENDPOINTS, SES_SENDING
 from services.notification.rules import RuleSet
 from services.notification.ses_events import SesEvents
 from shared.aws.clients import AwsClients, QueueUrls
@@ -31,7 +32,6 @@ from shared.settings import Settings, deferral
 HERE = Path(__file__).parent
 RULES = HERE / "rules.yaml"
 TEMPLATES = HERE / "templates"
-ENDPOINTS = NOTIFICATION.extra_tables[0]
 
 
 async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
@@ -40,7 +40,7 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
     rules = RuleSet.load(RULES)
     renderer = Renderer.load(TEMPLATES, rules)
     http = HostPools(timeout_s=settings.webhook_timeout_s)
-    ses_events_name = Names(settings.prefix).name(NOTIFICATION.ses_events or "ses-events")
+    ses_events_name = SES_SENDING.name(settings.prefix)
     endpoints = EndpointHealth(clients.dynamodb, Names(settings.prefix).name(ENDPOINTS.short),
                                disable_after_s=settings.endpoint_disable_after_s)
     notifier = Notifier(

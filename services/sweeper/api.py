@@ -24,9 +24,10 @@ from services.sweeper.erasure import ErasureScope, UnknownPayee, erase_payee
 from shared.aws.clients import error_code
 from shared.operations import operate
 from shared.operations.deadletters import DeadLetters, UnknownQueue
+from shared.operations.facade import Operations
 from shared.operations.operate import Actor, InvalidRequest
 from shared.operations.resolve import NotResolvable, Outcome
-from shared.operations.sweep import NotRedrivable, Sweeper
+from shared.operations.sweep import NotRedrivable
 from shared.pipeline.jobs import (
     REQUEST_ID_PATTERN,
     JobNotFound,
@@ -67,7 +68,7 @@ def job_errors(request_id: str, doing: str, then: str) -> Iterator[None]:
                             f"{doing}; read it again and {then}") from None
 
 
-def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
+def jobs_router(ops: Operations, actor: Actor | None = None) -> APIRouter:
     router = APIRouter()
     who = actor or Actor("api")
 
@@ -76,12 +77,11 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
                         cursor: str | None = None, limit: str = "100",
                         partner: str | None = None,
                         older_than_s: float | None = None) -> dict[str, Any]:
-        if table not in sweeper.targets:
-            raise HTTPException(status_code=400,
-                                detail=f"table must be one of {sorted(sweeper.targets)}")
+        if table not in ops.targets:
+            raise HTTPException(status_code=400, detail=f"table must be one of {ops.tables}")
         try:
             page = await operate.list_jobs(
-                sweeper.targets[table].store, table, state, limit=operate.parse_limit(limit),
+                ops.targets[table].store, table, state, limit=operate.parse_limit(limit),
                 cursor=cursor, partner=partner or None, older_than_s=older_than_s)
         except InvalidRequest as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
@@ -97,25 +97,24 @@ def jobs_router(sweeper: Sweeper, actor: Actor | None = None) -> APIRouter:
     @router.post("/jobs/{table}/{request_id}/redrive")
     async def redrive(table: str, request_id: RequestIdPath,
                       body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
-        if table not in sweeper.targets:
+        if table not in ops.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
         note = str((body or {}).get("note") or "") or None
         with job_errors(request_id, "re-driven", "retry"):
-            job = await operate.redrive(sweeper, table, request_id, actor=who, note=note)
+            job = await operate.redrive(ops, table, request_id, actor=who, note=note)
         return job.public()
 
     @router.post("/jobs/{table}/{request_id}/resolve")
     async def resolve(table: str, request_id: RequestIdPath, body: Resolution) -> dict[str, Any]:
-        if table not in sweeper.targets:
+        if table not in ops.targets:
             raise HTTPException(status_code=404, detail=f"unknown table {table}")
         with job_errors(request_id, "resolved", "decide again"):
-            job = await sweeper.resolve(table, request_id, body.outcome, body.note,
-                                        by=str(who))
+            job = await ops.resolve(table, request_id, body.outcome, body.note, by=str(who))
         return job.public()
 
     @router.post("/sweep")
     async def sweep() -> dict[str, Any]:
-        return (await sweeper.sweep_once(force=True)).as_dict()
+        return (await ops.sweep_now()).as_dict()
 
     return router
 

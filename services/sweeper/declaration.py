@@ -19,26 +19,26 @@ from shared.grants import (
     Res,
     table,
 )
-from shared.operations.deadletters import dead_letter_sources
 from shared.operations.sealing import SUBJECT_KEYS
 from shared.pipeline.kind import JobKind
 from shared.pipeline.lifecycle import TOMBSTONES
-from shared.service import DropsOf, Service
+from shared.provision.resources import Resources, dead_letter_sources
+from shared.service import Service
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
 
 
-def build(kinds: Sequence[JobKind], drops: DropsOf) -> Builder:
+def build(kinds: Sequence[JobKind], resources: Resources) -> Builder:
     from services.sweeper.service import builder
 
-    return builder(kinds, drops)
+    return builder(kinds, resources)
 
 
 def grants(scope: GrantScope) -> list[Grant]:
     n, prefix = scope.names, scope.prefix
     names = [k.names(prefix) for k in scope.kinds]
-    dlqs = dead_letter_sources(prefix, scope.kinds, scope.drops)
+    dlqs = dead_letter_sources(prefix, scope.kinds, scope.resources)
     archive = n.name("archive")     # REMITFLOW_ARCHIVE_BUCKET's default
     queues = [q for kn in names for base in (kn.intake_queue, kn.task_queue)
               for q in (base, Names.dlq(base))]
@@ -98,8 +98,8 @@ def grants(scope: GrantScope) -> list[Grant]:
         Grant("EraseReferenceData", ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"),
               (Res("table", n.name(PAYEES)), Res("table", n.name(INVOICES)))),
         Grant("EraseKindTables", ("dynamodb:Scan", "dynamodb:DeleteItem"),
-              tuple(Res("table", n.name(spec.short)) for k in scope.kinds
-                    for spec in k.extra_tables)),
+              tuple(Res("table", n.name(spec.short)) for spec in scope.resources.tables
+                    if spec.short not in (PAYEES, INVOICES, FILE_RECORDS.short))),
         # execution status events (shared/operations/status_events.py)
         Grant("ConsumeStatusEvents", CONSUME, (Res("queue", n.execution_status),)),
         Grant("DeadLetterStatusEvents", ("sqs:SendMessage",),

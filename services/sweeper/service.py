@@ -20,8 +20,7 @@ from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.domain.erasure import scrub_job, subject_of
-from shared.files.drop import FileDrop
-from shared.files.progress import FileProgress
+from shared.files.progress import FILE_RECORDS, FileProgress
 from shared.operations.archive import (
     ARCHIVE_LEASES,
     Archive,
@@ -30,7 +29,8 @@ from shared.operations.archive import (
     ArchiveTarget,
     Sealing,
 )
-from shared.operations.deadletters import DeadLetters, dead_letter_sources
+from shared.operations.deadletters import DeadLetters
+from shared.operations.facade import Operations
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.sealing import SUBJECT_KEYS, SubjectKeys
@@ -49,6 +49,7 @@ from shared.pipeline.assemble import (
 from shared.pipeline.kind import JobKind
 from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from shared.pipeline.starter import WorkflowStarter
+from shared.provision.resources import NO_RESOURCES, Resources, dead_letter_sources
 from shared.runtime import Builder, ServiceParts
 from shared.settings import Settings, deferral
 from shared.stream.consumer import (
@@ -146,15 +147,16 @@ def sealing(settings: Settings, clients: AwsClients) -> Sealing:
     return Sealing(subject_keys(settings, clients), subject_of, scrub_job)
 
 
-def erasure_scope(settings: Settings, clients: AwsClients, sweeper: Sweeper,
-                  kinds: Sequence[JobKind]) -> ErasureScope:
-    """Everywhere a payee's personal data is written (``services/sweeper/erasure.py``)."""
+def erasure_scope(settings: Settings, clients: AwsClients, ops: Operations,
+                  resources: Resources) -> ErasureScope:
+    """Everywhere a payee's personal data is written (``services/sweeper/erasure.py``):
+    the job tables, the reference data and every plain table the services declare."""
     names = Names(settings.prefix)
     return ErasureScope(
-        clients.dynamodb, {short: t.store for short, t in sweeper.targets.items()},
+        clients.dynamodb, {short: t.store for short, t in ops.targets.items()},
         payees=names.name(PAYEES), invoices=names.name(INVOICES),
-        kind_tables=[(names.name(spec.short), spec.key) for kind in kinds
-                     for spec in kind.extra_tables],
+        kind_tables=[(names.name(spec.short), spec.key) for spec in resources.tables
+                     if spec.short not in (PAYEES, INVOICES, FILE_RECORDS.short)],
         keys=subject_keys(settings, clients))
 
 
@@ -182,9 +184,10 @@ async def build_status_events(settings: Settings, clients: AwsClients,
 
 
 def dead_letters(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
-                 drops: Sequence[FileDrop] = ()) -> DeadLetters:
-    """Every DLQ bootstrap creates for these kinds and file drops (derived, not listed)."""
-    return DeadLetters(clients.sqs, dead_letter_sources(settings.prefix, kinds, drops))
+                 resources: Resources = NO_RESOURCES) -> DeadLetters:
+    """Every DLQ bootstrap creates for these kinds and the services' declared resources
+    (derived, not listed)."""
+    return DeadLetters(clients.sqs, dead_letter_sources(settings.prefix, kinds, resources))
 
 
 def _readiness(clients: AwsClients, settings: Settings,
@@ -201,27 +204,27 @@ def _readiness(clients: AwsClients, settings: Settings,
     return check
 
 
-def builder(kinds: Sequence[JobKind],
-            drops: Callable[[Settings], Sequence[FileDrop]] = lambda _: ()) -> Builder:
-    """The sweeper's ``build`` for the given job kinds and file drops (the entry point
-    knows them all; the dead-letter API and console cover every one of their DLQs)."""
+def builder(kinds: Sequence[JobKind], resources: Resources = NO_RESOURCES) -> Builder:
+    """The sweeper's ``build`` for the given job kinds and declared resources (the entry
+    point knows them all; the dead-letter API and console cover every one of their DLQs)."""
 
     async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
         sweeper = await build_sweeper(settings, clients, kinds)
         events = await build_status_events(settings, clients, sweeper)
-        letters = dead_letters(settings, clients, kinds, drops(settings))
+        letters = dead_letters(settings, clients, kinds, resources)
         token = settings.api_token.get_secret_value() if settings.api_token else None
         actor = api_actor(token)
+        ops = Operations.of(sweeper)
         console = console_router(
-            sweeper, letters, token=token, leases_table=Names(settings.prefix).leases,
+            ops, letters, token=token, leases_table=Names(settings.prefix).leases,
             dynamodb=clients.dynamodb,
             files=FileProgress.for_prefix(clients.dynamodb, settings.prefix),
             archive=archive_lookup(settings, clients, kinds))
         return ServiceParts(workers=[sweeper, events, *archivers(settings, clients, kinds)],
-                            routers=[jobs_router(sweeper, actor),
+                            routers=[jobs_router(ops, actor),
                                      deadletters_router(letters, actor),
-                                     payees_router(erasure_scope(settings, clients, sweeper,
-                                                                 kinds), actor)],
+                                     payees_router(erasure_scope(settings, clients, ops,
+                                                                 resources), actor)],
                             readiness=_readiness(clients, settings, kinds), pages=[console],
                             page_headers=dict(SECURITY_HEADERS))
 

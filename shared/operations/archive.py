@@ -35,9 +35,9 @@ from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import ARCHIVED
 from shared.operations.sealing import SubjectKeys, seal, unseal
+from shared.pipeline.faults import fault_point
 from shared.pipeline.lifecycle import EXPIRES_AT, Tombstones, finished
 from shared.stream.source import Record
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client

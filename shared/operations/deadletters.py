@@ -35,9 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.aws.clients import QueueUrls
 from shared.aws.names import Names
-from shared.files.drop import FileDrop
 from shared.logs import get_logger
-from shared.pipeline.kind import JobKind
 from shared.redact import mask_body, mask_text
 
 if TYPE_CHECKING:
@@ -49,22 +47,6 @@ PEEK_VISIBILITY_S = 5
 ACT_VISIBILITY_S = 30
 PEEK_LIMIT = 100
 NO_REASON = "(none)"
-
-
-def dead_letter_sources(prefix: str, kinds: Sequence[JobKind],
-                        drops: Sequence[FileDrop] = ()) -> list[str]:
-    """Every queue bootstrap gives a DLQ, read from the same declarations it reads.
-
-    Per kind its intake and task queue and its SES-event queue; per file drop its
-    queue; the execution-status queue. ``tests/services/sweeper/
-    test_operator_actions.py`` checks this against the DLQs bootstrap really made.
-    """
-    names = Names(prefix)
-    out = [q for kind in kinds for q in (kind.names(prefix).intake_queue,
-                                         kind.names(prefix).task_queue)]
-    out += [names.name(kind.ses_events) for kind in kinds if kind.ses_events]
-    out += [drop.queue_name(prefix) for drop in drops]
-    return [*out, names.execution_status]
 
 
 class UnknownQueue(LookupError):

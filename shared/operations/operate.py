@@ -29,7 +29,8 @@ from typing import Any
 
 from shared.aws.dynamo import from_item
 from shared.logs import get_logger
-from shared.operations.sweep import REDRIVABLE, NotRedrivable, Sweeper
+from shared.operations.facade import Operations
+from shared.operations.sweep import REDRIVABLE, NotRedrivable
 from shared.pipeline.indexes import INDEX_SORT
 from shared.pipeline.jobs import (
     Job,
@@ -265,26 +266,26 @@ class RedriveOutcome:
     job: Job | None = field(default=None, repr=False)
 
 
-async def redrive(sweeper: Sweeper, short: str, request_id: str, *, actor: Actor,
+async def redrive(ops: Operations, short: str, request_id: str, *, actor: Actor,
                   note: str | None = None) -> Job:
     """Re-drive one ``FAILED``/``REJECTED`` job as its next attempt, audited in its history.
 
     Raises :class:`LookupError` (unknown table), :class:`JobNotFound`,
-    :class:`NotRedrivable` or :class:`VersionConflict`, as :meth:`Sweeper.redrive`.
+    :class:`NotRedrivable` or :class:`VersionConflict`, as :meth:`Operations.redrive`.
     """
-    job = await sweeper.redrive(short, request_id, history=audit("redrive", actor, note))
+    job = await ops.redrive(short, request_id, history=audit("redrive", actor, note))
     log.info("operator.redrive", request_id=request_id, table=short, actor=str(actor),
              attempt=job.attempt)
     return job
 
 
-async def redrive_many(sweeper: Sweeper, short: str, request_ids: Sequence[str], *,
+async def redrive_many(ops: Operations, short: str, request_ids: Sequence[str], *,
                        actor: Actor, note: str | None = None) -> list[RedriveOutcome]:
     """Re-drive each id in turn; one failing never stops the others."""
     out = []
     for request_id in dict.fromkeys(request_ids):
         try:
-            job = await redrive(sweeper, short, request_id, actor=actor, note=note)
+            job = await redrive(ops, short, request_id, actor=actor, note=note)
         except JobNotFound:
             out.append(RedriveOutcome(request_id, False, "no such job"))
         except NotRedrivable as exc:
@@ -298,10 +299,10 @@ async def redrive_many(sweeper: Sweeper, short: str, request_ids: Sequence[str],
     return out
 
 
-async def plan_redrive(sweeper: Sweeper, short: str, request_ids: Sequence[str]
+async def plan_redrive(ops: Operations, short: str, request_ids: Sequence[str]
                        ) -> list[Mapping[str, Any]]:
     """What re-driving these ids would do, for a confirmation page (reads, writes nothing)."""
-    store = sweeper.target(short).store
+    store = ops.target(short).store
     plan: list[Mapping[str, Any]] = []
     for request_id in dict.fromkeys(request_ids):
         job = await store.get(request_id)

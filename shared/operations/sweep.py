@@ -2,8 +2,8 @@
 
 Each sweep walks every job kind's sparse indexes page by page and hands each job to
 its responsibility: a due retry to :mod:`shared.operations.redrive` (re-drive, or
-fail the hopeless), an overdue running job to :mod:`shared.operations.reconcile`;
-an operator's decision goes to :mod:`shared.operations.resolve`. What a sweep reads
+fail the hopeless), an overdue running job to :mod:`shared.operations.reconcile`.
+What operators do by hand is :mod:`shared.operations.facade`. What a sweep reads
 and did is in :mod:`shared.operations.targets`.
 
 A sweep reads only the sparse indexes (``retry-index``, ``running-index``, and a
@@ -42,8 +42,7 @@ from shared.metrics import (
 from shared.operations.handoff import HandoffCheck
 from shared.operations.leader import Leases
 from shared.operations.reconcile import reconcile, start_if_missing
-from shared.operations.redrive import REDRIVABLE, NotRedrivable, redrive_due, redrive_failed
-from shared.operations.resolve import Outcome, Resolvable, resolve
+from shared.operations.redrive import REDRIVABLE, NotRedrivable, redrive_due
 from shared.operations.targets import SweepReport, SweepTarget, TableReport
 from shared.pipeline.jobs import Job, VersionConflict
 from shared.worker import Lifecycle, ticker
@@ -287,24 +286,8 @@ class Sweeper(Lifecycle):
             report.queues[queue] = depth
             QUEUE_MESSAGES.labels(queue=queue).set(depth)
 
-    # --- manual re-drive ------------------------------------------------------------------
-
     def target(self, short: str) -> SweepTarget:
         try:
             return self.targets[short]
         except KeyError:
             raise LookupError(f"unknown table {short!r}: one of {sorted(self.targets)}") from None
-
-    async def redrive(self, short: str, request_id: str, *,
-                      history: str = "redrive by api") -> Job:
-        """Re-drive a ``FAILED`` or ``REJECTED`` job by hand
-        (:func:`~shared.operations.redrive.redrive_failed`)."""
-        return await redrive_failed(self.target(short), request_id, history=history)
-
-    async def resolve(self, short: str, request_id: str, outcome: Outcome, note: str, *,
-                      by: str = "operator") -> Job:
-        """An operator's decision on a ``FAILED`` job (``shared/operations/resolve.py``)."""
-        target = self.target(short)
-        return await resolve(Resolvable(target.store, target.starter, target.in_doubt_field,
-                                        target.operator_output), request_id, outcome, note,
-                             by=by)

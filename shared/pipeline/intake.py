@@ -16,7 +16,7 @@ Guarantees:
   message that cannot be stored now (DynamoDB throttling, 5xx, timeouts) is hidden
   again with a growing delay (``ChangeMessageVisibility``: base * 2^(receives-1),
   jittered, capped) and retried; the queue's own redrive limit is set far beyond
-  any outage the backoff covers (``shared/pipeline/bootstrap.py``).
+  any outage the backoff covers (``shared/provision/primitives.py``).
 - At most ``max_in_flight`` messages are being handled at once; visibility is
   extended while a batch is still being handled; on shutdown, messages received
   but not started are handed back (visibility 0).
@@ -34,6 +34,7 @@ from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ERRORS
 from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
+from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import JobStore
 from shared.retry import Backoff
 from shared.tracing import (
@@ -45,7 +46,6 @@ from shared.tracing import (
     span,
     traceparent,
 )
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

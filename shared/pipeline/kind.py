@@ -21,7 +21,7 @@ from shared.settings import Settings
 @dataclass(frozen=True)
 class TableSpec:
     """A plain (non-job) table: short name and partition key (reference data, a
-    kind's own bookkeeping such as webhook endpoint health)."""
+    service's own bookkeeping such as webhook endpoint health)."""
 
     short: str
     key: str
@@ -91,8 +91,6 @@ class JobKind:
             such a job (:func:`~shared.operations.resolve.resolve`).
         operator_output: attributes written when an operator declares the side
             effect done (``{"delivery_id": "operator"}``).
-        extra_tables: plain tables the kind's service keeps besides its job table
-            (created by bootstrap and the CDK stack like the reference tables).
         inline_payload: the task's view of a stored payload (what its handler needs
             and nothing more, ``None`` for "read the item"), which the starter puts
             into the execution input when it is small (up to
@@ -103,9 +101,6 @@ class JobKind:
             partner extras outside ``REMITFLOW_ADVICE_EXTRA_FIELDS``. For a handler
             that needs only the payload; the notification kind needs its delivery
             intent from the item and keeps reading it.
-        ses_events: the kind sends e-mail through an SES configuration set whose
-            sending events reach ``<prefix>-<ses_events>`` (a queue with a DLQ, via
-            a topic of the same name); ``None`` when it sends no e-mail.
     """
 
     name: str
@@ -122,8 +117,6 @@ class JobKind:
     schedules: Mapping[str, str] = field(default_factory=dict)
     in_doubt_field: str | None = None
     operator_output: Mapping[str, str] = field(default_factory=dict)
-    extra_tables: tuple[TableSpec, ...] = ()
-    ses_events: str | None = None
     inline_payload: Callable[[str, Settings], str | None] | None = None
 
     def names(self, prefix: str) -> KindNames:

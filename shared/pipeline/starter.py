@@ -25,12 +25,12 @@ from shared.aws.dynamo import from_item
 from shared.logs import get_logger
 from shared.metrics import WORKFLOW_STARTS
 from shared.pipeline.budgets import inline_size
+from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.pipeline.lifecycle import expiry
 from shared.retry import Backoff
 from shared.schedule import Schedule
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_stepfunctions import SFNClient

@@ -33,10 +33,15 @@ from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
 from shared.logs import get_logger
 from shared.metrics import HANDLER_DURATION, TASKS, WORKER_ERRORS
+
+# BusinessError, TransientError: defined in errors.py (faults.py raises one), still
+# importable from here.
+from shared.pipeline.errors import BusinessError as BusinessError
+from shared.pipeline.errors import TransientError as TransientError
+from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict
 from shared.pipeline.starter import RETRY_DUE, RetryPolicy
 from shared.tracing import TRACEPARENT, SpanKind, exemplar, set_attributes, span
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -46,23 +51,6 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 TRANSIENT = "remitflow.Transient"
 _GONE = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
-
-
-class BusinessError(Exception):
-    """No retry can fix this (unknown payee, amounts that do not add up, HTTP 4xx)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-    @property
-    def error_name(self) -> str:
-        return f"remitflow.Business.{self.reason}"
-
-
-class TransientError(Exception):
-    """Worth retrying later (throttling, a receiver that is down, a 503)."""
 
 
 class Superseded(Exception):

@@ -4,7 +4,7 @@ The three services run as their own processes against the session's emulator
 (as in production), the sweeper serving ``/console`` with an API token. Skipped
 where Chromium or chromedriver is missing, unless ``REMITFLOW_REQUIRE_BROWSER=1``
 (CI sets it; ``make browser`` installs them) makes that a failure. With
-``REMITFLOW_SCREENSHOTS_DIR=docs/console`` the run refreshes the README's
+``REMITFLOW_SCREENSHOTS_DIR=docs/console`` the run refreshes docs/console.md's
 screenshots.
 """
 
@@ -34,7 +34,7 @@ from selenium.webdriver.common.by import By
 
 from shared.aws.clients import AwsClients
 from shared.aws.names import Names
-from shared.pipeline.bootstrap import load_reference_data
+from shared.provision.bootstrap import load_reference_data
 from tests.helpers import free_port, message
 from tests.helpers import test_settings as make_settings
 from tools.demo import reference_data

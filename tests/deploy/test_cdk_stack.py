@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 
 from shared.aws.clients import AwsClients
-from shared.pipeline.bootstrap import HANDOFF_INDEXES, JOB_INDEXES, load_reference_data
 from shared.pipeline.jobs import JobStore
+from shared.provision.bootstrap import load_reference_data
+from shared.provision.primitives import HANDOFF_INDEXES, JOB_INDEXES
 from shared.settings import Settings
 from tests.cdk_support import COPIED, NOT_SUPPORTED, Deployed, client, deploy, synth
 from tests.helpers import job_in, sent_emails
 from tests.pipeline_procs import all_ready, remittance, services
 from tools import iam
 from tools.demo import reference_data
-from tools.stack import KINDS, TABLES, StackNames, bootstrap_stack
+from tools.stack import KINDS, StackNames, bootstrap_stack, resources_of
 
 
 @pytest.fixture(scope="session")
@@ -40,15 +41,15 @@ def test_moto_gaps_are_exactly_the_listed_ones(stack: Deployed) -> None:
     assert skipped == set(NOT_SUPPORTED), stack.by_hand
     types = {r["Type"] for r in stack.template["Resources"].values()}
     assert types >= COPIED
-    assert len(stack.by_hand["AWS::SNS::Subscription"]) == 1 + sum(1 for k in KINDS if k.ses_events)
+    # the notification topic's, and the SES-event queue's (the notification service's)
+    assert len(stack.by_hand["AWS::SNS::Subscription"]) == 1 + len(resources_of().owned)
     assert len(stack.by_hand["AWS::StepFunctions::StateMachine (copied)"]) == len(KINDS)
 
 
 def test_template_hardening(stack: Deployed) -> None:
     res = stack.template["Resources"]
     tables = [r["Properties"] for r in res.values() if r["Type"] == "AWS::DynamoDB::Table"]
-    extra = sum(len(k.extra_tables) for k in KINDS)
-    assert len(tables) == len(KINDS) + len(TABLES) + extra + 3   # leases, tombstones, keys
+    assert len(tables) == len(KINDS) + len(resources_of().tables) + 3  # leases, tombstones, keys
     for kind in KINDS:      # finished jobs expire (docs/architecture.md, "Data lifecycle")
         table = next(p for p in tables if p["TableName"] == kind.names(stack.prefix).table)
         assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at",
@@ -128,15 +129,15 @@ def _describe(endpoint: str, prefix: str) -> dict[str, Any]:
     tables = {}
     for kind in KINDS:
         tables[kind.table] = _table(ddb, kind.names(prefix).table)
-    for spec in (*TABLES, *(t for k in KINDS for t in k.extra_tables)):
+    for spec in resources_of().tables:
         tables[spec.short] = _table(ddb, names.name(spec.short))
     tables["leases"] = _table(ddb, names.leases)
     for kind in KINDS:
         expected = {i[0] for i in (*JOB_INDEXES, *(HANDOFF_INDEXES if kind.handoff else ()))}
         assert {g["name"] for g in tables[kind.table]["gsis"]} == expected
     queues = {}
-    ses_queues = tuple(names.name(k.ses_events) for k in KINDS if k.ses_events)
-    for base in (*names.queues, *ses_queues):
+    owned_queues = tuple(q for o in resources_of().owned for q in o.queues(prefix))
+    for base in (*names.queues, *owned_queues):
         for q in (base, names.dlq(base)):
             url = sqs.get_queue_url(QueueName=q)["QueueUrl"]
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

@@ -34,12 +34,12 @@ import httpx
 import pytest
 from aiobotocore.session import get_session
 
-from services.notification.kind import NOTIFICATION
+from services.notification.resources import SES_SENDING
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
 from shared.aws.emulator import enforce_iam, wait_until_up
-from shared.pipeline.bootstrap import load_reference_data
 from shared.pipeline.jobs import Status, content_hash
+from shared.provision.bootstrap import load_reference_data
 from shared.settings import Settings
 from tests.helpers import (
     WEBHOOK_SECRET,
@@ -225,7 +225,7 @@ async def test_pipeline_email_webhook_ses_events_handoff_and_endpoints(lane: Lan
             await job_in(env.store("notifications"), rid, "SENT", timeout_s=40)
         assert any("REQ-IAM-HOOK" in json.dumps(d) for d in lane.receiver.received)
         # The SES events the send produced are consumed: their queue empties.
-        ses_queue = env.names.name(NOTIFICATION.ses_events or "")
+        ses_queue = env.names.name(SES_SENDING.events)
 
         async def ses_events_consumed() -> bool:
             return await env.left_on(ses_queue) == 0

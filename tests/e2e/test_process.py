@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from shared.aws.clients import AwsClients
-from shared.pipeline.bootstrap import bootstrap
 from tests.helpers import Env, eventually, service_process
-from tools.stack import KINDS, TABLES, file_drops
+from tools.stack import bootstrap_stack, file_drops
 
 pytestmark = pytest.mark.own_stack("its service process takes every message on the intake queue")
 
@@ -75,9 +74,9 @@ async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
 async def test_bootstrap_twice_changes_nothing(env: Env) -> None:
     async with AwsClients(env.settings) as clients:
         drops = file_drops(env.settings)
-        first = await bootstrap(env.settings, clients, KINDS, TABLES, drops=drops)
+        first = await bootstrap_stack(env.settings, clients)
         tables = await clients.dynamodb.describe_table(TableName=env.names.remittances)
-        second = await bootstrap(env.settings, clients, KINDS, TABLES, drops=drops)
+        second = await bootstrap_stack(env.settings, clients)
         again = await clients.dynamodb.describe_table(TableName=env.names.remittances)
         notify = await clients.s3.get_bucket_notification_configuration(
             Bucket=drops[0].bucket_name(env.settings.prefix))

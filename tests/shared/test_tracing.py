@@ -1,6 +1,6 @@
 """One remittance, one trace: the three services as real processes export OTLP/HTTP to an
 in-test receiver, and the spans form one tree from the partner's message to the payee's
-webhook request (``README.md``, "Tracing")."""
+webhook request (``docs/tracing.md``)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
 from shared.pipeline.assemble import state_machine_arn
-from shared.pipeline.bootstrap import load_reference_data
+from shared.provision.bootstrap import load_reference_data
 from shared.settings import Settings
 from tools.bench.procs import Emulator, Service, aws_calls, counter_sum
 from tools.demo import generate_messages, reference_data

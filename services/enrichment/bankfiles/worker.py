@@ -58,11 +58,11 @@ from shared.metrics import (
     FILES,
     WORKER_ERRORS,
 )
+from shared.pipeline.faults import fault_point
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
 from shared.retry import Backoff
 from shared.settings import PartnerFileRules
-from shared.worker import fault_point
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator

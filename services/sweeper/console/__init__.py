@@ -18,21 +18,21 @@ from services.sweeper.console.session import Sessions, SessionStore
 from shared.files.progress import FileProgress
 from shared.operations.archive import ArchiveLookup
 from shared.operations.deadletters import DeadLetters
-from shared.operations.sweep import Sweeper
+from shared.operations.facade import Operations
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 
-def console_router(sweeper: Sweeper, letters: DeadLetters, *, token: str | None,
+def console_router(ops: Operations, letters: DeadLetters, *, token: str | None,
                    leases_table: str, dynamodb: DynamoDBClient | None = None,
                    files: FileProgress | None = None,
                    archive: ArchiveLookup | None = None) -> APIRouter:
-    """The ``/console`` routes for this sweeper (``token=None``: auth disabled, said so);
-    with ``files``, the Files page over those file records; with ``archive``, the
+    """The ``/console`` routes over these operations (``token=None``: auth disabled, said
+    so); with ``files``, the Files page over those file records; with ``archive``, the
     timeline finds expired jobs too."""
     store = SessionStore(dynamodb, leases_table) if dynamodb is not None else None
-    console = Console(sweeper, letters, Sessions(token, store=store), leases_table=leases_table,
+    console = Console(ops, letters, Sessions(token, store=store), leases_table=leases_table,
                       archive=archive)
     add_pages(console)
     add_deadletter_pages(console)

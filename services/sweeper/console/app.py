@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from services.sweeper.console.session import Session, Sessions
 from shared.operations.archive import ArchiveLookup
 from shared.operations.deadletters import DeadLetters
-from shared.operations.sweep import Sweeper
+from shared.operations.facade import Operations
 from shared.redact import mask_text
 
 HERE = Path(__file__).resolve().parent
@@ -83,9 +83,9 @@ def pretty(value: Any) -> str:
 class Console:
     """Shared state of the console's pages (see :mod:`services.sweeper.console.pages`)."""
 
-    def __init__(self, sweeper: Sweeper, letters: DeadLetters, sessions: Sessions, *,
+    def __init__(self, ops: Operations, letters: DeadLetters, sessions: Sessions, *,
                  leases_table: str, archive: ArchiveLookup | None = None) -> None:
-        self.sweeper = sweeper
+        self.ops = ops
         self.archive = archive      # expired jobs, for the timeline
         self.letters = letters
         self.sessions = sessions
@@ -107,7 +107,7 @@ class Console:
         html = self.env.get_template(name).render(
             csrf=self.sessions.csrf(session), auth=self.sessions.auth,
             signed_in=session.signed_in, actor=str(session.actor), now=time.time(),
-            table_names=sorted(self.sweeper.targets), path=request.url.path, **context)
+            table_names=self.ops.tables, path=request.url.path, **context)
         response = HTMLResponse(html, status_code=status)
         if fresh:
             self.sessions.set_cookie(response, request, session)

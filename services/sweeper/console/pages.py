@@ -35,12 +35,24 @@ def _safe_next(value: str) -> str:
 
 
 def add_pages(console: Console) -> None:
+    """Every page of the console, one function each."""
+    for add in (add_static, add_sign_in, add_overview, add_search, add_timeline, add_jobs,
+                add_redrive, add_resolve):
+        add(console)
+
+
+def add_static(console: Console) -> None:
+    """The console's stylesheet."""
     router = console.router
-    sweeper = console.sweeper
 
     @router.get("/static/console.css")
     async def css() -> Response:
         return FileResponse(HERE / "static" / "console.css", media_type="text/css")
+
+
+def add_sign_in(console: Console) -> None:
+    """Sign-in and sign-out: the API token for a session cookie."""
+    router = console.router
 
     @router.get("/login")
     async def login_page(request: Request, next: str = "/console") -> Response:
@@ -72,6 +84,12 @@ def add_pages(console: Console) -> None:
         console.sessions.clear_cookie(response)
         return response
 
+
+def add_overview(console: Console) -> None:
+    """Overview: jobs per state, retry backlog, DLQ depths, last sweep, shard readers."""
+    router = console.router
+    ops = console.ops
+
     @router.get("")
     async def overview(request: Request) -> Response:
         session = await console.gate(request)
@@ -79,7 +97,7 @@ def add_pages(console: Console) -> None:
             return session
         now = time.time()
         tables = []
-        for short, target in sweeper.targets.items():
+        for short, target in ops.targets.items():
             leases = await ShardLeaseTable(target.store.dynamodb, console.leases_table,
                                            target.table, "console").current()
             tables.append({"short": short, "table": target.table,
@@ -91,7 +109,13 @@ def add_pages(console: Console) -> None:
         return console.render(request, session, "overview.html", tables=tables,
                               dlqs=await console.letters.depths(), refresh=REFRESH_S,
                               last_sweep=last or None, leader=bool(leader),
-                              interval_s=sweeper.interval_s)
+                              interval_s=ops.interval_s)
+
+
+def add_search(console: Console) -> None:
+    """Find a remittance: an exact request id, or a prefix (a bounded Scan)."""
+    router = console.router
+    ops = console.ops
 
     @router.get("/search")
     async def search(request: Request, q: str = "", mode: str = "exact",
@@ -102,13 +126,13 @@ def add_pages(console: Console) -> None:
         q = q.strip()[:128]
         if q and mode == "exact" and not valid_request_id(q):
             return console.render(request, session, "search.html", budget=operate.SCAN_BUDGET,
-                                  status=400, q=q, mode=mode, table=sorted(sweeper.targets)[0],
+                                  status=400, q=q, mode=mode, table=ops.tables[0],
                                   page=None, error=ID_RULE)
-        table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
+        table = table if table in ops.targets else ops.tables[0]
         context: dict[str, Any] = {"q": q, "mode": mode, "table": table, "page": None,
                                    "error": None}
         if q and mode == "exact":
-            found = await timeline(sweeper.targets, q, executions=False,
+            found = await timeline(ops.targets, q, executions=False,
                                    archive=console.archive)
             if found.found:
                 return RedirectResponse(f"/console/requests/{quote(q, safe='')}", 303)
@@ -116,12 +140,18 @@ def add_pages(console: Console) -> None:
         elif q and mode == "prefix":
             try:
                 context["page"] = await operate.find_prefix(
-                    sweeper.targets[table].store, table, q, cursor=cursor or None,
+                    ops.targets[table].store, table, q, cursor=cursor or None,
                     limit=LIST_LIMIT)
             except InvalidRequest as exc:
                 context["error"] = str(exc)
         return console.render(request, session, "search.html", budget=operate.SCAN_BUDGET,
                               **context)
+
+
+def add_timeline(console: Console) -> None:
+    """One request id through every job table and execution."""
+    router = console.router
+    ops = console.ops
 
     @router.get("/requests/{request_id}")
     async def request_timeline(request: Request, request_id: str) -> Response:
@@ -131,10 +161,16 @@ def add_pages(console: Console) -> None:
         if not valid_request_id(request_id):
             return console.render(request, session, "error.html", status=400,
                                   title="Not a request id", message=ID_RULE)
-        found = await timeline(sweeper.targets, request_id, archive=console.archive)
+        found = await timeline(ops.targets, request_id, archive=console.archive)
         return console.render(request, session, "timeline.html", timeline=found,
                               status=200 if found.found else 404,
                               redrivable=("FAILED", "REJECTED"))
+
+
+def add_jobs(console: Console) -> None:
+    """Jobs by state, filtered by partner and age."""
+    router = console.router
+    ops = console.ops
 
     @router.get("/jobs")
     async def jobs(request: Request, table: str = "", state: str = "failed",
@@ -142,7 +178,7 @@ def add_pages(console: Console) -> None:
         session = await console.gate(request)
         if isinstance(session, Response):
             return session
-        table = table if table in sweeper.targets else sorted(sweeper.targets)[0]
+        table = table if table in ops.targets else ops.tables[0]
         context: dict[str, Any] = {"table": table, "state": state, "partner": partner.strip(),
                                    "older_than_min": older_than_min.strip(), "page": None,
                                    "error": None, "states": operate.LIST_STATES,
@@ -152,13 +188,19 @@ def add_pages(console: Console) -> None:
             if minutes and not minutes.replace(".", "", 1).isdigit():
                 raise InvalidRequest("age must be a number of minutes")
             context["page"] = await operate.list_jobs(
-                sweeper.targets[table].store, table, state, limit=LIST_LIMIT,
+                ops.targets[table].store, table, state, limit=LIST_LIMIT,
                 cursor=cursor or None, partner=context["partner"] or None,
                 older_than_s=float(minutes) * 60 if minutes else None)
         except InvalidRequest as exc:
             context["error"] = str(exc)
         return console.render(request, session, "jobs.html",
                               status=400 if context["error"] else 200, **context)
+
+
+def add_redrive(console: Console) -> None:
+    """Re-drive a selection of jobs, after a confirmation page."""
+    router = console.router
+    ops = console.ops
 
     def selection(form: dict[str, list[str]]) -> tuple[str, list[str]]:
         """The table and request ids a re-drive form names (at most a page of them)."""
@@ -172,13 +214,35 @@ def add_pages(console: Console) -> None:
             return gate
         session, form = gate
         table, ids = selection(form)
-        if table not in sweeper.targets or not ids:
+        if table not in ops.targets or not ids:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing to re-drive",
                                   message="Select at least one job of a known table.")
-        plan = await operate.plan_redrive(sweeper, table, ids)
+        plan = await operate.plan_redrive(ops, table, ids)
         return console.render(request, session, "redrive_confirm.html", table=table,
                               plan=plan, ready=[p["request_id"] for p in plan if p["ok"]])
+
+    @router.post("/redrive")
+    async def redrive(request: Request) -> Response:
+        gate = await console.post_gate(request)
+        if isinstance(gate, Response):
+            return gate
+        session, form = gate
+        table, ids = selection(form)
+        if table not in ops.targets or not ids:
+            return console.render(request, session, "error.html", status=400,
+                                  title="Nothing to re-drive",
+                                  message="Select at least one job of a known table.")
+        outcomes = await operate.redrive_many(ops, table, ids, actor=session.actor,
+                                              note=first(form, "note") or None)
+        return console.render(request, session, "redrive_done.html", table=table,
+                              outcomes=outcomes)
+
+
+def add_resolve(console: Console) -> None:
+    """An operator's decision on an unknown delivery outcome."""
+    router = console.router
+    ops = console.ops
 
     @router.post("/resolve")
     async def resolve(request: Request) -> Response:
@@ -194,30 +258,14 @@ def add_pages(console: Console) -> None:
         if not valid_request_id(request_id):
             return console.render(request, session, "error.html", status=400,
                                   title="Not a request id", message=ID_RULE)
-        if table not in sweeper.targets or outcome not in ("sent", "not_sent") or not note:
+        if table not in ops.targets or outcome not in ("sent", "not_sent") or not note:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing resolved",
                                   message="Choose sent or not sent and say what you checked.")
         try:
-            await sweeper.resolve(table, request_id, outcome,  # type: ignore[arg-type]
+            await ops.resolve(table, request_id, outcome,  # type: ignore[arg-type]
                                   note, by=str(session.actor))
         except (JobNotFound, NotResolvable, VersionConflict) as exc:
             return console.render(request, session, "error.html", status=409,
                                   title="Not resolved", message=str(exc) or type(exc).__name__)
         return RedirectResponse(f"/console/requests/{quote(request_id, safe='')}", 303)
-
-    @router.post("/redrive")
-    async def redrive(request: Request) -> Response:
-        gate = await console.post_gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, form = gate
-        table, ids = selection(form)
-        if table not in sweeper.targets or not ids:
-            return console.render(request, session, "error.html", status=400,
-                                  title="Nothing to re-drive",
-                                  message="Select at least one job of a known table.")
-        outcomes = await operate.redrive_many(sweeper, table, ids, actor=session.actor,
-                                              note=first(form, "note") or None)
-        return console.render(request, session, "redrive_done.html", table=table,
-                              outcomes=outcomes)

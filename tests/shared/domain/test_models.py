@@ -11,6 +11,7 @@ import pytest
 from services.enrichment.handler import parse_partner_message
 from shared.domain.money import MoneyError, format_plain, minor_units, parse_amount
 from shared.logs import redact_text, redaction_processor
+from shared.pipeline.errors import TransientError
 from shared.pipeline.faults import Faults
 from shared.pipeline.intake import InvalidMessage
 from shared.pipeline.jobs import (
@@ -21,7 +22,6 @@ from shared.pipeline.jobs import (
     execution_name,
     index_shard,
 )
-from shared.pipeline.tasks import TransientError
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples")
 

@@ -17,8 +17,8 @@ import pytest
 from services.enrichment.service import build as enrichment
 from services.sweeper.service import build_sweeper
 from shared.pipeline import indexes
-from shared.pipeline.bootstrap import JOB_INDEXES
 from shared.pipeline.jobs import Job, Status
+from shared.provision.primitives import JOB_INDEXES
 from tests.helpers import Env, eventually, job_in, message, running
 from tools.stack import KINDS, builder
 

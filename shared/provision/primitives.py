@@ -1,29 +1,25 @@
-"""``remitflow bootstrap``: create or update every resource, idempotently.
+"""The building blocks of provisioning: one idempotent ``ensure_*`` per AWS resource.
 
-The resources are listed in ``docs/architecture.md`` ("Resource names").
-
-Works against any ``AWS_ENDPOINT_URL`` (moto, LocalStack) or real AWS. Running it
-twice changes nothing: each step reads what exists and only creates what is
-missing or updates what differs.
+Each reads what exists and creates only what is missing or updates what differs, so
+running provisioning twice changes nothing. Works against any ``AWS_ENDPOINT_URL``
+(moto, LocalStack) or real AWS. Names and shapes: ``docs/architecture.md``,
+"Resource names".
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
 from shared.aws.clients import AwsClients, error_code
-from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
-from shared.files.drop import FileDrop, ensure_file_drop
+from shared.aws.names import Names
+from shared.files.drop import FileDrop
 from shared.logs import get_logger
-from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
-from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.indexes import PROJECTION as INDEX_PROJECTION
-from shared.pipeline.kind import JobKind, TableSpec
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -72,7 +68,7 @@ def load_definition(source: Traversable, substitutions: dict[str, Any]) -> str:
     return json.dumps(walk(json.loads(text)), indent=2, sort_keys=True)
 
 
-async def _ensure_ttl(ddb: DynamoDBClient, name: str, attribute: str) -> None:
+async def ensure_ttl(ddb: DynamoDBClient, name: str, attribute: str) -> None:
     """Turn on DynamoDB's expiry by ``attribute`` (idempotent)."""
     desc = (await ddb.describe_time_to_live(TableName=name))["TimeToLiveDescription"]
     if desc.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") \
@@ -83,8 +79,8 @@ async def _ensure_ttl(ddb: DynamoDBClient, name: str, attribute: str) -> None:
     log.info("bootstrap.updated", kind="table", name=name, change=f"ttl {attribute}")
 
 
-async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
-                        handoff: bool = False, sort: str | None = None) -> None:
+async def ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
+                       handoff: bool = False, sort: str | None = None) -> None:
     try:
         desc = (await ddb.describe_table(TableName=name))["Table"]
     except Exception as exc:
@@ -152,7 +148,7 @@ async def _ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
                         wants=gsi["Projection"], fix="docs/indexes.md")
 
 
-async def _ensure_queue(clients: AwsClients, name: str, *, visibility_s: int,
+async def ensure_queue(clients: AwsClients, name: str, *, visibility_s: int,
                         max_receive: int) -> tuple[str, str]:
     sqs = clients.sqs
     dlq_url = (await sqs.create_queue(QueueName=Names.dlq(name), Attributes={
@@ -200,7 +196,7 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-async def _ensure_sfn_role(settings: Settings, names: Names) -> str:
+async def ensure_sfn_role(settings: Settings, names: Names) -> str:
     """The role Step Functions assumes: a setting on real AWS, created in emulators."""
     kwargs: dict[str, Any] = {"region_name": settings.aws_region}
     if settings.aws_endpoint_url:
@@ -221,7 +217,7 @@ async def _ensure_sfn_role(settings: Settings, names: Names) -> str:
         return str(role["Role"]["Arn"])
 
 
-async def _ensure_state_machine(clients: AwsClients, name: str, definition: str,
+async def ensure_state_machine(clients: AwsClients, name: str, definition: str,
                                 role_arn: str) -> str:
     sfn = clients.sfn
     paginator = sfn.get_paginator("list_state_machines")
@@ -241,145 +237,7 @@ async def _ensure_state_machine(clients: AwsClients, name: str, definition: str,
     return created["stateMachineArn"]
 
 
-async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[JobKind],
-                    tables: Sequence[TableSpec] = (),
-                    sfn_role_arn: str | None = None,
-                    drops: Sequence[FileDrop] = ()) -> dict[str, str]:
-    """Create or update every resource the job kinds and tables need; returns ARNs/URLs.
-
-    Per kind: the job table (stream, sparse indexes), the intake and task queues
-    with their DLQs, the topic it publishes to, the subscription of its intake
-    queue to a topic, and its state machine. Plus the leases table, ``tables`` and
-    per file drop its bucket, queue (+DLQ) and ``ObjectCreated`` notification.
-    """
-    names = Names(settings.prefix)
-    ddb = clients.dynamodb
-    resolved = [(kind, kind.names(settings.prefix)) for kind in kinds]
-    for kind, kn in resolved:
-        await _ensure_table(ddb, kn.table, "request_id", job=True,
-                            handoff=kind.handoff is not None)
-    for spec in (*tables, *(t for kind in kinds for t in kind.extra_tables)):
-        await _ensure_table(ddb, names.name(spec.short), spec.key, job=False)
-        if spec.ttl:
-            await _ensure_ttl(ddb, names.name(spec.short), spec.ttl)
-    await _ensure_table(ddb, names.leases, LEASE_GROUP, sort=LEASE_KEY, job=False)
-    await _ensure_ttl(ddb, names.leases, LEASE_TTL)
-
-    out: dict[str, str] = {}
-    for _, kn in resolved:
-        out[kn.task_queue], _ = await _ensure_queue(
-            clients, kn.task_queue, visibility_s=settings.task_visibility_s,
-            max_receive=TASK_QUEUE_REDRIVE)
-        out[kn.intake_queue], _ = await _ensure_queue(
-            clients, kn.intake_queue, visibility_s=settings.visibility_timeout_s,
-            max_receive=EVENT_QUEUE_REDRIVE)
-    for drop in drops:
-        out.update(await ensure_file_drop(
-            clients, drop, settings.prefix,
-            lambda name: _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
-                                       max_receive=EVENT_QUEUE_REDRIVE)))
-    topics = {t for _, kn in resolved for t in (kn.topic, kn.subscribes) if t}
-    for topic in sorted(topics):
-        out[topic] = (await clients.sns.create_topic(Name=topic))["TopicArn"]
-    for _, kn in resolved:
-        if kn.subscribes:
-            await _ensure_subscription(clients, out[kn.subscribes], out[kn.intake_queue])
-    for kind, _ in resolved:
-        if kind.ses_events:
-            name = names.name(kind.ses_events)
-            out[name] = await _ensure_ses_events(settings, clients, name)
-
-    role_arn = sfn_role_arn or await _ensure_sfn_role(settings, names)
-    common = {"HeartbeatSeconds": settings.task_heartbeat_timeout_s,
-              "TaskTimeoutSeconds": settings.task_timeout_s,
-              "WorkflowTimeoutSeconds": settings.workflow_timeout_s}
-    for kind, kn in resolved:
-        subs: dict[str, Any] = {**common, "TasksQueueUrl": out[kn.task_queue],
-                                "JobTable": kn.table}
-        if kn.topic:
-            subs["TopicArn"] = out[kn.topic]
-        out[kn.state_machine] = await _ensure_state_machine(
-            clients, kn.state_machine, load_definition(kind.definition, subs), role_arn)
-    machines = [out[kn.state_machine] for _, kn in resolved]
-    out[names.execution_status] = await _ensure_status_events(settings, clients, names,
-                                                              machines)
-    await clients.ses.verify_email_identity(EmailAddress=settings.sender_email)
-    log.info("bootstrap.done", prefix=settings.prefix)
-    return out
-
-
-async def _ensure_status_events(settings: Settings, clients: AwsClients, names: Names,
-                                machines: Sequence[str]) -> str:
-    """Rule on the default bus: our executions that ended badly → the status queue.
-
-    ``docs/architecture.md``, "Execution status events". Put as a whole each time
-    (``PutRule``/``PutTargets`` are idempotent), so the pattern follows the kinds.
-    """
-    queue = names.execution_status
-    url, queue_arn = await _ensure_queue(clients, queue,
-                                         visibility_s=settings.visibility_timeout_s,
-                                         max_receive=EVENT_QUEUE_REDRIVE)
-    pattern = {"source": ["aws.states"], "detail-type": [STATUS_DETAIL_TYPE],
-               "detail": {"status": list(STATUS_SETTLING),
-                          "stateMachineArn": sorted(machines)}}
-    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
-    if settings.aws_endpoint_url:
-        kwargs["endpoint_url"] = settings.aws_endpoint_url
-    async with get_session().create_client("events", **kwargs) as events:
-        rule_arn = (await events.put_rule(Name=queue, EventPattern=json.dumps(pattern),
-                                          State="ENABLED",
-                                          Description="remitflow: executions that ended "
-                                                      "without their own status write"))["RuleArn"]
-        await events.put_targets(Rule=queue, Targets=[{"Id": "status-queue", "Arn": queue_arn}])
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "rule-to-queue", "Effect": "Allow",
-        "Principal": {"Service": "events.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}}]}
-    await clients.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-    return url
-
-
-SES_EVENT_TYPES = ("send", "reject", "renderingFailure", "delivery", "bounce", "complaint",
-                   "deliveryDelay")
-
-
-async def _ensure_ses_events(settings: Settings, clients: AwsClients, name: str) -> str:
-    """SES configuration set ``name`` → topic ``name`` → queue ``name`` (with its DLQ).
-
-    The kind's e-mails name the set, so SES publishes their sending events
-    (``docs/architecture.md``, "SES events"). Returns the queue URL.
-    """
-    url, _ = await _ensure_queue(clients, name, visibility_s=settings.visibility_timeout_s,
-                                 max_receive=EVENT_QUEUE_REDRIVE)
-    topic_arn = (await clients.sns.create_topic(Name=name))["TopicArn"]
-    account = topic_arn.split(":")[4]
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Sid": "ses-events", "Effect": "Allow", "Principal": {"Service": "ses.amazonaws.com"},
-        "Action": "sns:Publish", "Resource": topic_arn,
-        "Condition": {"StringEquals": {"AWS:SourceAccount": account}}}]}
-    await clients.sns.set_topic_attributes(TopicArn=topic_arn, AttributeName="Policy",
-                                           AttributeValue=json.dumps(policy))
-    await _ensure_subscription(clients, topic_arn, url)
-    ses = clients.ses
-    try:
-        await ses.create_configuration_set(ConfigurationSet={"Name": name})
-        log.info("bootstrap.created", kind="configuration_set", name=name)
-    except Exception as exc:
-        if "AlreadyExists" not in error_code(exc):
-            raise
-    current = await ses.describe_configuration_set(
-        ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"])
-    if not [d for d in current.get("EventDestinations") or [] if d]:
-        destination: Any = {"Name": f"{name}-sns", "Enabled": True,
-                             "MatchingEventTypes": list(SES_EVENT_TYPES),
-                             "SNSDestination": {"TopicARN": topic_arn}}
-        await ses.create_configuration_set_event_destination(
-            ConfigurationSetName=name, EventDestination=destination)
-        log.info("bootstrap.created", kind="event_destination", name=f"{name}-sns")
-    return url
-
-
-async def _ensure_subscription(clients: AwsClients, topic_arn: str, queue_url: str) -> None:
+async def ensure_subscription(clients: AwsClients, topic_arn: str, queue_url: str) -> None:
     sqs, sns = clients.sqs, clients.sns
     queue_arn = (await sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["QueueArn"]))["Attributes"]["QueueArn"]
@@ -397,17 +255,42 @@ async def _ensure_subscription(clients: AwsClients, topic_arn: str, queue_url: s
     log.info("bootstrap.created", kind="subscription", topic=topic_arn)
 
 
-async def load_reference_data(clients: AwsClients, settings: Settings,
-                              data: dict[str, list[dict[str, Any]]]) -> int:
-    """Put rows into plain tables: ``{"payees": [...], "invoices": [...]}`` by short name."""
-    from shared.aws.dynamo import to_item
+async def ensure_file_drop(
+        clients: AwsClients, drop: FileDrop, prefix: str,
+        ensure_queue: Callable[[str], Awaitable[tuple[str, str]]]) -> dict[str, str]:
+    """Bucket, queue (+DLQ via ``ensure_queue``), queue policy and event notification.
 
-    names = Names(settings.prefix)
-    count = 0
-    for table, rows in ((names.name(short), rows) for short, rows in data.items()):
-        for start in range(0, len(rows), 25):
-            chunk = rows[start:start + 25]
-            await clients.dynamodb.batch_write_item(RequestItems={
-                table: [{"PutRequest": {"Item": to_item(row)}} for row in chunk]})
-            count += len(chunk)
-    return count
+    Idempotent: the bucket is created only when missing, the policy and the
+    notification configuration are set to the same value each time (S3 replaces
+    the whole configuration; this drop owns it). Returns ``{queue: url, bucket: arn}``.
+    """
+    bucket, queue = drop.bucket_name(prefix), drop.queue_name(prefix)
+    s3 = clients.s3
+    try:
+        await s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+            raise
+        kwargs: dict[str, object] = {"Bucket": bucket}
+        region = clients.settings.aws_region
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        await s3.create_bucket(**kwargs)  # type: ignore[arg-type]
+        log.info("bootstrap.created", kind="bucket", name=bucket)
+    url, queue_arn = await ensure_queue(queue)
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Sid": "bucket-to-queue", "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"}, "Action": "sqs:SendMessage",
+        "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}}}]}
+    await clients.sqs.set_queue_attributes(QueueUrl=url,
+                                           Attributes={"Policy": json.dumps(policy)})
+    wanted = [{"Id": f"{queue}-created", "QueueArn": queue_arn,
+               "Events": ["s3:ObjectCreated:*"]}]
+    current = await s3.get_bucket_notification_configuration(Bucket=bucket)
+    if [(c.get("QueueArn"), c.get("Events")) for c in current.get("QueueConfigurations", [])] \
+            != [(w["QueueArn"], w["Events"]) for w in wanted]:
+        await s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"QueueConfigurations": wanted})  # type: ignore[typeddict-item]
+        log.info("bootstrap.updated", kind="bucket_notification", name=bucket, queue=queue)
+    return {queue: url, bucket: bucket_arn}
