@@ -155,10 +155,20 @@ async def running(env: Env, build: Builder) -> AsyncIterator[ServiceParts]:
 
 def sent_emails(endpoint: str) -> list[dict[str, Any]]:
     """E-mails the emulator's SES accepted (all tests share one emulator: filter by id)."""
+    import urllib.error
     import urllib.request
 
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as resp:
-        data = json.load(resp)
+    # moto serialises every backend for data.json without a lock: while the services
+    # write, it can fail ("dictionary changed size during iteration", a 500). Ask again.
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as resp:
+                data = json.load(resp)
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 500 or attempt == 4:
+                raise
+            time.sleep(0.2)
     return list(data.get("ses", {}).get("Message", []))
 
 
