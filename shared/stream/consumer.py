@@ -50,6 +50,7 @@ from shared.metrics import (
     WORKER_ERRORS,
 )
 from shared.retry import Backoff, sleep_or_stop
+from shared.stream.balance import ExpiryObserver, plan
 from shared.stream.batch import (
     AcquiredHook,
     BatchFailure,
@@ -58,7 +59,7 @@ from shared.stream.batch import (
     Processor,
     per_record,
 )
-from shared.stream.leases import ExpiryObserver, LeaseLost, ShardLease, ShardLeaseTable, plan
+from shared.stream.leases import LeaseLost, ShardLease, ShardLeaseTable
 from shared.stream.options import StreamOptions
 from shared.stream.reader import Owned, ReadContext, ShardReader, checkpoint_processed
 from shared.stream.source import DynamoDBStreamSource, Record, Shard, StreamSource

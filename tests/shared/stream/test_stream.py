@@ -23,8 +23,9 @@ from shared.metrics import STREAM_CHECKPOINT_CONFLICTS, STREAM_TRIMMED, WORKFLOW
 from shared.pipeline.assemble import retry_policy, state_machine_arn
 from shared.pipeline.jobs import content_hash
 from shared.pipeline.starter import WorkflowStarter
+from shared.stream.balance import ExpiryObserver
 from shared.stream.batch import BatchFailure, Processor, per_record
-from shared.stream.leases import SHARD_END, ExpiryObserver, LeaseLost, ShardLeaseTable
+from shared.stream.leases import SHARD_END, LeaseLost, ShardLeaseTable
 from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
 from tests.helpers import Env, eventually, job_in, service_process
