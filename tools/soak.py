@@ -5,9 +5,12 @@ process, restarted when it dies), sends N remittances, and every few seconds
 ``kill -9``s a random service process. At the end it accounts for every
 remittance and counts duplicate deliveries, then waits (up to a few visibility
 timeouts) for every queue of the stack to be empty and prints what is left on each
-(visible + in flight + delayed). It exits non-zero if anything was lost, an e-mail
-went out twice, a notification is left ``FAILED`` for a human, or a queue (DLQs
-included) still holds a message. Webhooks repeated under the same ``webhook-id``
+(visible + in flight + delayed). An e-mail killed before SES was called can never be
+settled by an SES event: the soak resolves those ``not_sent`` over the operator API, as
+the runbook asks a person to, with evidence only the emulator has (its mailbox holds no
+e-mail for the request). It exits non-zero if anything was lost, an e-mail went out
+twice, a notification is still left ``FAILED`` for a human, or a queue (DLQs included)
+still holds a message. Webhooks repeated under the same ``webhook-id``
 are reported apart (``redelivered_webhooks``): the receiver drops them by that id.
 """
 
@@ -25,6 +28,8 @@ import time
 import urllib.request
 from collections import Counter
 from typing import Any
+
+import httpx
 
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
@@ -99,8 +104,46 @@ async def _send_paced(settings: Settings, messages: list[dict[str, Any]],
         await asyncio.sleep(len(chunk) / rate_per_s)
 
 
+def _per_request(endpoint: str) -> Counter[str]:
+    """E-mails SES accepted, per request id (every e-mail names its request in its body)."""
+    return Counter(found for m in _emails(endpoint)
+                   for found in set(re.findall(r"REQ-SOAK-[0-9]+-[0-9]+", m["body"])))
+
+
+def _unknown(row: dict[str, Any]) -> bool:
+    return row.get("status") == "FAILED" and "unknown" in str(row.get("last_error", ""))
+
+
+async def _resolve_unsent(clients: AwsClients, table: str, sweeper_url: str, token: str,
+                          endpoint: str, wait_s: float) -> list[str]:
+    """Do what the runbook asks of a person for an e-mail whose outcome is unknown, with
+    the evidence only the emulator has: where SES's mailbox holds no e-mail for the
+    request (killed between recording the intent and calling SES, so no SES event can
+    ever settle it), resolve it ``not_sent`` over the operator API, which sends it once
+    more; then wait for those to be ``SENT``. Production has no such evidence, so there
+    this stays a person's decision (docs/runbook.md, "failed-jobs")."""
+    mailed = _per_request(endpoint)
+    unsent = [r for r, row in (await _scan(clients, table)).items()
+              if r.startswith("REQ-SOAK-") and _unknown(row) and not mailed.get(r)]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=sweeper_url, headers=headers, timeout=30) as http:
+        for request_id in unsent:
+            resp = await http.post(f"/v1/jobs/notifications/{request_id}/resolve", json={
+                "outcome": "not_sent",
+                "note": "make soak: the emulator's mailbox holds no e-mail for it"})
+            print(f"  resolved not_sent {request_id}: {resp.status_code}", flush=True)
+    deadline = time.monotonic() + wait_s
+    while unsent and time.monotonic() < deadline:
+        rows = await _scan(clients, table)
+        if all(rows.get(r, {}).get("status") in DONE_NOTIFICATION - {"FAILED"} for r in unsent):
+            break
+        await asyncio.sleep(5)
+    return unsent
+
+
 async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
-               sup: Supervisor, receiver: Any, rate_per_s: float = 5.0) -> int:
+               sup: Supervisor, receiver: Any, rate_per_s: float = 5.0,
+               sweeper_url: str = "http://127.0.0.1:8083") -> int:
     settings = Settings()
     names = Names(settings.prefix)
     messages = generate_messages(count, prefix="REQ-SOAK")
@@ -131,6 +174,12 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
                 break
             await asyncio.sleep(10)   # a scan of both tables is not free for the emulator
         await sender
+        # Killed before SES was called: no SES event can come; the operator's step.
+        resolved = await _resolve_unsent(clients, names.notifications, sweeper_url,
+                                         settings.api_token.get_secret_value()
+                                         if settings.api_token else "", endpoint,
+                                         wait_s=3 * settings.visibility_timeout_s + 60)
+        notif = await _scan(clients, names.notifications)
         # Late events (a Delivery after its Send, a superseded task) settle within a few
         # visibility timeouts; whatever is still there by then was never acknowledged.
         queues = await _queues_left(clients, settings.prefix,
@@ -141,17 +190,14 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
     nstatuses = Counter(notif[r]["status"] for r in ids if r in notif)
     accounted = sum(statuses[s] for s in DONE_REMITTANCE)
     lost = count - accounted
-    # Every e-mail names its request id in its body: count e-mails per request.
-    per_request = Counter(found for m in _emails(endpoint)
-                          for found in set(re.findall(r"REQ-SOAK-[0-9]+-[0-9]+", m["body"])))
+    per_request = _per_request(endpoint)
     email_dupes = sum(n - 1 for n in per_request.values() if n > 1)
     for_human = [r for r in ids if notif.get(r, {}).get("status") == "FAILED"]
-    unknown = [r for r in for_human if "unknown" in str(notif[r].get("last_error", ""))]
-    never_sent = [r for r in unknown if not per_request.get(r)]
+    unknown = [r for r in for_human if _unknown(notif[r])]
     print(f"e-mails: {sum(per_request.values())} for {len(per_request)} requests; "
-          f"notifications left for a human: {len(for_human)} ({len(unknown)} with an "
-          f"unknown send outcome, {len(never_sent)} of them never reached SES: killed "
-          f"between recording the intent and the send, so no SES event can come)")
+          f"resolved not_sent as an operator would (killed before SES was called, no "
+          f"e-mail in the mailbox): {len(resolved)}; notifications left for a human: "
+          f"{len(for_human)} ({len(unknown)} with an unknown send outcome)")
     webhook_dupes = sum(n - 1 for n in receiver.by_id.values() if n > 1) if receiver else 0
     print(f"remittances in={count} COMPLETED={statuses['COMPLETED']} "
           f"SENT={nstatuses['SENT']} REJECTED={statuses['REJECTED'] + nstatuses['REJECTED']} "
@@ -196,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             with stack:
                 return asyncio.run(soak(args.count, args.kill_every_s, args.timeout_s,
                                         stack.emulator.endpoint, stack.supervisor,
-                                        stack.receiver, args.rate))
+                                        stack.receiver, args.rate,
+                                        sweeper_url=f"http://127.0.0.1:"
+                                                    f"{service_ports(args.port_offset)['sweeper']}"))
         except KeyboardInterrupt as exc:
             print(f"\n{exc or 'SIGINT'}: soak interrupted, services stopped", flush=True)
             return 130
