@@ -39,7 +39,7 @@ ALLOWED = {
                     "bench/harness.py::sender", "bench/surge.py::surge",
                     "bench/surge.py::sample", "demo.py::wait_for_files",
                     "ratebench.py::probe", "ratebench.py::load", "soak.py::_queues_left",
-                    "soak.py::_send_paced", "soak.py::soak")},
+                    "soak.py::_send_paced", "soak.py::soak", "soak.py::_resolve_unsent")},
 }
 
 LOOPS = (ast.While, ast.For, ast.AsyncFor)
