@@ -59,17 +59,21 @@ class Fed:
     check: Callable[[Env], Awaitable[None]] | None = None
 
 
-async def _send(env: Env, queue: str, *bodies: str) -> None:
+async def _send(env: Env, queue: str, *bodies: str, delay_s: int = 0) -> None:
     url = await env.queue_url(queue)
     for body in bodies:
-        await env.clients.sqs.send_message(QueueUrl=url, MessageBody=body)
+        await env.clients.sqs.send_message(QueueUrl=url, MessageBody=body,
+                                           DelaySeconds=delay_s)
 
 
 async def remittance_events(env: Env, queue: str) -> Fed:
     valid = json.dumps(message("REQ-MC-IN-1"))
     conflicting = json.dumps(dict(message("REQ-MC-IN-1"), amount="1.00"))
     malformed = json.dumps(dict(message("REQ-MC-IN-2"), amount="12.3.4"))
-    await _send(env, queue, valid, valid, conflicting, malformed, NOT_AN_EVENT)
+    await _send(env, queue, valid, valid, malformed, NOT_AN_EVENT)
+    # A standard queue promises no order: the conflicting copy comes later, so the
+    # first content stored is the valid one and the conflict is the one dead-lettered.
+    await _send(env, queue, conflicting, delay_s=3)
 
     async def check(env: Env) -> None:
         job = await env.store().require("REQ-MC-IN-1")
