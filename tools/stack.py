@@ -162,14 +162,11 @@ async def bootstrap_stack(settings: Settings, clients: AwsClients,
                           services: Iterable[Service] = SERVICES) -> dict[str, str]:
     """Every resource of this deployment: the kinds, what the services declare, and the
     data lifecycle's (TTL, tombstones, archive)."""
-    from shared.operations.lifecycle_setup import ensure_lifecycle
     from shared.provision.bootstrap import bootstrap
 
     services = tuple(services)
-    out = await bootstrap(settings, clients, kinds_of(services), resources_of(services),
-                          sfn_role_arn=sfn_role_arn)
-    await ensure_lifecycle(settings, clients, kinds_of(services))   # TTL, tombstones, archive
-    return out
+    return await bootstrap(settings, clients, kinds_of(services), resources_of(services),
+                           sfn_role_arn=sfn_role_arn)
 
 
 def ports_json(ports: Mapping[str, int] = PORTS) -> str:

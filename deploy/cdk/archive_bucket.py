@@ -4,7 +4,7 @@ Expired jobs are the financial record: Object Lock in governance mode keeps ever
 object version for ``REMITFLOW_ARCHIVE_RETENTION_DAYS`` (default seven years), a
 lifecycle rule moves objects to Glacier Deep Archive after
 ``REMITFLOW_ARCHIVE_COLD_AFTER_DAYS`` (0: never), and nothing is public. Bootstrap
-creates the same bucket for local runs (``shared/operations/lifecycle_setup.py``).
+creates the same bucket for local runs (``shared/provision/lifecycle.py``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from shared.logs import get_logger
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
 from shared.operations.status_events import SETTLING as STATUS_SETTLING
 from shared.pipeline.kind import JobKind
+from shared.provision.lifecycle import ensure_lifecycle
 from shared.provision.primitives import (
     EVENT_QUEUE_REDRIVE,
     TASK_QUEUE_REDRIVE,
@@ -99,6 +100,7 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     machines = [out[kn.state_machine] for _, kn in resolved]
     out[names.execution_status] = await _ensure_status_events(settings, clients, names,
                                                               machines)
+    await ensure_lifecycle(settings, clients, kinds)   # TTL, tombstones, keys, archive
     log.info("bootstrap.done", prefix=settings.prefix)
     return out
 

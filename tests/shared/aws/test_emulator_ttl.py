@@ -11,7 +11,7 @@ import time
 import uuid
 
 from shared.aws.emulator_ttl import trigger
-from shared.operations.lifecycle_setup import enable_ttl
+from shared.provision.primitives import ensure_ttl
 from shared.stream.leases import TRIM_HORIZON
 from shared.stream.source import DynamoDBStreamSource, Record
 from tests.helpers import Env
@@ -24,7 +24,7 @@ async def _table(env: Env) -> str:
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
-    await enable_ttl(env.clients.dynamodb, name, "expires_at")
+    await ensure_ttl(env.clients.dynamodb, name, "expires_at")
     return name
 
 
