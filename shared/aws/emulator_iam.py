@@ -49,14 +49,9 @@ import sys
 import threading
 from typing import Any
 
-from shared.aws.emulator_sfn import _require, check_version
+from shared.aws.emulator_sfn import _TASK_SERVICES, _require, check_version
 
 log = logging.getLogger("remitflow.emulator.iam")
-
-_TASK_SERVICES = tuple(
-    f"moto.stepfunctions.parser.asl.component.state.exec.state_task.service.{m}"
-    for m in ("state_task_service_sqs", "state_task_service_sns",
-              "state_task_service_dynamodb"))
 
 _installed = False
 _lock = threading.Lock()
