@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from prometheus_client import REGISTRY
 
 from services.sweeper.console.app import HERE, Console, first
+from services.sweeper.console.session import Session
 from shared.operations import operate
 from shared.operations.operate import InvalidRequest
 from shared.operations.resolve import NotResolvable
@@ -207,8 +208,10 @@ def add_redrive(console: Console) -> None:
         ids = [i.strip() for i in form.get("request_id", []) if i.strip()]
         return first(form, "table"), [i for i in ids if valid_request_id(i)][:operate.MAX_LIMIT]
 
-    @router.post("/redrive/confirm")
-    async def redrive_confirm(request: Request) -> Response:
+    async def redrive_form(request: Request
+                           ) -> Response | tuple[Session, dict[str, list[str]], str, list[str]]:
+        """A re-drive form past the gate: its session, form, table and request ids, or
+        the answer (refused, or nothing of a known table selected)."""
         gate = await console.post_gate(request)
         if isinstance(gate, Response):
             return gate
@@ -218,21 +221,24 @@ def add_redrive(console: Console) -> None:
             return console.render(request, session, "error.html", status=400,
                                   title="Nothing to re-drive",
                                   message="Select at least one job of a known table.")
+        return session, form, table, ids
+
+    @router.post("/redrive/confirm")
+    async def redrive_confirm(request: Request) -> Response:
+        picked = await redrive_form(request)
+        if isinstance(picked, Response):
+            return picked
+        session, _, table, ids = picked
         plan = await operate.plan_redrive(ops, table, ids)
         return console.render(request, session, "redrive_confirm.html", table=table,
                               plan=plan, ready=[p["request_id"] for p in plan if p["ok"]])
 
     @router.post("/redrive")
     async def redrive(request: Request) -> Response:
-        gate = await console.post_gate(request)
-        if isinstance(gate, Response):
-            return gate
-        session, form = gate
-        table, ids = selection(form)
-        if table not in ops.targets or not ids:
-            return console.render(request, session, "error.html", status=400,
-                                  title="Nothing to re-drive",
-                                  message="Select at least one job of a known table.")
+        picked = await redrive_form(request)
+        if isinstance(picked, Response):
+            return picked
+        session, form, table, ids = picked
         outcomes = await operate.redrive_many(ops, table, ids, actor=session.actor,
                                               note=first(form, "note") or None)
         return console.render(request, session, "redrive_done.html", table=table,
