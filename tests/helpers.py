@@ -361,3 +361,18 @@ async def started_job(env: Env, request_id: str, table: str = "remittances",
     assert running is not None and running.status is Status.RUNNING
     arn = target.starter.execution_arn(running.execution_name or "")
     return running, dict(await env.clients.sfn.describe_execution(executionArn=arn))
+
+
+async def email_in_doubt(env: Env, request_id: str,
+                         last_error: str = "SES send outcome unknown") -> Job:
+    """A notification whose e-mail outcome is unknown: intent recorded on attempt 1,
+    then ``FAILED`` (``outcome_unknown``), what ``resolve`` settles."""
+    store = env.store("notifications")
+    payload = json.dumps({"request_id": request_id})
+    job = await store.create(request_id, payload, content_hash(payload))
+    assert job is not None
+    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()),
+                                 set_={"attempt": 1, "channel": "email",
+                                       "delivery_intent": "email@2026-11-26T10:00:00Z"})
+    return await store.transition(job, Status.FAILED, set_={
+        "last_error": last_error, "failure_reason": "outcome_unknown"})

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,6 @@ from services.notification.resources import SES_SENDING
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
 from shared.aws.emulator import enforce_iam, wait_until_up
-from shared.pipeline.jobs import Status, content_hash
 from shared.provision.bootstrap import load_reference_data
 from shared.settings import Settings
 from tests.helpers import (
@@ -46,6 +44,7 @@ from tests.helpers import (
     Env,
     csrf_of,
     detail_of,
+    email_in_doubt,
     eventually,
     free_port,
     job_in,
@@ -256,15 +255,7 @@ async def test_operator_paths_redrive_resolve_console_and_dead_letters(lane: Lan
                                                     "state": "running"}, headers=_auth())
         lane.ok(listed, since)
         # An e-mail whose outcome is unknown, resolved by an operator.
-        store = env.store("notifications")
-        payload = json.dumps({"request_id": "REQ-IAM-RESOLVE"})
-        job = await store.create("REQ-IAM-RESOLVE", payload, content_hash(payload))
-        assert job is not None
-        job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()),
-                                     set_={"attempt": 1, "channel": "email",
-                                           "delivery_intent": "email@2026-11-26T10:00:00Z"})
-        await store.transition(job, Status.FAILED, set_={
-            "last_error": "SES send outcome unknown", "failure_reason": "outcome_unknown"})
+        await email_in_doubt(env, "REQ-IAM-RESOLVE")
         resolved = await http.post("/v1/jobs/notifications/REQ-IAM-RESOLVE/resolve",
                                    headers=_auth(), json={"outcome": "sent", "note": "lane"})
         lane.ok(resolved, since)

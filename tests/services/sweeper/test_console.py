@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import httpx
 import pytest
 
-from shared.pipeline.jobs import Status, content_hash
+from shared.pipeline.jobs import Status
 from tests.helpers import CONSOLE_TOKEN as TOKEN
-from tests.helpers import Env, console, message, retrying
+from tests.helpers import Env, console, email_in_doubt, message, retrying
 
 pytestmark = pytest.mark.own_stack("lists every job of a table")
 
@@ -154,15 +153,7 @@ async def test_an_unknown_delivery_outcome_is_resolved_from_the_timeline(env: En
     """The timeline offers sent / not sent for an in-doubt e-mail; the decision goes
     through the same Sweeper.resolve as the API and is recorded with the session."""
     store = env.store("notifications")
-    payload = '{"request_id": "REQ-RESOLVE-1"}'
-    job = await store.create("REQ-RESOLVE-1", payload, content_hash(payload))
-    assert job is not None
-    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()),
-                                 set_={"attempt": 1, "channel": "email",
-                                       "delivery_intent": "email@2026-11-26T10:00:00Z"})
-    await store.transition(job, Status.FAILED, set_={
-        "last_error": "SES send outcome unknown (InternalFailure)",
-        "failure_reason": "outcome_unknown"})
+    await email_in_doubt(env, "REQ-RESOLVE-1", "SES send outcome unknown (InternalFailure)")
     async with console(env) as http:
         await sign_in(http)
         page = await http.get("/console/requests/REQ-RESOLVE-1")
