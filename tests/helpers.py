@@ -22,6 +22,7 @@ from services.sweeper.service import build_sweeper
 from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
+from shared.aws.emulator import sent_emails
 from shared.aws.sqs import SqsWorker
 from shared.operations.status_events import DETAIL_TYPE
 from shared.pipeline.assemble import state_machine_arn
@@ -151,25 +152,6 @@ async def running(env: Env, build: Builder) -> AsyncIterator[ServiceParts]:
         for task in done:
             if task.exception():
                 raise task.exception()  # type: ignore[misc]
-
-
-def sent_emails(endpoint: str) -> list[dict[str, Any]]:
-    """E-mails the emulator's SES accepted (all tests share one emulator: filter by id)."""
-    import urllib.error
-    import urllib.request
-
-    # moto serialises every backend for data.json without a lock: while the services
-    # write, it can fail ("dictionary changed size during iteration", a 500). Ask again.
-    for attempt in range(5):
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as resp:
-                data = json.load(resp)
-            break
-        except urllib.error.HTTPError as exc:
-            if exc.code != 500 or attempt == 4:
-                raise
-            time.sleep(0.2)
-    return list(data.get("ses", {}).get("Message", []))
 
 
 def emails_to(env: Env, address: str) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ import re
 import signal
 import sys
 import time
-import urllib.request
 from collections import Counter
 from typing import Any
 
@@ -33,6 +32,7 @@ import httpx
 
 from shared.aws.clients import AwsClients
 from shared.aws.dynamo import from_item
+from shared.aws.emulator import sent_emails
 from shared.logs import configure_logging
 from shared.settings import Settings
 from tools.demo import generate_messages, send_messages
@@ -52,11 +52,6 @@ async def _scan(clients: AwsClients, table: str) -> dict[str, dict[str, Any]]:
             row = from_item(item)
             out[row["request_id"]] = row
     return out
-
-
-def _emails(endpoint: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=30) as resp:
-        return list(json.load(resp).get("ses", {}).get("Message", []))
 
 
 async def _queue_depths(clients: AwsClients, prefix: str) -> dict[str, int]:
@@ -106,7 +101,7 @@ async def _send_paced(settings: Settings, messages: list[dict[str, Any]],
 
 def _per_request(endpoint: str) -> Counter[str]:
     """E-mails SES accepted, per request id (every e-mail names its request in its body)."""
-    return Counter(found for m in _emails(endpoint)
+    return Counter(found for m in sent_emails(endpoint)
                    for found in set(re.findall(r"REQ-SOAK-[0-9]+-[0-9]+", m["body"])))
 
 

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -65,6 +66,26 @@ def wait_until_up(host: str, port: int, timeout_s: float = 20.0) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def sent_emails(endpoint: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """E-mails the emulator's SES accepted (moto's ``ses.Message``), for tests and the soak.
+
+    moto serialises every backend for ``/moto-api/data.json`` without a lock: while
+    services write, it can fail ("dictionary changed size during iteration", a 500).
+    It is asked again, a few times.
+    """
+    for attempt in range(5):
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json",
+                                        timeout=timeout_s) as resp:
+                data = json.load(resp)
+            break
+        except urllib.error.HTTPError as exc:
+            if exc.code != 500 or attempt == 4:
+                raise
+            time.sleep(0.2)
+    return list(data.get("ses", {}).get("Message", []))
 
 
 def enforce_iam(endpoint: str) -> None:

@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 
 from shared.aws.clients import AwsClients
+from shared.aws.emulator import sent_emails
 from shared.pipeline.jobs import JobStore
 from shared.provision.bootstrap import load_reference_data
 from shared.provision.primitives import HANDOFF_INDEXES, JOB_INDEXES
 from shared.settings import Settings
 from tests.cdk_support import COPIED, NOT_SUPPORTED, Deployed, client, deploy, synth
-from tests.helpers import job_in, sent_emails
+from tests.helpers import job_in
 from tests.pipeline_procs import all_ready, remittance, services
 from tools import iam
 from tools.demo import reference_data

@@ -13,6 +13,7 @@ import pytest
 from services.enrichment.service import build as build_enrichment
 from services.notification.service import build as build_notification
 from services.sweeper.service import build_sweeper
+from shared.aws.emulator import sent_emails
 from tests.helpers import WEBHOOK_SECRET as SECRET
 from tests.helpers import (
     Env,
@@ -21,7 +22,6 @@ from tests.helpers import (
     job_in,
     point_webhook_payee_at,
     running,
-    sent_emails,
 )
 from tools.stack import KINDS
 from tools.webhook_receiver import Receiver

@@ -11,6 +11,7 @@ import re
 import httpx
 import pytest
 
+from shared.aws.emulator import sent_emails
 from tests.faultproxy import Fault, FaultProxy
 from tests.helpers import (
     Env,
@@ -19,7 +20,6 @@ from tests.helpers import (
     names_of,
     retrying,
     running,
-    sent_emails,
     service_process,
 )
 from tools.demo import generate_messages
