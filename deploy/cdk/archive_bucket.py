@@ -9,11 +9,29 @@ creates the same bucket for local runs (``shared/provision/lifecycle.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from shared.settings import Settings
+
+
+def private_versioned() -> dict[str, Any]:
+    """What every bucket of the stack has: no public access, encrypted, versioned."""
+    return {
+        "public_access_block_configuration": s3.CfnBucket.PublicAccessBlockConfigurationProperty(
+            block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
+            restrict_public_buckets=True),
+        "bucket_encryption": s3.CfnBucket.BucketEncryptionProperty(
+            server_side_encryption_configuration=[
+                s3.CfnBucket.ServerSideEncryptionRuleProperty(
+                    server_side_encryption_by_default=s3.CfnBucket
+                    .ServerSideEncryptionByDefaultProperty(sse_algorithm="AES256"))]),
+        "versioning_configuration": s3.CfnBucket.VersioningConfigurationProperty(
+            status="Enabled"),
+    }
 
 
 def archive_bucket(scope: Construct, settings: Settings, *, retain: bool) -> s3.CfnBucket:
@@ -31,18 +49,9 @@ def archive_bucket(scope: Construct, settings: Settings, *, retain: bool) -> s3.
             rule=s3.CfnBucket.ObjectLockRuleProperty(
                 default_retention=s3.CfnBucket.DefaultRetentionProperty(
                     mode="GOVERNANCE", days=settings.archive_retention_days))),
-        versioning_configuration=s3.CfnBucket.VersioningConfigurationProperty(
-            status="Enabled"),
         lifecycle_configuration=s3.CfnBucket.LifecycleConfigurationProperty(rules=rules)
         if rules else None,
-        public_access_block_configuration=s3.CfnBucket.PublicAccessBlockConfigurationProperty(
-            block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
-            restrict_public_buckets=True),
-        bucket_encryption=s3.CfnBucket.BucketEncryptionProperty(
-            server_side_encryption_configuration=[
-                s3.CfnBucket.ServerSideEncryptionRuleProperty(
-                    server_side_encryption_by_default=s3.CfnBucket
-                    .ServerSideEncryptionByDefaultProperty(sse_algorithm="AES256"))]))
+        **private_versioned())
     bucket.apply_removal_policy(cdk.RemovalPolicy.RETAIN if retain
                                 else cdk.RemovalPolicy.DESTROY)
     return bucket

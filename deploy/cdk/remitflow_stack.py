@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aws_cdk as cdk
-from archive_bucket import archive_bucket
+from archive_bucket import archive_bucket, private_versioned
 from aws_cdk import aws_dynamodb as ddb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -291,17 +291,7 @@ class RemitflowStack(cdk.Stack):
             principals=[iam.ServicePrincipal("s3.amazonaws.com")],
             conditions={"ArnEquals": {"aws:SourceArn": bucket_arn}}))
         bucket = s3.CfnBucket(
-            self, _id(bucket_name) + "Bucket", bucket_name=bucket_name,
-            public_access_block_configuration=s3.CfnBucket.PublicAccessBlockConfigurationProperty(
-                block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
-                restrict_public_buckets=True),
-            bucket_encryption=s3.CfnBucket.BucketEncryptionProperty(
-                server_side_encryption_configuration=[
-                    s3.CfnBucket.ServerSideEncryptionRuleProperty(
-                        server_side_encryption_by_default=s3.CfnBucket
-                        .ServerSideEncryptionByDefaultProperty(sse_algorithm="AES256"))]),
-            versioning_configuration=s3.CfnBucket.VersioningConfigurationProperty(
-                status="Enabled"),
+            self, _id(bucket_name) + "Bucket", bucket_name=bucket_name, **private_versioned(),
             notification_configuration=s3.CfnBucket.NotificationConfigurationProperty(
                 queue_configurations=[s3.CfnBucket.QueueConfigurationProperty(
                     event="s3:ObjectCreated:*", queue=queue.queue_arn)]))
