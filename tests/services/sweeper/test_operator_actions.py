@@ -86,8 +86,9 @@ class HandleLedger:
 
 @pytest.fixture
 def short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A replay's hold shortened to 4 s, so a slow replay outlives it within the test."""
-    monkeypatch.setattr(deadletters, "ACT_VISIBILITY_S", 4)
+    """A replay's hold shortened to 8 s, so a slow replay outlives it within the test
+    (at 4 s a fully loaded machine ran a heartbeat after its hold had expired)."""
+    monkeypatch.setattr(deadletters, "ACT_VISIBILITY_S", 8)
 
 
 @pytest.mark.usefixtures("short_hold")

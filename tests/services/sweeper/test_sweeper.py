@@ -30,9 +30,10 @@ from tests.helpers import (
     names_of,
     retrying,
     running,
+    test_settings,
 )
 from tools.procs import service_process
-from tools.stack import KINDS, builder
+from tools.stack import KINDS, bootstrap_stack, builder
 
 pytestmark = pytest.mark.own_stack("the sweeper reads and counts whole indexes and every queue")
 
@@ -303,6 +304,11 @@ async def test_two_active_sweeper_processes_redrive_each_job_once(env: Env,
     # tests/shared/pipeline/test_backpressure.py) both sweepers race for every job.
     extra = {"REMITFLOW_SWEEPER_LEADER_LEASE": "false", "REMITFLOW_SWEEPER_INTERVAL_S": "0.2",
              "REMITFLOW_TASK_BACKLOG_MAX": "0"}
+    # Their executions then wait on a task nobody takes: a heartbeat timeout longer than
+    # the test keeps them RUNNING (with the suite's 15 s, a slow machine saw one time out
+    # back to RETRY_PENDING before the final check).
+    await bootstrap_stack(test_settings(env.settings.prefix, task_heartbeat_s=120),
+                          env.clients)
     with sweeper_process(env, tmp_path / "a.log", **extra) as (url_a, proc_a), \
             sweeper_process(env, tmp_path / "b.log", **extra) as (url_b, proc_b):
         async with httpx.AsyncClient(timeout=5) as http:
