@@ -307,7 +307,7 @@ async def test_two_active_sweeper_processes_redrive_each_job_once(env: Env,
     # Their executions then wait on a task nobody takes: a heartbeat timeout longer than
     # the test keeps them RUNNING (with the suite's 15 s, a slow machine saw one time out
     # back to RETRY_PENDING before the final check).
-    await bootstrap_stack(settings_for(env.settings.prefix, task_heartbeat_s=120),
+    await bootstrap_stack(settings_for(env.settings.prefix, task_heartbeat_s=60),
                           env.clients)
     with sweeper_process(env, tmp_path / "a.log", **extra) as (url_a, proc_a), \
             sweeper_process(env, tmp_path / "b.log", **extra) as (url_b, proc_b):
