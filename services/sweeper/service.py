@@ -87,6 +87,7 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
                    interval_s=settings.sweeper_interval_s,
                    reconcile_after_s=settings.reconcile_after_effective_s,
                    start_check_after_s=settings.start_check_after_s,
+                   gauges_every_s=settings.queue_depth_interval_s,
                    handoffs=await handoff_checks(settings, clients, kinds))
 
 

@@ -9,7 +9,11 @@ and did is in :mod:`shared.operations.targets`.
 A sweep reads only the sparse indexes (``retry-index``, ``running-index``, and a
 ``Select=COUNT`` over all three for the backlog gauges): a finished job carries no
 index attribute, so the cost of a sweep grows with the backlog, never with the
-table. Each sweep reports the ``ScannedCount``/``Count`` it read.
+table. Each sweep reports the ``ScannedCount``/``Count`` it read. The gauges (the
+backlog counts and the queue depths, most of an idle sweep's calls) are refreshed
+on their own clock, ``gauges_every_s`` (``REMITFLOW_QUEUE_DEPTH_INTERVAL_S``), and by
+every forced sweep: a sweep interval shorter than that re-drives sooner without
+multiplying the reads behind the gauges.
 
 Every write is a version-conditioned :meth:`JobStore.transition` and every start
 uses the attempt's deterministic execution name (:meth:`WorkflowStarter.begin`),
@@ -71,7 +75,8 @@ class Sweeper(Lifecycle):
                  queues: Sequence[str], leases: Leases | None, interval_s: float,
                  reconcile_after_s: float, page_size: int = 100, concurrency: int = 16,
                  lease_key: str = LEADER_KEY, handoffs: Sequence[HandoffCheck] = (),
-                 start_check_after_s: float | None = None) -> None:
+                 start_check_after_s: float | None = None,
+                 gauges_every_s: float = 0.0) -> None:
         super().__init__()
         self.targets = {t.short: t for t in targets}
         self.handoffs = tuple(handoffs)
@@ -86,6 +91,8 @@ class Sweeper(Lifecycle):
         self.page_size = page_size
         self.concurrency = concurrency
         self.lease_key = lease_key
+        self.gauges_every_s = gauges_every_s
+        self._gauged = -math.inf
         self.healthy = True
         self._lock = asyncio.Lock()
         self._leader = False
@@ -165,6 +172,8 @@ class Sweeper(Lifecycle):
             report = SweepReport(leader=leader, swept=True)
             at = time.time() if now is None else now
             guarded = not force
+            gauges = force or time.monotonic() - self._gauged >= self.gauges_every_s
+            report.gauged = gauges
             for target in self.targets.values():
                 table = report.tables[target.short] = TableReport(table=target.table)
                 await self._retries(target, table, at, guarded, report)
@@ -172,11 +181,13 @@ class Sweeper(Lifecycle):
                     await self._reconcile(target, table, at, guarded, report)
                 if report.aborted is not None:
                     break
-                await self._backlog(target, table)
+                if gauges:
+                    await self._backlog(target, table)
             if report.aborted is None:
                 await self._handoffs(report, guarded)
-            if report.aborted is None:
+            if report.aborted is None and gauges:
                 await self._queue_depths(report)
+                self._gauged = time.monotonic()
             report.duration_s = round(time.monotonic() - started, 4)
             SWEEP_DURATION.observe(report.duration_s)
             if report.aborted is None:

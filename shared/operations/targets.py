@@ -61,6 +61,7 @@ class SweepReport:
     started_at: str = field(default_factory=now_iso)
     duration_s: float = 0.0
     aborted: str | None = None
+    gauged: bool = False        # backlog counts and queue depths read by this sweep
     tables: dict[str, TableReport] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
     handoff: dict[str, HandoffReport] = field(default_factory=dict)

@@ -135,6 +135,14 @@ async def test_a_sweep_reads_only_the_backlog(env: Env) -> None:
     assert set(report.queues) == queues and len(queues) == 10
     assert QUEUE_MESSAGES.labels(queue=env.names.remittance_events)._value.get() == 0
 
+    # The gauges keep their own clock (REMITFLOW_QUEUE_DEPTH_INTERVAL_S): the next sweep
+    # reads neither the counts nor the queues; a forced one (POST /v1/sweep) reads both.
+    again = await sweeper.sweep_once()
+    assert not again.gauged and again.items_read == 0 and again.queues == {}
+    forced = await sweeper.sweep_once(force=True)
+    assert forced.gauged and forced.tables["remittances"].backlog["running"] == 5
+    assert set(forced.queues) == queues
+
 
 # --- reconcile ----------------------------------------------------------------------------
 
