@@ -70,21 +70,27 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-_sessions = threading.local()
+_parsed = threading.local()
 
 
 def session() -> AioSession:
-    """This thread's SDK session, made once.
+    """A new SDK session that shares this thread's parsed service models.
 
-    A session parses each service's model (JSON, hundreds of kilobytes for DynamoDB)
-    the first time a client of that service is made and keeps it; a new session per
-    :class:`AwsClients` would parse them all again, about 0.3 s of CPU each time.
-    Sessions are not shared across threads (botocore does not promise that is safe).
+    A session parses each service's model and the endpoint rules (JSON, hundreds of
+    kilobytes for DynamoDB) the first time it makes a client of that service; a
+    fresh session per :class:`AwsClients` parsed them all again, about 0.3 s of CPU
+    each time. The parsed data (the loader) and the exception classes built from it
+    are shared per thread; everything else, credentials included, stays per session,
+    so a process that changes its credentials gets them in its next clients.
     """
-    current: AioSession | None = getattr(_sessions, "session", None)
-    if current is None:
-        current = _sessions.session = get_session()
-    return current
+    sdk = get_session()
+    shared = getattr(_parsed, "components", None)
+    if shared is None:
+        shared = _parsed.components = {
+            name: sdk.get_component(name) for name in ("data_loader", "exceptions_factory")}
+    for name, component in shared.items():
+        sdk.register_component(name, component)
+    return sdk
 
 
 @dataclass
