@@ -22,7 +22,14 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from shared.aws import emulator_dynamodb, emulator_iam, emulator_ses, emulator_sfn, emulator_ttl
+from shared.aws import (
+    emulator_dynamodb,
+    emulator_http,
+    emulator_iam,
+    emulator_ses,
+    emulator_sfn,
+    emulator_ttl,
+)
 
 TTL_INTERVAL_ENV = "REMITFLOW_EMULATOR_TTL_INTERVAL_S"
 TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the variable says
@@ -126,6 +133,7 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
+            emulator_http.install()  # routing answers computed once, not per request
         emulator_ses.install()      # SES publishes its sending events, as on AWS
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         emulator_iam.install()      # IAM, once switched on, checks resources as AWS does

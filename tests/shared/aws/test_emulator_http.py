@@ -1,0 +1,55 @@
+"""The emulator's request-routing caches (``shared/aws/emulator_http.py``): the same
+answers as moto's own functions, computed once instead of on every request."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from shared.aws import emulator_http
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_module_listing_is_moto_s_and_reads_the_disk_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto
+    from moto import backends
+
+    here = os.path.dirname(moto.__file__)
+    expected = sorted(b for b in os.listdir(here)
+                      if os.path.isdir(os.path.join(here, b)) and not b.startswith("__"))
+    emulator_http.install()
+    listed: list[str] = []
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or [])
+    assert list(backends.list_of_moto_modules()) == expected
+    assert "dynamodb" in backends.list_of_moto_modules()   # how the router asks
+    assert listed == [], "no directory listing per request"
+
+
+def test_method_names_are_moto_s_and_computed_once_per_class() -> None:
+    import inspect
+
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.sqs.responses import SQSResponse
+
+    emulator_http.install()
+    names: Any = responses.method_names_from_class  # type: ignore[attr-defined]
+    for cls in (DynamoHandler, SQSResponse):
+        expected = [n for n, _ in inspect.getmembers(cls, predicate=inspect.isfunction)]
+        before = names.cache_info()
+        assert names(cls) == expected and names(cls) is names(cls)
+        after = names.cache_info()
+        assert after.hits - before.hits >= 2
+
+
+def test_install_is_idempotent_and_version_guarded() -> None:
+    from moto import backends
+
+    emulator_http.install()
+    first = backends.list_of_moto_modules
+    emulator_http.install()
+    assert backends.list_of_moto_modules is first
