@@ -134,7 +134,7 @@ class RemitflowStack(cdk.Stack):
         self.queues: dict[str, sqs.Queue] = {}
         for kind in kinds:
             kn = kind.names(options.prefix)
-            self._queue(kn.task_queue, settings.task_visibility_s, TASK_QUEUE_REDRIVE)
+            self._queue(kn.task_queue, settings.task.visibility_s, TASK_QUEUE_REDRIVE)
             self._queue(kn.intake_queue, settings.visibility_timeout_s)
 
         self.topics: dict[str, sns.Topic] = {}
