@@ -56,10 +56,6 @@ class Schedule:
         tail = self.delays[-1:] or (fill,)
         return Schedule((self.delays + tail * wanted)[:wanted], self.jitter)
 
-    def scaled(self, divisor: float) -> Schedule:
-        """Every delay divided by ``divisor`` (``REMITFLOW_DEV_TIME_SCALE``)."""
-        return Schedule(tuple(d / divisor for d in self.delays), self.jitter)
-
 
 def parse_schedule(text: str) -> Schedule:
     """``"5s,5m,30m,2h"`` → delays ``(5.0, 300.0, 1800.0, 7200.0)`` between attempts.

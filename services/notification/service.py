@@ -27,6 +27,7 @@ from shared.pipeline.assemble import (
     status_router,
 )
 from shared.pipeline.starter import WorkflowStarter
+from shared.pipeline.tasks import TaskWorker
 from shared.runtime import ServiceParts
 from shared.settings import Settings, deferral, narrow
 
@@ -57,6 +58,9 @@ async def build(core: Settings, clients: AwsClients) -> ServiceParts:
 
     workers, store = await pipeline(settings, clients, NOTIFICATION, parse=parse_advice,
                                     handler=notifier.handle)
+    tasks = workers[-1]
+    if isinstance(tasks, TaskWorker):
+        notifier.stop = tasks.stopping   # quick webhook retries end at shutdown
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(
         clients, NOTIFICATION.names(settings.prefix).state_machine),
         retry_policy(settings, NOTIFICATION), start_attempts=settings.start_attempts)
