@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     dev_time_scale: float = Field(
         default=1.0, ge=1.0, le=1_000_000,
         description="divides every retry delay (remitflow dev: 60, so 5 min takes 5 s)")
-    # Read by a kind's task view (the starter of its service and the sweeper's).
+    # Read by a kind's task view, wherever a starter of that kind runs.
     advice_extra_fields: str = Field(
         default="end_to_end_id,charge_bearer", pattern=r"^[A-Za-z0-9_,\s-]*$",
         description="comma-separated partner extra fields copied into the advice (and so to "
