@@ -49,3 +49,7 @@ archived
 # Settings.partner_files_bucket: named by the partner-files drop's bucket_setting and
 # read with getattr (shared/files/drop.py, FileDrop.resolved)
 partner_files_bucket
+# pydantic-settings hook: the core reads the environment minus its concern fields
+# (shared/settings/__init__.py, _OwnVariables); its env_settings argument is replaced
+settings_customise_sources
+env_settings

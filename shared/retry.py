@@ -1,28 +1,19 @@
-"""The one retry helper: jittered exponential backoff that stops when shutdown is asked.
+"""The one retry helper: a :class:`~shared.schedule.Schedule` waited on stop-aware.
 
-Every "try again later" in the mechanism goes through here, so the numbers live
-in one :class:`Backoff` per caller and no loop that must end on SIGTERM sleeps
-with a bare ``asyncio.sleep``: :meth:`Backoff.sleep` returns early (``True``)
-when the stop event is set, and :func:`retry` raises :class:`RetryStopped`.
+Every "try again later" in the mechanism goes through here, so no loop that must end
+on SIGTERM sleeps with a bare ``asyncio.sleep``: :func:`pause` returns early
+(``True``) when the stop event is set, and :func:`retry` raises :class:`RetryStopped`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
+from shared.schedule import Schedule
+
 T = TypeVar("T")
-
-
-def backoff_s(attempt: int, base_s: float, cap_s: float, *, jitter: bool = True) -> float:
-    """Exponential backoff for ``attempt`` (1-based), capped, with full jitter on the top half."""
-    delay = float(min(cap_s, base_s * (2 ** max(0, attempt - 1))))
-    if jitter and delay > 0:
-        delay = delay / 2 + random.uniform(0, delay / 2)
-    return delay
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -36,27 +27,16 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+async def pause(stop: asyncio.Event, schedule: Schedule, attempt: int) -> bool:
+    """Wait ``schedule``'s delay after failure ``attempt``; True when ``stop`` cut it short."""
+    return await sleep_or_stop(stop, schedule.delay(attempt))
+
+
 class RetryStopped(Exception):
     """Shutdown was requested while waiting to retry; the last error is the cause."""
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """A retry schedule: ``base_s`` doubling up to ``cap_s``, jittered."""
-
-    base_s: float
-    cap_s: float
-    jitter: bool = True
-
-    def delay(self, attempt: int) -> float:
-        return backoff_s(attempt, self.base_s, self.cap_s, jitter=self.jitter)
-
-    async def sleep(self, stop: asyncio.Event, attempt: int) -> bool:
-        """Wait before retry number ``attempt``; True when ``stop`` cut the wait short."""
-        return await sleep_or_stop(stop, self.delay(attempt))
-
-
-async def retry(op: Callable[[], Awaitable[T]], *, backoff: Backoff, stop: asyncio.Event,
+async def retry(op: Callable[[], Awaitable[T]], *, backoff: Schedule, stop: asyncio.Event,
                 retryable: Callable[[Exception], bool] = lambda _: True,
                 give_up: Callable[[int], bool] = lambda _: False,
                 on_failure: Callable[[int, Exception], None] | None = None) -> T:
@@ -80,5 +60,5 @@ async def retry(op: Callable[[], Awaitable[T]], *, backoff: Backoff, stop: async
                 raise
             if on_failure is not None:
                 on_failure(failures, exc)
-            if await backoff.sleep(stop, failures):
+            if await pause(stop, backoff, failures):
                 raise RetryStopped(str(exc)) from exc

@@ -69,20 +69,20 @@ class WorkerStopped(RuntimeError):
 
 def api_auth(settings: Settings) -> ApiAuth:
     """The API's auth from settings; refuses (exits) without a token unless disabled."""
-    settings.require_api_auth()
-    if settings.api_token is None:
+    settings.api.require_auth()
+    if settings.api.token is None:
         log.warning("api.auth_disabled", detail="REMITFLOW_API_AUTH=disabled: /v1, /docs and "
                     "/openapi.json are served without authentication")
         return ApiAuth(disabled=True)
-    return ApiAuth(token=settings.api_token.get_secret_value())
+    return ApiAuth(token=settings.api.token.get_secret_value())
 
 
 async def serve(service: str, settings: Settings, build: Builder, *, port: int) -> int:
     """Run one service until SIGTERM/SIGINT; returns the exit code (raises if a part died)."""
-    configure_logging(settings.log_level, settings.log_format, service=service,
-                      libraries_level=settings.log_level_libraries)
+    configure_logging(settings.log.level, settings.log.format, service=service,
+                      libraries_level=settings.log.level_libraries)
     auth = api_auth(settings)
-    arm(settings.fault_point, settings.fault_after)   # dev/test crash point, unset in production
+    arm(settings.faults.point, settings.faults.after)   # dev/test crash point, unset in production
     started = time.monotonic()
     if configure_tracing(service):  # OTEL_TRACES_EXPORTER etc.; off by default
         log.info("tracing.enabled", exporter=os.environ.get("OTEL_TRACES_EXPORTER"))
@@ -124,12 +124,12 @@ class _Process:
             service=service, readiness=self.ready, heartbeat=self.heartbeat,
             routers=parts.routers, auth=auth, pages=parts.pages,
             page_headers=parts.page_headers,
-            limits=BodyLimits(settings.http_max_body_bytes, settings.http_max_form_bytes),
-            limiter=RateLimiter(settings.api_rate_per_s, settings.api_burst,
-                                max_clients=settings.api_max_clients),
-            trusted_proxies=settings.trusted_proxies)
+            limits=BodyLimits(settings.http.max_body_bytes, settings.http.max_form_bytes),
+            limiter=RateLimiter(settings.api.rate_per_s, settings.api.burst,
+                                max_clients=settings.api.max_clients),
+            trusted_proxies=settings.api.proxy_networks)
         instrument_app(self.app)  # server spans for /v1 and /console, when tracing is on
-        self.server = _Server(uvicorn.Config(self.app, host=settings.http_host, port=port,
+        self.server = _Server(uvicorn.Config(self.app, host=settings.http.host, port=port,
                                              log_config=None, access_log=False,
                                              lifespan="off"))
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from shared.grants import Grant, GrantScope, job_kind_grants
 from shared.pipeline.kind import JobKind
 from shared.provision.resources import Resources
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from shared.runtime import Builder
@@ -50,6 +51,9 @@ class Service:
             provisioning (``shared/provision``) and the CDK stack.
         console: the path of an operator console it serves, if any (the dev runner
             points there).
+        settings: its settings model: the core (:class:`~shared.settings.Settings`)
+            or a subclass in its folder with what only it reads; ``remitflow run``
+            loads it, so each process validates its own variables (docs/configuration.md).
     """
 
     name: str
@@ -59,6 +63,7 @@ class Service:
     grants: Callable[[GrantScope], Sequence[Grant]] = _no_grants
     resources: Resources = field(default_factory=Resources)
     console: str | None = None
+    settings: type[Settings] = Settings
 
     def all_grants(self, scope: GrantScope) -> list[Grant]:
         """Its kinds' pattern grants, then its own."""

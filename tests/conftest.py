@@ -29,8 +29,7 @@ import pytest
 from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
 from shared.provision.bootstrap import load_reference_data
-from shared.settings import Settings
-from tests.helpers import Env, free_port, test_settings
+from tests.helpers import AllSettings, Env, free_port, test_settings
 from tests.layers import budget_report, mark_layers, over_budget, record
 from tools.demo import reference_data
 from tools.stack import bootstrap_stack
@@ -90,7 +89,7 @@ def emulator() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-async def _bootstrapped(prefix: str) -> Settings:
+async def _bootstrapped(prefix: str) -> AllSettings:
     settings = test_settings(prefix)
     async with AwsClients(settings) as clients:
         await bootstrap_stack(settings, clients)
@@ -104,12 +103,12 @@ class StackPool:
 
     def __init__(self) -> None:
         self._threads = ThreadPoolExecutor(1, thread_name_prefix="stack-pool")
-        self._next: Future[Settings] | None = None
+        self._next: Future[AllSettings] | None = None
 
-    def _build(self) -> Future[Settings]:
+    def _build(self) -> Future[AllSettings]:
         return self._threads.submit(asyncio.run, _bootstrapped("t" + uuid.uuid4().hex[:10]))
 
-    def take(self) -> Settings:
+    def take(self) -> AllSettings:
         ready = self._next or self._build()
         self._next = self._build()
         return ready.result()
@@ -137,7 +136,7 @@ def session_prefix(emulator: str) -> str:
     return prefix
 
 
-async def _env(settings: Settings, endpoint: str) -> AsyncIterator[Env]:
+async def _env(settings: AllSettings, endpoint: str) -> AsyncIterator[Env]:
     async with AwsClients(settings) as clients:
         yield Env(settings=settings, clients=clients, endpoint=endpoint)
 

@@ -28,7 +28,9 @@ from shared.operations.status_events import DETAIL_TYPE
 from shared.pipeline.assemble import state_machine_arn
 from shared.pipeline.jobs import Job, JobStore, Status, content_hash, execution_name
 from shared.runtime import Builder, ServiceParts
-from shared.settings import Settings
+from tests.flat_settings import AllSettings as AllSettings
+from tests.flat_settings import replace_settings as replace_settings
+from tests.flat_settings import test_settings as test_settings
 from tools import procs
 from tools.demo import generate_messages
 from tools.stack import KINDS, SERVICES, builder, resources_of
@@ -40,7 +42,7 @@ T = TypeVar("T")
 
 @dataclass
 class Env:
-    settings: Settings
+    settings: AllSettings
     clients: AwsClients
     endpoint: str
 
@@ -49,11 +51,11 @@ class Env:
         return Names(self.settings.prefix)
 
     def with_settings(self, **overrides: Any) -> Env:
-        return Env(self.settings.model_copy(update=overrides), self.clients, self.endpoint)
+        return Env(replace_settings(self.settings, **overrides), self.clients, self.endpoint)
 
     def store(self, short: str = "remittances") -> JobStore:
         return JobStore(self.clients.dynamodb, self.names.table(short),
-                        shards=self.settings.retry_shards)
+                        shards=self.settings.retry.shards)
 
     async def queue_url(self, name: str) -> str:
         return (await self.clients.sqs.get_queue_url(QueueName=name))["QueueUrl"]
@@ -193,8 +195,7 @@ CONSOLE_TOKEN = "console-test-token-0123456789"
 @asynccontextmanager
 async def console(env: Env, token: str | None = CONSOLE_TOKEN
                   ) -> AsyncIterator[httpx.AsyncClient]:
-    settings = env.settings.model_copy(
-        update={"api_token": SecretStr(token) if token else None})
+    settings = replace_settings(env.settings, api_token=SecretStr(token) if token else None)
     parts = await builder("sweeper")(settings, env.clients)
 
     async def ready() -> dict[str, Any]:
@@ -269,16 +270,6 @@ async def close(built: list[ServiceParts]) -> None:
 # --- ports and settings ------------------------------------------------------------
 
 free_port = procs.free_port
-
-
-def test_settings(prefix: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "prefix": prefix, "receive_wait_s": 1, "stream_poll_interval_s": 0.2,
-        "stream_idle_max_s": 0.5, "lease_ttl_s": 5, "retry_backoff_base_s": 1,
-        "retry_backoff_cap_s": 2, "retry_max_attempts": 3, "task_heartbeat_s": 5,
-        "sweeper_interval_s": 1, "webhook_allow_private": True, "log_format": "json",
-        **overrides}
-    return Settings(**values)  # type: ignore[arg-type]
 
 
 # --- a service as its own OS process --------------------------------------------------

@@ -27,9 +27,11 @@ def _settings(**overrides: Any) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from shared.runtime import serve
-    from tools.stack import PORTS, builder
+    from shared.settings import load_settings
+    from tools.stack import PORTS, builder, service
 
-    settings = _settings()
+    # the service's own model: its process validates the variables it reads
+    settings = load_settings(service(args.service).settings)
     return asyncio.run(serve(args.service, settings, builder(args.service),
                              port=PORTS[args.service]))
 
@@ -41,7 +43,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     from tools.stack import bootstrap_stack
 
     settings = _settings()
-    configure_logging(settings.log_level, "console")
+    configure_logging(settings.log.level, "console")
     data = json.loads(Path(args.reference_data).read_text()) if args.reference_data else None
 
     async def go() -> None:

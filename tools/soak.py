@@ -171,8 +171,8 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
         await sender
         # Killed before SES was called: no SES event can come; the operator's step.
         resolved = await _resolve_unsent(clients, names.notifications, sweeper_url,
-                                         settings.api_token.get_secret_value()
-                                         if settings.api_token else "", endpoint,
+                                         settings.api.token.get_secret_value()
+                                         if settings.api.token else "", endpoint,
                                          wait_s=3 * settings.visibility_timeout_s + 60)
         notif = await _scan(clients, names.notifications)
         # Late events (a Delivery after its Send, a superseded task) settle within a few

@@ -39,8 +39,9 @@ def archive_bucket(scope: Construct, settings: Settings, *, retain: bool) -> s3.
     rules = ([s3.CfnBucket.RuleProperty(
         id="cold", status="Enabled",
         transitions=[s3.CfnBucket.TransitionProperty(
-            storage_class="DEEP_ARCHIVE", transition_in_days=settings.archive_cold_after_days)])]
-        if settings.archive_cold_after_days else [])
+            storage_class="DEEP_ARCHIVE",
+            transition_in_days=settings.lifecycle.archive_cold_after_days)])]
+        if settings.lifecycle.archive_cold_after_days else [])
     bucket = s3.CfnBucket(
         scope, "ArchiveBucket", bucket_name=name,
         object_lock_enabled=True,
@@ -48,7 +49,7 @@ def archive_bucket(scope: Construct, settings: Settings, *, retain: bool) -> s3.
             object_lock_enabled="Enabled",
             rule=s3.CfnBucket.ObjectLockRuleProperty(
                 default_retention=s3.CfnBucket.DefaultRetentionProperty(
-                    mode="GOVERNANCE", days=settings.archive_retention_days))),
+                    mode="GOVERNANCE", days=settings.lifecycle.archive_retention_days))),
         lifecycle_configuration=s3.CfnBucket.LifecycleConfigurationProperty(rules=rules)
         if rules else None,
         **private_versioned())

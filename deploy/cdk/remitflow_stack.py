@@ -35,6 +35,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from services.notification.resources import SesSending
+from services.notification.settings import NotificationSettings
 from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.files.drop import FileDrop
 from shared.operations.sealing import SUBJECT_ID, SUBJECT_KEYS
@@ -50,7 +51,7 @@ from shared.provision.primitives import (
     load_definition,
 )
 from shared.service import Service
-from shared.settings import Settings
+from shared.settings import Settings, narrow
 from tools import iam as grants
 from tools.stack import SERVICES, file_drops, kinds_of, resources_of
 
@@ -134,7 +135,7 @@ class RemitflowStack(cdk.Stack):
         self.queues: dict[str, sqs.Queue] = {}
         for kind in kinds:
             kn = kind.names(options.prefix)
-            self._queue(kn.task_queue, settings.task_visibility_s, TASK_QUEUE_REDRIVE)
+            self._queue(kn.task_queue, settings.task.visibility_s, TASK_QUEUE_REDRIVE)
             self._queue(kn.intake_queue, settings.visibility_timeout_s)
 
         self.topics: dict[str, sns.Topic] = {}
@@ -241,9 +242,9 @@ class RemitflowStack(cdk.Stack):
     def _state_machine(self, kind: Any) -> None:
         kn = kind.names(self.options.prefix)
         s = self.settings
-        subs: dict[str, Any] = {"HeartbeatSeconds": s.task_heartbeat_timeout_s,
-                                "TaskTimeoutSeconds": s.task_timeout_s,
-                                "WorkflowTimeoutSeconds": s.workflow_timeout_s,
+        subs: dict[str, Any] = {"HeartbeatSeconds": s.task.heartbeat_timeout_s,
+                                "TaskTimeoutSeconds": s.task.timeout_s,
+                                "WorkflowTimeoutSeconds": s.task.workflow_timeout_s,
                                 "TasksQueueUrl": self.queues[kn.task_queue].queue_url,
                                 "JobTable": self.tables[kn.table].table_name}
         if kn.topic:
@@ -324,7 +325,8 @@ class RemitflowStack(cdk.Stack):
         """Sender identity; configuration set → SNS topic → queue (with DLQ), as
         bootstrap does (``services/notification/resources.py``)."""
         self.identity = ses.EmailIdentity(
-            self, "SenderIdentity", identity=ses.Identity.email(self.settings.sender_email))
+            self, "SenderIdentity", identity=ses.Identity.email(
+                narrow(self.settings, NotificationSettings).sender_email))
         name = owned.name(self.options.prefix)
         self._queue(name, self.settings.visibility_timeout_s, EVENT_QUEUE_REDRIVE)
         topic = sns.Topic(self, _id(name) + "Topic", topic_name=name, master_key=self.key)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from services.enrichment.kind import ENRICHMENT, PARTNER_FILES
+from services.enrichment.settings import EnrichmentSettings
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.files.progress import FILE_RECORDS
@@ -51,4 +52,5 @@ def grants(scope: GrantScope) -> list[Grant]:
 
 
 SERVICE = Service(name="enrichment", port=8081, build=build, kinds=(ENRICHMENT,),
-                  grants=grants, resources=Resources(drops=(PARTNER_FILES,)))
+                  grants=grants, resources=Resources(drops=(PARTNER_FILES,)),
+                  settings=EnrichmentSettings)

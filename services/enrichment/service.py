@@ -11,6 +11,7 @@ import functools
 from services.enrichment.bankfiles.worker import FileIntake, FileOptions
 from services.enrichment.handler import handle_task, parse_partner_message
 from services.enrichment.kind import ENRICHMENT, PARTNER_FILES
+from services.enrichment.settings import EnrichmentSettings
 from shared.aws.clients import AwsClients, QueueUrls, string_attributes
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
@@ -24,12 +25,13 @@ from shared.pipeline.assemble import (
 )
 from shared.pipeline.jobs import JobStore
 from shared.runtime import ServiceParts
-from shared.settings import Settings, deferral
+from shared.settings import Settings, deferral, narrow
 from shared.tracing import TRACEPARENT, SpanKind, span, traceparent
 
 
-async def file_intake(settings: Settings, clients: AwsClients, store: JobStore) -> FileIntake:
+async def file_intake(core: Settings, clients: AwsClients, store: JobStore) -> FileIntake:
     """The partner-files worker, writing into the same job store as the JSON intake."""
+    settings = narrow(core, EnrichmentSettings)
     urls = QueueUrls(clients.sqs)
     queue = PARTNER_FILES.queue_name(settings.prefix)
     return FileIntake(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from services.notification.kind import NOTIFICATION
 from services.notification.resources import ENDPOINTS, SES_SENDING
+from services.notification.settings import NotificationSettings
 from shared.aws.names import Names
 from shared.domain.directory import PAYEES
 from shared.grants import (
@@ -54,4 +55,5 @@ def grants(scope: GrantScope) -> list[Grant]:
 
 SERVICE = Service(name="notification", port=8082, build=build, kinds=(NOTIFICATION,),
                   grants=grants,
-                  resources=Resources(tables=(ENDPOINTS,), owned=(SES_SENDING,)))
+                  resources=Resources(tables=(ENDPOINTS,), owned=(SES_SENDING,)),
+                  settings=NotificationSettings)

@@ -23,9 +23,10 @@ Exactly-once towards the payee rests on the job item, not on the workflow:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -133,6 +134,8 @@ class Notifier:
     endpoints: EndpointHealth | None = None
     configuration_set: str | None = None
     ses_event_window_s: float = 0.0
+    # the task worker's stop: a quick webhook retry waits no longer than it
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, task: Task) -> dict[str, Any]:
         job = task.job
@@ -239,7 +242,7 @@ class Notifier:
         result = await deliver(self.http, url=payee.webhook_url, secret=payee.webhook_secret,
                                msg_id=msg_id, payload=json.loads(advice.model_dump_json()),
                                timeout_s=self.webhook_timeout_s,
-                               allow_private=self.allow_private)
+                               allow_private=self.allow_private, stop=self.stop)
         DELIVERIES.labels(channel="webhook", outcome=result.outcome).inc()
         set_attributes(outcome=result.outcome, http__response__status_code=result.status_code,
                        delivery_attempts=result.attempts)

@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.notification.settings import NotificationSettings
 from shared.aws.clients import error_code
 from shared.logs import get_logger
 from shared.pipeline.kind import TableSpec
 from shared.provision.resources import Provisioner
+from shared.settings import narrow
 
 log = get_logger(__name__)
 
@@ -74,7 +76,7 @@ class SesSending:
             await ses.create_configuration_set_event_destination(
                 ConfigurationSetName=name, EventDestination=destination)
             log.info("bootstrap.created", kind="event_destination", name=f"{name}-sns")
-        sender = ctx.settings.sender_email
+        sender = narrow(ctx.settings, NotificationSettings).sender_email
         known = (await ses.get_identity_verification_attributes(Identities=[sender]))
         attributes = known["VerificationAttributes"].get(sender)
         status = attributes.get("VerificationStatus") if attributes else None

@@ -14,6 +14,7 @@ from services.notification.render import Renderer
 from services.notification.resources import ENDPOINTS, SES_SENDING
 from services.notification.rules import RuleSet
 from services.notification.ses_events import SesEvents
+from services.notification.settings import NotificationSettings
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import PayeeDirectory
@@ -26,15 +27,17 @@ from shared.pipeline.assemble import (
     status_router,
 )
 from shared.pipeline.starter import WorkflowStarter
+from shared.pipeline.tasks import TaskWorker
 from shared.runtime import ServiceParts
-from shared.settings import Settings, deferral
+from shared.settings import Settings, deferral, narrow
 
 HERE = Path(__file__).parent
 RULES = HERE / "rules.yaml"
 TEMPLATES = HERE / "templates"
 
 
-async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
+async def build(core: Settings, clients: AwsClients) -> ServiceParts:
+    settings = narrow(core, NotificationSettings)
     # Rules and templates are parsed here, at start-up: a broken file stops the
     # service before it takes work, never at the first payee.
     rules = RuleSet.load(RULES)
@@ -55,10 +58,13 @@ async def build(settings: Settings, clients: AwsClients) -> ServiceParts:
 
     workers, store = await pipeline(settings, clients, NOTIFICATION, parse=parse_advice,
                                     handler=notifier.handle)
+    tasks = workers[-1]
+    if isinstance(tasks, TaskWorker):
+        notifier.stop = tasks.stopping   # quick webhook retries end at shutdown
     starter = WorkflowStarter(clients.sfn, store, await state_machine_arn(
         clients, NOTIFICATION.names(settings.prefix).state_machine),
         retry_policy(settings, NOTIFICATION), start_attempts=settings.start_attempts)
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    token = settings.api.token.get_secret_value() if settings.api.token else None
     urls = QueueUrls(clients.sqs)
     workers.append(SesEvents(sqs=clients.sqs, queue_name=ses_events_name,
                              queue_url=await urls.url(ses_events_name),

@@ -42,7 +42,7 @@ from shared.aws.sqs import EventQueueWorker, NotAnEvent
 from shared.logs import get_logger
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, now_iso
 from shared.pipeline.starter import WorkflowStarter
-from shared.retry import Backoff
+from shared.schedule import Schedule
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -146,7 +146,7 @@ class SesEvents(EventQueueWorker):
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  store: JobStore, starter: WorkflowStarter, max_in_flight: int = 10,
                  wait_s: int = 10, visibility_s: int = 60,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Schedule | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, dlq_url=dlq_url, worker="ses_events",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s,
                          backoff=backoff)

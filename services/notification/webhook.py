@@ -43,7 +43,8 @@ from typing import Any, Final, Literal
 import httpx
 
 from services.notification.pools import HostPools, PoolKey
-from shared.retry import Backoff
+from shared.retry import sleep_or_stop
+from shared.schedule import Schedule
 from shared.tracing import headers as trace_headers
 
 EVENT_TYPE: Final = "remittance.advice"
@@ -336,8 +337,8 @@ async def deliver(pools: HostPools, *, url: str, secret: str, msg_id: str,
                   payload: Mapping[str, Any], timeout_s: float, max_quick_retries: int = 2,
                   allow_private: bool = False, event_type: str = EVENT_TYPE,
                   event_time: str | None = None, quick_retry_budget_s: float = 5.0,
-                  backoff_s: float = 0.25, resolver: Resolver | None = None
-                  ) -> DeliveryResult:
+                  backoff_s: float = 0.25, resolver: Resolver | None = None,
+                  stop: asyncio.Event | None = None) -> DeliveryResult:
     """POST one signed webhook, with a few quick retries for transient failures.
 
     Args:
@@ -354,6 +355,8 @@ async def deliver(pools: HostPools, *, url: str, secret: str, msg_id: str,
             ``Retry-After`` beyond it ends the call as ``transient`` with ``retry_after_s``.
         backoff_s: First wait when the receiver gives no ``Retry-After`` (doubles).
         resolver: ``async (host, port) -> [address]`` instead of the system resolver.
+        stop: when set, a quick-retry wait ends and the transient result is returned
+            (the job's retry schedule takes over).
     """
     try:
         body = build_body(payload, event_type=event_type, event_time=event_time)
@@ -366,6 +369,8 @@ async def deliver(pools: HostPools, *, url: str, secret: str, msg_id: str,
         return DeliveryResult("business", None, 0, f"target refused: {exc}")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + quick_retry_budget_s
+    quick = Schedule.exponential(backoff_s, quick_retry_budget_s, jitter=False)
+    stop = stop or asyncio.Event()
     attempts = 0
     while True:
         attempts += 1
@@ -377,8 +382,6 @@ async def deliver(pools: HostPools, *, url: str, secret: str, msg_id: str,
         if result.outcome != "transient" or attempts > max_quick_retries:
             return result
         wait = (result.retry_after_s if result.retry_after_s is not None
-                else Backoff(backoff_s, quick_retry_budget_s, jitter=False).delay(attempts))
-        if loop.time() + wait > deadline:
+                else quick.delay(attempts))
+        if loop.time() + wait > deadline or await sleep_or_stop(stop, wait):
             return result
-        await asyncio.sleep(wait)   # bounded by quick_retry_budget_s (seconds, not a loop
-                                    # to stop on SIGTERM: the task finishes, then we stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from services.sweeper.settings import SweeperSettings
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
 from shared.files.progress import FILE_RECORDS
@@ -107,4 +108,5 @@ def grants(scope: GrantScope) -> list[Grant]:
     ]
 
 
-SERVICE = Service(name="sweeper", port=8083, build=build, grants=grants, console="/console")
+SERVICE = Service(name="sweeper", port=8083, build=build, grants=grants, console="/console",
+                  settings=SweeperSettings)

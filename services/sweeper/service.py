@@ -16,6 +16,7 @@ from services.sweeper.api import api_actor, deadletters_router, jobs_router, pay
 from services.sweeper.console import console_router
 from services.sweeper.console.app import SECURITY_HEADERS
 from services.sweeper.erasure import ErasureScope
+from services.sweeper.settings import SweeperSettings
 from shared.aws.clients import AwsClients, QueueUrls
 from shared.aws.names import Names
 from shared.domain.directory import INVOICES, PAYEES
@@ -51,7 +52,7 @@ from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
 from shared.pipeline.starter import WorkflowStarter
 from shared.provision.resources import NO_RESOURCES, Resources, dead_letter_sources
 from shared.runtime import Builder, ServiceParts
-from shared.settings import Settings, deferral
+from shared.settings import Settings, deferral, narrow
 from shared.stream.consumer import (
     DynamoDBStreamSource,
     StreamConsumer,
@@ -61,8 +62,9 @@ from shared.stream.consumer import (
 from shared.stream.leases import ShardLeaseTable
 
 
-async def build_sweeper(settings: Settings, clients: AwsClients,
+async def build_sweeper(core: Settings, clients: AwsClients,
                         kinds: Sequence[JobKind]) -> Sweeper:
+    settings = narrow(core, SweeperSettings)
     names = Names(settings.prefix)
     targets = []
     queues: list[str] = []
@@ -91,9 +93,10 @@ async def build_sweeper(settings: Settings, clients: AwsClients,
                    handoffs=await handoff_checks(settings, clients, kinds))
 
 
-async def handoff_checks(settings: Settings, clients: AwsClients,
+async def handoff_checks(core: Settings, clients: AwsClients,
                          kinds: Sequence[JobKind]) -> list[HandoffCheck]:
     """One hand-off check per publishing kind, against the kinds subscribed to its topic."""
+    settings = narrow(core, SweeperSettings)
     checks = []
     for kind in kinds:
         subscribers = [k.names(settings.prefix).table for k in kinds
@@ -108,7 +111,7 @@ async def handoff_checks(settings: Settings, clients: AwsClients,
             topic_arn=topic_arn(await state_machine_arn(clients, kn.state_machine), kn.topic),
             message_field=kind.handoff.field, attributes=kind.handoff.attributes,
             success=kind.success, leases_table=Names(settings.prefix).leases,
-            shards=settings.retry_shards, grace_s=settings.handoff_grace_effective_s,
+            shards=settings.retry.shards, grace_s=settings.handoff_grace_effective_s,
             max_repairs=settings.handoff_max_repairs))
     return checks
 
@@ -121,7 +124,7 @@ def archivers(settings: Settings, clients: AwsClients,
     names = Names(settings.prefix)
     archive = Archive(clients.s3, settings.archive_bucket_name)
     tombstones = Tombstones(clients.dynamodb, names.name(TOMBSTONES))
-    keep_s = settings.idempotency_days * 86400.0
+    keep_s = settings.lifecycle.idempotency_days * 86400.0
     out = []
     for kind in kinds:
         table = kind.names(settings.prefix).table
@@ -213,7 +216,7 @@ def builder(kinds: Sequence[JobKind], resources: Resources = NO_RESOURCES) -> Bu
         sweeper = await build_sweeper(settings, clients, kinds)
         events = await build_status_events(settings, clients, sweeper)
         letters = dead_letters(settings, clients, kinds, resources)
-        token = settings.api_token.get_secret_value() if settings.api_token else None
+        token = settings.api.token.get_secret_value() if settings.api.token else None
         actor = api_actor(token)
         ops = Operations.of(sweeper)
         console = console_router(

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.logs import get_logger
 from shared.metrics import WORKER_ERRORS
-from shared.retry import Backoff
+from shared.retry import pause
+from shared.schedule import Schedule
 from shared.worker import Lifecycle
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class Receiver:
             if with_attributes else {})
         self.healthy = True
         self._failures = 0
-        self._backoff = Backoff(0.5, 30.0)
+        self._backoff = Schedule.exponential(0.5, 30.0)
 
     @property
     def free(self) -> int:
@@ -74,7 +75,7 @@ class Receiver:
             WORKER_ERRORS.labels(worker=self.worker).inc()
             log.warning(f"{self.worker}.receive_failed", queue_url=self.queue_url,
                         error=str(exc), failures=self._failures)
-            await self._backoff.sleep(stop, self._failures)
+            await pause(stop, self._backoff, self._failures)
             return []
         self._failures = 0
         self.healthy = True
@@ -182,9 +183,9 @@ class SqsWorker(Lifecycle):
 
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, worker: str,
                  max_in_flight: int, wait_s: int, visibility_s: int,
-                 with_attributes: bool = False, backoff: Backoff | None = None) -> None:
+                 with_attributes: bool = False, backoff: Schedule | None = None) -> None:
         super().__init__()
-        self.backoff = backoff or Backoff(DEFER_BASE_S, DEFER_CAP_S)
+        self.backoff = backoff or Schedule.exponential(DEFER_BASE_S, DEFER_CAP_S)
         self.name = f"{worker}:{queue_name}"
         self.sqs = sqs
         self.queue = queue_name
@@ -273,7 +274,7 @@ class EventQueueWorker(SqsWorker):
 
     def __init__(self, sqs: SQSClient, queue_name: str, queue_url: str, *, dlq_url: str,
                  worker: str, max_in_flight: int = 10, wait_s: int = 10,
-                 visibility_s: int = 60, backoff: Backoff | None = None) -> None:
+                 visibility_s: int = 60, backoff: Schedule | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, worker=worker,
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s,
                          with_attributes=True, backoff=backoff)

@@ -30,7 +30,7 @@ from shared.metrics import EXECUTION_EVENTS
 from shared.operations.reconcile import settle_job
 from shared.operations.targets import SweepTarget
 from shared.pipeline.jobs import Status, VersionConflict, execution_name
-from shared.retry import Backoff
+from shared.schedule import Schedule
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -77,7 +77,7 @@ class ExecutionEvents(EventQueueWorker):
     def __init__(self, *, sqs: SQSClient, queue_name: str, queue_url: str, dlq_url: str,
                  targets: Mapping[str, SweepTarget], max_in_flight: int = 10,
                  wait_s: int = 10, visibility_s: int = 60,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Schedule | None = None) -> None:
         super().__init__(sqs, queue_name, queue_url, dlq_url=dlq_url, worker="events",
                          max_in_flight=max_in_flight, wait_s=wait_s, visibility_s=visibility_s,
                          backoff=backoff)

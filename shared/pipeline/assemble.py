@@ -22,12 +22,7 @@ from shared.pipeline.intake import Intake, Parser
 from shared.pipeline.jobs import JobStore, RequestIdPath
 from shared.pipeline.kind import JobKind
 from shared.pipeline.lifecycle import TOMBSTONES, Tombstones
-from shared.pipeline.starter import (
-    Inliner,
-    RetryPolicy,
-    WorkflowStarter,
-    exponential_schedule,
-)
+from shared.pipeline.starter import Inliner, RetryPolicy, WorkflowStarter
 from shared.pipeline.tasks import Handler, Task, TaskWorker
 from shared.schedule import Schedule, parse_schedule
 from shared.settings import Settings
@@ -48,14 +43,11 @@ def owner_id() -> str:
 
 def job_store(settings: Settings, clients: AwsClients, kind: JobKind) -> JobStore:
     return JobStore(clients.dynamodb, kind.names(settings.prefix).table,
-                    shards=settings.retry_shards, success=kind.success,
+                    shards=settings.retry.shards, success=kind.success,
                     handoff=kind.handoff is not None,
-                    retention_s=settings.retention_s(kind.name),
+                    retention_s=settings.lifecycle.retention_s(kind.name),
                     tombstones=Tombstones(clients.dynamodb,
                                           Names(settings.prefix).name(TOMBSTONES)))
-
-
-_LEGACY = frozenset({"retry_backoff_base_s", "retry_backoff_cap_s"})
 
 
 def retry_policy(settings: Settings, kind: JobKind | None = None) -> RetryPolicy:
@@ -63,47 +55,41 @@ def retry_policy(settings: Settings, kind: JobKind | None = None) -> RetryPolicy
 
     1. ``REMITFLOW_RETRY_SCHEDULE_<KEY>`` for the job's selecting value (a channel),
        then for the kind's name;
-    2. ``REMITFLOW_RETRY_BACKOFF_BASE_S``/``_CAP_S`` when set: the exponential
-       policy with ``REMITFLOW_RETRY_MAX_ATTEMPTS`` attempts;
-    3. the kind's default schedules; ``REMITFLOW_RETRY_MAX_ATTEMPTS``, when set,
+    2. the kind's default schedules; ``REMITFLOW_RETRY_MAX_ATTEMPTS``, when set,
        trims them or repeats their last delay to give that many attempts;
-    4. the exponential defaults (5 attempts, 30 s doubling).
+    3. without a kind, :class:`RetryPolicy`'s default (5 attempts, 30 s doubling),
+       sized the same way.
 
-    Every delay is then divided by ``REMITFLOW_DEV_TIME_SCALE``.
+    Every delay is then divided by ``REMITFLOW_DEV_TIME_SCALE``
+    (docs/delivery.md, "Delivery").
     """
-    explicit = settings.model_fields_set
-    legacy = exponential_schedule(settings.retry_max_attempts, settings.retry_backoff_base_s,
-                                  settings.retry_backoff_cap_s)
-    overrides = settings.retry_schedules
+    overrides = settings.retry.schedules
+    wanted = settings.retry.max_attempts
 
-    def pick(key: str | None, default: str | None) -> Schedule:
+    def pick(key: str | None, default: Schedule) -> Schedule:
         if key is not None and key in overrides:
             return parse_schedule(overrides[key])
-        if explicit & _LEGACY or default is None:
-            return legacy
-        schedule = parse_schedule(default)
-        if "retry_max_attempts" in explicit:
-            wanted = settings.retry_max_attempts - 1
-            fill = schedule[-1:] or (settings.retry_backoff_base_s,)
-            schedule = (schedule + fill * wanted)[:wanted]
-        return schedule
+        return default if wanted is None else default.sized(wanted, fill=30.0)
 
     if kind is None:
-        return RetryPolicy(pick(None, None), time_scale=settings.dev_time_scale)
-    by_value = {value: pick(value, default) for value, default in kind.schedules.items()}
+        return RetryPolicy(pick(None, RetryPolicy.schedule), time_scale=settings.dev_time_scale)
+    by_value = {value: pick(value, parse_schedule(default))
+                for value, default in kind.schedules.items()}
     for key in overrides:  # a channel only configured by variable
         if kind.schedule_by and key not in by_value and key != kind.name:
             by_value[key] = parse_schedule(overrides[key])
-    return RetryPolicy(pick(kind.name, kind.retry_schedule), by_value=by_value,
+    fallback = RetryPolicy.schedule if kind.retry_schedule is None \
+        else parse_schedule(kind.retry_schedule)
+    return RetryPolicy(pick(kind.name, fallback), by_value=by_value,
                        select=kind.schedule_by, time_scale=settings.dev_time_scale)
 
 
 def task_gate(settings: Settings, clients: AwsClients, queue: str,
               queue_url: str) -> TaskQueueGate | None:
     """Back-pressure on ``queue`` (``REMITFLOW_TASK_BACKLOG_MAX``; 0 switches it off)."""
-    if not settings.task_backlog_max:
+    if not settings.task.backlog_max:
         return None
-    return TaskQueueGate(clients.sqs, queue_url, queue=queue, limit=settings.task_backlog_max)
+    return TaskQueueGate(clients.sqs, queue_url, queue=queue, limit=settings.task.backlog_max)
 
 
 def inliner(settings: Settings, kind: JobKind) -> Inliner | None:
@@ -136,7 +122,7 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
     Opt-in dev/test faults (``REMITFLOW_FAULTS``) are applied to ``handler`` here, so
     every service gets them the same way.
     """
-    faults = Faults(settings.faults)
+    faults = Faults(settings.faults.plan)
 
     async def with_faults(task: Task) -> dict[str, Any]:
         faults.check(task.request_id, task.attempt)
@@ -159,8 +145,8 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                     dlq_url=await urls.url(Names.dlq(intake_queue)), store=store, parse=parse,
                     max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
                     visibility_s=settings.visibility_timeout_s,
-                    retry_base_s=settings.intake_retry_base_s,
-                    retry_cap_s=settings.intake_retry_cap_s,
+                    retry_base_s=settings.intake.retry_base_s,
+                    retry_cap_s=settings.intake.retry_cap_s,
                     continue_trace=kind.subscribes is not None)
     shard_leases = ShardLeaseTable(clients.dynamodb, names.leases, table,
                                    f"{owner_id()}:{uuid.uuid4().hex[:8]}")
@@ -170,13 +156,14 @@ async def pipeline(settings: Settings, clients: AwsClients, kind: JobKind, *, pa
                                                  concurrency=settings.max_in_flight),
                             on_poison=starter.park_record,
                             options=StreamOptions.from_settings(settings))
+    starter.stop = stream.stopping  # a start between tries is parked at shutdown
     if gate is not None:
         gate.stop = stream.stopping  # a start waiting for room gives up at shutdown
     tasks = TaskWorker(sqs=clients.sqs, sfn=clients.sfn, queue_name=task_queue,
                        queue_url=task_url, store=store, handler=with_faults,
                        max_in_flight=settings.max_in_flight, wait_s=settings.receive_wait_s,
-                       heartbeat_s=settings.task_heartbeat_s,
-                       visibility_s=settings.task_visibility_s, retry=policy,
+                       heartbeat_s=settings.task.heartbeat_s,
+                       visibility_s=settings.task.visibility_s, retry=policy,
                        dlq_url=await urls.url(Names.dlq(task_queue)))
     return [intake, stream, tasks], store
 

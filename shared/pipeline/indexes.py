@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from shared.aws.dynamo import from_item, to_value
-from shared.retry import Backoff
+from shared.retry import pause
+from shared.schedule import Schedule
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -38,7 +39,7 @@ INDEX_NAME = {"running": "running-index", "retry": "retry-index", "failed": "fai
 INDEX_SORT = {"running": "running_since", "retry": "next_attempt_at", "failed": "failed_at"}
 BATCH_GET_MAX = 100          # DynamoDB's limit of keys per BatchGetItem
 _UNPROCESSED_ROUNDS = 8      # then the page fails (the sweep logs it and carries on)
-_UNPROCESSED_BACKOFF = Backoff(0.05, 1.0)
+_UNPROCESSED_BACKOFF = Schedule.exponential(0.05, 1.0)
 
 
 class IndexReadIncomplete(RuntimeError):
@@ -60,14 +61,15 @@ def key_query(table: str, state: str, shard: int, due_before: Any) -> dict[str, 
 
 
 async def batch_get(dynamodb: DynamoDBClient, table: str, request_ids: list[str], *,
-                    consistent: bool = True, projection: str | None = None
-                    ) -> dict[str, dict[str, Any]]:
+                    consistent: bool = True, projection: str | None = None,
+                    stop: asyncio.Event | None = None) -> dict[str, dict[str, Any]]:
     """The items of ``request_ids`` (absent ones left out), by request id.
 
     Strongly consistent by default: the sweeper decides on what it reads (and its
     writes are conditioned on the version it read). Unprocessed keys are asked for
     again with a short backoff, up to a bound, then :class:`IndexReadIncomplete`.
-    ``projection`` (a ``ProjectionExpression``) reads only those attributes.
+    ``projection`` (a ``ProjectionExpression``) reads only those attributes; ``stop``
+    (set at shutdown) ends a backoff with :class:`IndexReadIncomplete`.
     """
     out: dict[str, dict[str, Any]] = {}
     unique = list(dict.fromkeys(request_ids))
@@ -88,7 +90,8 @@ async def batch_get(dynamodb: DynamoDBClient, table: str, request_ids: list[str]
                 if rounds > _UNPROCESSED_ROUNDS:
                     raise IndexReadIncomplete(f"{table}: keys still unprocessed after "
                                               f"{_UNPROCESSED_ROUNDS} retries")
-                await asyncio.sleep(_UNPROCESSED_BACKOFF.delay(rounds))
+                if await pause(stop or asyncio.Event(), _UNPROCESSED_BACKOFF, rounds):
+                    raise IndexReadIncomplete(f"{table}: stopping with keys unprocessed")
     return out
 
 

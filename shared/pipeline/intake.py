@@ -36,7 +36,7 @@ from shared.metrics import DLQ_MESSAGES, INTAKE_MESSAGES, MESSAGE_AGE, WORKER_ER
 from shared.pipeline.budgets import JOB_ITEM, Budget, first_problem, utf8_size
 from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import JobStore
-from shared.retry import Backoff
+from shared.schedule import Schedule
 from shared.tracing import (
     TRACEPARENT,
     SpanKind,
@@ -146,7 +146,7 @@ class Intake(SqsWorker):
         self.dlq_url = dlq_url
         self.store = store
         self.parse = parse
-        self.retry = Backoff(retry_base_s, retry_cap_s)
+        self.retry = Schedule.exponential(retry_base_s, retry_cap_s)
         self.continue_trace = continue_trace
 
     async def dispatch(self, messages: list[MessageTypeDef]) -> None:

@@ -81,8 +81,8 @@ class JobKind:
         subscribes: short name of a topic the intake queue is subscribed to
             (raw delivery), if any.
         retry_schedule: default delays between attempts (``"5s,5m,30m"``, see
-            :func:`~shared.schedule.parse_schedule`); ``None`` keeps the
-            exponential ``REMITFLOW_RETRY_BACKOFF_*`` policy.
+            :func:`~shared.schedule.parse_schedule`); ``None``: the default
+            policy's (5 attempts, 30 s doubling; shared/pipeline/starter.py).
         schedule_by: job attribute whose value picks a schedule from
             ``schedules`` (the notification kind: ``channel``).
         schedules: value of ``schedule_by`` → default schedule.

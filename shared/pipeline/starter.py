@@ -28,7 +28,7 @@ from shared.pipeline.budgets import inline_size
 from shared.pipeline.faults import fault_point
 from shared.pipeline.jobs import Job, JobStore, Status, VersionConflict, execution_name, index_shard
 from shared.pipeline.lifecycle import expiry
-from shared.retry import Backoff
+from shared.retry import pause
 from shared.schedule import Schedule
 from shared.tracing import TRACEPARENT, set_attributes, span, traceparent
 
@@ -39,15 +39,12 @@ if TYPE_CHECKING:
     from shared.stream.source import Record
 
 log = get_logger(__name__)
-_START_BACKOFF = Backoff(0.2, 2.0)   # bounded: start_attempts tries, a few seconds
+_START_BACKOFF = Schedule.exponential(0.2, 2.0)   # bounded: start_attempts tries, a few seconds
 RETRY_DUE = "retry_due"
 """Job attribute: when the next attempt may start, written by the task worker as it
 reports a failure; the workflow's ``MarkRetry`` copies it into ``next_attempt_at``."""
 
-
-def exponential_schedule(max_attempts: int, base_s: float, cap_s: float) -> Schedule:
-    """The pre-schedule policy (``base_s`` doubling up to ``cap_s``) as a schedule."""
-    return tuple(min(cap_s, base_s * 2 ** n) for n in range(max_attempts - 1))
+DEFAULT_SCHEDULE = Schedule((30.0, 60.0, 120.0, 240.0))  # 5 attempts, 30 s doubling
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ class RetryPolicy:
     """When a job's next attempt may start, and how many attempts it gets.
 
     A schedule is the list of delays between attempts: attempt ``n + 1`` may start
-    ``schedule[n - 1]`` after attempt ``n`` failed (measured from when the failure
+    ``schedule.delays[n - 1]`` after attempt ``n`` failed (measured from when the failure
     was recorded), so a job gets ``len(schedule) + 1`` attempts. ``by_value``
     holds schedules chosen by the value of the job attribute ``select`` (the
     notification kind selects by ``channel``); jobs without a match use
@@ -63,7 +60,7 @@ class RetryPolicy:
     compresses time instead of cutting attempts).
     """
 
-    schedule: Schedule = (30.0, 60.0, 120.0, 240.0)  # 5 attempts, 30 s doubling
+    schedule: Schedule = DEFAULT_SCHEDULE
     by_value: Mapping[str, Schedule] = field(default_factory=dict)
     select: str | None = None
     time_scale: float = 1.0
@@ -78,17 +75,14 @@ class RetryPolicy:
     @property
     def max_attempts(self) -> int:
         """Attempts of a job that selects no particular schedule."""
-        return len(self.schedule) + 1
+        return self.schedule.attempts
 
     def max_attempts_for(self, job: Job | None = None) -> int:
-        return len(self.schedule_for(job)) + 1
+        return self.schedule_for(job).attempts
 
     def delay_s(self, attempt: int, job: Job | None = None) -> float:
         """Seconds between the failure of attempt ``attempt`` (1-based) and the next one."""
-        schedule = self.schedule_for(job)
-        if not schedule:
-            return 0.0
-        return schedule[min(max(attempt, 1), len(schedule)) - 1] / self.time_scale
+        return self.schedule_for(job).delay(attempt) / self.time_scale
 
     def next_attempt_at(self, attempt: int, now: float | None = None,
                         job: Job | None = None) -> int:
@@ -132,6 +126,8 @@ class WorkflowStarter:
         self.retry = retry
         self.start_attempts = start_attempts
         self.gate = gate
+        # Set at shutdown (the stream consumer's): a start between tries is parked at once.
+        self.stop = asyncio.Event()
 
     async def may_start(self) -> bool:
         """Whether the task queue has room for one more attempt now (no gate: always).
@@ -212,8 +208,7 @@ class WorkflowStarter:
                     return
                 log.warning("workflow.start_failed", request_id=job.request_id,
                             execution=name, error=str(exc), try_=n)
-                if n < self.start_attempts:
-                    await asyncio.sleep(_START_BACKOFF.delay(n))
+                if n < self.start_attempts and not await pause(self.stop, _START_BACKOFF, n):
                     continue
                 WORKFLOW_STARTS.labels(table=table, outcome="failed").inc()
                 set_attributes(outcome="failed", error__type=error_code(exc) or "error")

@@ -68,7 +68,7 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
     out: dict[str, str] = {}
     for _, kn in resolved:
         out[kn.task_queue], _ = await ensure_queue(
-            clients, kn.task_queue, visibility_s=settings.task_visibility_s,
+            clients, kn.task_queue, visibility_s=settings.task.visibility_s,
             max_receive=TASK_QUEUE_REDRIVE)
         out[kn.intake_queue], _ = await ensure_queue(
             clients, kn.intake_queue, visibility_s=settings.visibility_timeout_s,
@@ -87,9 +87,9 @@ async def bootstrap(settings: Settings, clients: AwsClients, kinds: Sequence[Job
         out.update(await owned.ensure(ctx))
 
     role_arn = sfn_role_arn or await ensure_sfn_role(settings, names)
-    common = {"HeartbeatSeconds": settings.task_heartbeat_timeout_s,
-              "TaskTimeoutSeconds": settings.task_timeout_s,
-              "WorkflowTimeoutSeconds": settings.workflow_timeout_s}
+    common = {"HeartbeatSeconds": settings.task.heartbeat_timeout_s,
+              "TaskTimeoutSeconds": settings.task.timeout_s,
+              "WorkflowTimeoutSeconds": settings.task.workflow_timeout_s}
     for kind, kn in resolved:
         subs: dict[str, Any] = {**common, "TasksQueueUrl": out[kn.task_queue],
                                 "JobTable": kn.table}

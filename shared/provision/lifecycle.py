@@ -43,7 +43,7 @@ async def ensure_archive_bucket(settings: Settings, clients: AwsClients) -> str:
     await s3.create_bucket(**kwargs)
     await s3.put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration={
         "ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {
-            "Mode": "GOVERNANCE", "Days": settings.archive_retention_days}}})
+            "Mode": "GOVERNANCE", "Days": settings.lifecycle.archive_retention_days}}})
     log.info("bootstrap.created", kind="bucket", name=bucket)
     return bucket
 

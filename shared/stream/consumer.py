@@ -49,7 +49,8 @@ from shared.metrics import (
     STREAM_SHARDS,
     WORKER_ERRORS,
 )
-from shared.retry import Backoff, sleep_or_stop
+from shared.retry import sleep_or_stop
+from shared.schedule import Schedule
 from shared.stream.balance import ExpiryObserver, plan
 from shared.stream.batch import (
     AcquiredHook,
@@ -95,7 +96,7 @@ class StreamConsumer(Lifecycle):
         self._tick_ok = False
         self._free = 0
         self._let_go_at: dict[str, int] = {}   # counter of our last write before letting go
-        self._tick_backoff = Backoff(0.2, 5.0)
+        self._tick_backoff = Schedule.exponential(0.2, 5.0)
         self.ticks = 0   # lease rounds run, successful or not: lets tests count rounds
 
     # -- lifecycle -----------------------------------------------------------------

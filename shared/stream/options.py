@@ -58,12 +58,12 @@ class StreamOptions:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> StreamOptions:
         values: dict[str, object] = dict(
-            batch_size=settings.stream_batch_size,
-            batching_window_ms=settings.stream_batching_window_ms,
-            max_attempts=settings.stream_max_attempts, failover_s=settings.stream_failover_s,
-            checkpoint_interval_s=settings.stream_checkpoint_interval_s,
-            sync_s=settings.stream_sync_interval_s, poll_s=settings.stream_poll_interval_s,
-            idle_max_s=settings.stream_idle_max_s, busy_window_s=settings.stream_busy_window_s,
-            start_position=settings.stream_start_position,
-            stall_after_s=settings.stream_stall_after_s)
+            batch_size=settings.stream.batch_size,
+            batching_window_ms=settings.stream.batching_window_ms,
+            max_attempts=settings.stream.max_attempts, failover_s=settings.stream.failover_s,
+            checkpoint_interval_s=settings.stream.checkpoint_interval_s,
+            sync_s=settings.stream.sync_interval_s, poll_s=settings.stream.poll_interval_s,
+            idle_max_s=settings.stream.idle_max_s, busy_window_s=settings.stream.busy_window_s,
+            start_position=settings.stream.start_position,
+            stall_after_s=settings.stream.stall_after_s)
         return cls(**{**values, **overrides})  # type: ignore[arg-type]

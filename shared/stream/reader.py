@@ -33,7 +33,8 @@ from shared.metrics import (
     STREAM_TRIMMED,
     WORKER_ERRORS,
 )
-from shared.retry import Backoff, RetryStopped, retry, sleep_or_stop
+from shared.retry import RetryStopped, pause, retry, sleep_or_stop
+from shared.schedule import Schedule
 from shared.stream.batch import BatchFailure, PoisonHandler, Processor
 from shared.stream.leases import SHARD_END, TRIM_HORIZON, LeaseLost, ShardLease, ShardLeaseTable
 from shared.stream.options import StreamOptions
@@ -91,8 +92,8 @@ class ShardReader:
         self.ctx, self.owned = ctx, owned
         self.shard = owned.lease.shard_id
         opts = ctx.options
-        self.backoff = Backoff(opts.retry_base_s, 10.0)
-        self.write_backoff = Backoff(opts.retry_base_s, 5.0)
+        self.backoff = Schedule.exponential(opts.retry_base_s, 10.0)
+        self.write_backoff = Schedule.exponential(opts.retry_base_s, 5.0)
 
     async def run(self) -> str:
         """Read, then let go of the lease; returns why it stopped (``shard_end``, ``lost``…)."""
@@ -151,7 +152,7 @@ class ShardReader:
                     WORKER_ERRORS.labels(worker="stream").inc()
                     log.warning("stream.read_failed", table=ctx.table, shard=shard,
                                 error=repr(exc))
-                await self.backoff.sleep(owned.stop, failures)
+                await pause(owned.stop, self.backoff, failures)
                 continue
             if records:
                 owned.delivering = True
@@ -248,7 +249,7 @@ class ShardReader:
                 await self._poison(pending[0])
                 await self._processed(pending[0].sequence)
                 pending, attempt = pending[1:], 0
-            elif await self.backoff.sleep(owned.stop, attempt):
+            elif await pause(owned.stop, self.backoff, attempt):
                 raise Stopped
         await self._processed(records[-1].sequence)
 

@@ -115,7 +115,6 @@ def stack(emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     base = {**os.environ, "REMITFLOW_PREFIX": prefix, "REMITFLOW_HTTP_HOST": "127.0.0.1",
             "REMITFLOW_API_TOKEN": TOKEN, "REMITFLOW_RECEIVE_WAIT_S": "1",
             "REMITFLOW_SWEEPER_INTERVAL_S": "1", "REMITFLOW_RETRY_MAX_ATTEMPTS": "1",
-            "REMITFLOW_RETRY_BACKOFF_BASE_S": "1", "REMITFLOW_RETRY_BACKOFF_CAP_S": "1",
             "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2", "REMITFLOW_STREAM_IDLE_MAX_S": "0.5",
             "REMITFLOW_LEASE_TTL_S": "5", "REMITFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
             "REMITFLOW_LOG_LEVEL": "WARNING"}

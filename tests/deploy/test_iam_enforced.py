@@ -38,9 +38,9 @@ from shared.aws.clients import AwsClients
 from shared.aws.dynamo import to_item
 from shared.aws.emulator import enforce_iam, wait_until_up
 from shared.provision.bootstrap import load_reference_data
-from shared.settings import Settings
 from tests.helpers import (
     WEBHOOK_SECRET,
+    AllSettings,
     Env,
     csrf_of,
     detail_of,
@@ -68,7 +68,7 @@ ISO = resources.files("shared.contracts").joinpath("examples", "iso20022")
 @dataclass
 class Lane:
     endpoint: str
-    settings: Settings
+    settings: AllSettings
     #: principal (a service, ``harness``) → (access key id, secret)
     keys: dict[str, tuple[str, str]]
     refusal_log: Path
@@ -114,7 +114,7 @@ def _policy_document(role: str, prefix: str) -> str:
     return json.dumps(iam.policy(role, prefix, region=REGION, account=ACCOUNT))
 
 
-async def _provision(settings: Settings, receiver: Receiver) -> dict[str, tuple[str, str]]:
+async def _provision(settings: AllSettings, receiver: Receiver) -> dict[str, tuple[str, str]]:
     """Bootstrap, reference data, one IAM user per service, the workflows' role policy."""
     async with AwsClients(settings) as clients:
         await bootstrap_stack(settings, clients)

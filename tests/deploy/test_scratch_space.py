@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.settings import Settings
+from services.enrichment.settings import EnrichmentSettings
 
 CHART = Path(__file__).resolve().parents[2] / "k8s" / "charts" / "remitflow"
 HELM = shutil.which("helm") or str(Path(sys.executable).parent / "helm")
@@ -42,7 +42,7 @@ def enrichment(docs: list[dict[str, Any]]) -> tuple[int, dict[str, str]]:
                                        "--set", "partnerFiles.filesInFlight=4")])
 def test_scratch_holds_every_file_in_flight(args: tuple[str, ...]) -> None:
     scratch, env = enrichment(render(*args))
-    defaults = Settings.model_fields
+    defaults = EnrichmentSettings.model_fields
     max_bytes = int(env.get("REMITFLOW_PARTNER_FILES_MAX_BYTES")
                     or defaults["partner_files_max_bytes"].default)
     in_flight = int(env.get("REMITFLOW_PARTNER_FILES_MAX_IN_FLIGHT")

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from shared.aws.clients import AwsClients
 from shared.pipeline.jobs import Status
 from tests.faultproxy import FaultProxy
-from tests.helpers import CONSOLE_TOKEN, Env, console, started_job
+from tests.helpers import CONSOLE_TOKEN, Env, console, replace_settings, started_job
 from tools import iam
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -93,7 +93,7 @@ async def test_operator_paths_are_granted(env: Env) -> None:
         await env.clients.sqs.send_message(QueueUrl=await env.queue_url(dlq),
                                            MessageBody=json.dumps({"request_id": f"DL-{n}"}))
     async with FaultProxy(env.endpoint) as proxy:
-        settings = env.settings.model_copy(update={
+        settings = replace_settings(env.settings, **{
             "aws_endpoint_url": proxy.endpoint, "api_token": SecretStr(CONSOLE_TOKEN)})
         async with AwsClients(settings) as clients, \
                 console(Env(settings, clients, env.endpoint)) as http:

@@ -20,15 +20,18 @@ from shared.pipeline.jobs import Job
 from tests.helpers import Env, emails_to, eventually, job_in
 from tools.demo import generate_messages
 from tools.procs import service_process
+from tools.stack import KINDS
 
 pytestmark = pytest.mark.own_stack("kills real service processes and counts every effect")
 
 FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
         "REMITFLOW_LEASE_TTL_S": "3", "REMITFLOW_STREAM_POLL_INTERVAL_S": "0.2",
         "REMITFLOW_SHUTDOWN_GRACE_S": "5", "REMITFLOW_SWEEPER_INTERVAL_S": "1",
-        "REMITFLOW_RETRY_BACKOFF_BASE_S": "1", "REMITFLOW_RETRY_BACKOFF_CAP_S": "2",
         "REMITFLOW_VISIBILITY_TIMEOUT_S": "5", "REMITFLOW_WEBHOOK_ALLOW_PRIVATE": "true",
-        "REMITFLOW_STREAM_FAILOVER_S": "3"}
+        "REMITFLOW_STREAM_FAILOVER_S": "3",
+        # every kind and channel retried after 1 s, then every 2 s (5 attempts)
+        **{f"REMITFLOW_RETRY_SCHEDULE_{key.upper()}": "1s,2s,2s,2s"
+           for kind in KINDS for key in (kind.name, *kind.schedules)}}
 
 
 @contextmanager

@@ -63,7 +63,7 @@ def receiver_process() -> Iterator[ReceiverProcess]:
 
 async def test_receiver_down_then_up_gets_it_exactly_once(
         env: Env, receiver_process: ReceiverProcess) -> None:
-    assert sum(parse_schedule(SCHEDULE)[:3]) / SCALE < DOWN_S
+    assert sum(parse_schedule(SCHEDULE).delays[:3]) / SCALE < DOWN_S
     env = env.with_settings(retry_schedules={"webhook": SCHEDULE}, dev_time_scale=SCALE)
 
     class Target:

@@ -32,7 +32,7 @@ def test_a_low_entropy_token_is_refused_with_how_to_generate_one(
 def test_the_suites_own_tokens_pass(monkeypatch: pytest.MonkeyPatch, token: str) -> None:
     monkeypatch.setenv("REMITFLOW_API_TOKEN", token)
     settings = load_settings()
-    assert settings.api_token is not None and settings.api_token.get_secret_value() == token
+    assert settings.api.token is not None and settings.api.token.get_secret_value() == token
 
 
 def test_generated_tokens_pass() -> None:

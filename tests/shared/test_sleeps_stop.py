@@ -1,6 +1,6 @@
 """No loop sleeps past a stop: a loop that waits between rounds uses the stop-aware
-helpers (``shared.worker.sleep_or_stop``, ``ticker``), never a bare ``asyncio.sleep``,
-so SIGTERM ends it at once instead of after its interval.
+helpers (``shared.retry.sleep_or_stop`` and ``pause``, ``ticker``), never a bare
+``asyncio.sleep``, so SIGTERM ends it at once instead of after its interval.
 
 The check reads the source tree's syntax (every path, run or not). A bare sleep in
 a loop is allowed only where it is listed below with the reason it cannot delay a
@@ -23,13 +23,6 @@ ALLOWED = {
     "shared/operations/deadletters.py::heartbeat":
         "the same heartbeat for dead letters an operator acts on; cancelled when the "
         "action ends",
-    "shared/pipeline/indexes.py::batch_get":
-        "bounded back-off between at most a few BatchGetItem rounds of one page",
-    "shared/pipeline/starter.py::start":
-        "bounded back-off between REMITFLOW_START_ATTEMPTS tries of one StartExecution",
-    "services/notification/webhook.py::deliver":
-        "quick retries of one delivery, bounded by its budget (seconds); the task "
-        "finishes within the shutdown grace, then the process stops",
     "tools/dev.py::_watch":
         "the dev runner: SIGINT/SIGTERM/SIGHUP raise KeyboardInterrupt, which ends "
         "asyncio.run (tools/dev.py, stop_signals)",
@@ -90,6 +83,6 @@ def test_no_loop_sleeps_past_a_stop() -> None:
     found = {hit for f in files
              for hit in sleeps_in_loops(f.read_text(), str(f.relative_to(ROOT)))}
     assert found - set(ALLOWED) == set(), (
-        "a loop sleeps with asyncio.sleep: use shared.worker.sleep_or_stop (or ticker) "
+        "a loop sleeps with asyncio.sleep: use shared.retry.sleep_or_stop (or ticker) "
         "so a stop ends the wait, or list it in ALLOWED with the reason it cannot delay one")
     assert set(ALLOWED) - found == set(), "ALLOWED lists a place that no longer sleeps"

@@ -45,6 +45,7 @@ from services.enrichment.bankfiles import (
 )
 from services.enrichment.bankfiles.mapping import PARTNER
 from services.enrichment.handler import parse_partner_message
+from services.enrichment.settings import PartnerFileRules
 from shared.aws.clients import error_code
 from shared.aws.sqs import SqsWorker
 from shared.files.drop import ObjectRef, object_events
@@ -61,8 +62,7 @@ from shared.metrics import (
 from shared.pipeline.faults import fault_point
 from shared.pipeline.intake import InvalidMessage, Parsed, conflict_detail, store_parsed
 from shared.pipeline.jobs import JobStore, content_hash
-from shared.retry import Backoff
-from shared.settings import PartnerFileRules
+from shared.schedule import Schedule
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -88,7 +88,7 @@ class FileOptions:
     wait_s: int = 10
     visibility_s: int = 60
     batch: int = 20
-    backoff: Backoff | None = None    # a file that failed for now: hidden for longer each time
+    backoff: Schedule | None = None    # a file that failed for now: hidden for longer each time
     rules: Mapping[str, PartnerFileRules] = field(default_factory=dict)
 
 

@@ -12,6 +12,7 @@ from shared.pipeline.assemble import retry_policy
 from shared.pipeline.jobs import Job, Status
 from shared.schedule import format_schedule, parse_schedule
 from shared.settings import Settings, SettingsError, load_settings
+from shared.settings.concerns import RetrySettings
 from tests.helpers import Env
 from tools.dev import dev_environment
 from tools.stack import KINDS
@@ -25,9 +26,9 @@ def job(channel: str | None, attempt: int = 1) -> Job:
 
 
 def test_parse_and_format_schedule() -> None:
-    assert parse_schedule("0,5s,5m,30m,2h, 1d, 90") == (0, 5, 300, 1800, 7200, 86400, 90)
+    assert parse_schedule("0,5s,5m,30m,2h, 1d, 90").delays == (0, 5, 300, 1800, 7200, 86400, 90)
     assert format_schedule(parse_schedule(SVIX)) == SVIX
-    assert parse_schedule("") == ()
+    assert parse_schedule("").delays == ()
     with pytest.raises(ValueError, match="'5 minutes'"):
         parse_schedule("5s,5 minutes")
 
@@ -47,18 +48,18 @@ def test_schedule_variables_win_and_name_themselves(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("REMITFLOW_RETRY_SCHEDULE_WEBHOOK", "0,5s,5m")
     monkeypatch.setenv("REMITFLOW_RETRY_SCHEDULE_NOTIFICATION", "1m")
     policy = retry_policy(Settings(), NOTIFICATION)
-    assert policy.schedule_for(job("webhook")) == (0, 5, 300)
-    assert policy.schedule_for(job(None)) == (60,)
+    assert policy.schedule_for(job("webhook")).delays == (0, 5, 300)
+    assert policy.schedule_for(job(None)).delays == (60,)
     monkeypatch.setenv("REMITFLOW_RETRY_SCHEDULE_EMAIL", "5 mins")
     with pytest.raises(SettingsError, match="REMITFLOW_RETRY_SCHEDULE_EMAIL"):
         load_settings()
 
 
 def test_max_attempts_alone_resizes_the_kind_schedule() -> None:
-    policy = retry_policy(Settings(retry_max_attempts=10), NOTIFICATION)
+    policy = retry_policy(Settings(retry=RetrySettings(max_attempts=10)), NOTIFICATION)
     assert policy.schedule_for(job("webhook")) == parse_schedule(SVIX + ",10h,10h")
-    assert retry_policy(Settings(retry_max_attempts=2), NOTIFICATION).schedule_for(
-        job("webhook")) == (5,)
+    assert retry_policy(Settings(retry=RetrySettings(max_attempts=2)), NOTIFICATION).schedule_for(
+        job("webhook")).delays == (5,)
 
 
 def test_dev_compresses_time_and_the_user_wins(monkeypatch: pytest.MonkeyPatch) -> None:

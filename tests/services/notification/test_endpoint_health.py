@@ -24,7 +24,7 @@ from services.notification.service import build as build_notification
 from shared.api import ApiAuth, Heartbeat, create_app
 from shared.aws.dynamo import to_item
 from shared.metrics import AWS_REQUESTS
-from tests.helpers import Env, example, history, job_in, running
+from tests.helpers import Env, example, history, job_in, replace_settings, running
 from tests.services.notification.support import Reply, ScriptedServer
 from tools.stack import builder
 
@@ -92,7 +92,7 @@ async def test_disabled_once_past_the_limit_and_gauges_report_it(env: Env) -> No
 
 @asynccontextmanager
 async def notification_api(env: Env) -> AsyncIterator[httpx.AsyncClient]:
-    settings = env.settings.model_copy(update={"api_token": SecretStr(TOKEN)})
+    settings = replace_settings(env.settings, api_token=SecretStr(TOKEN))
     async with running(Env(settings, env.clients, env.endpoint), build_notification) as parts:
         async def ready() -> dict[str, Any]:
             return {}

@@ -41,6 +41,7 @@ from tests.helpers import (
     example,
     history,
     job_in,
+    replace_settings,
     retrying,
     running,
 )
@@ -84,7 +85,7 @@ async def pipeline_via(env: Env, proxy: SesFaultProxy, *,
                        events_worker: bool = True) -> AsyncIterator[None]:
     """Both services, notification's AWS calls through ``proxy`` (optionally without
     its SES event worker, so that events wait on their queue)."""
-    settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint,
+    settings = replace_settings(env.settings, **{"aws_endpoint_url": proxy.endpoint,
                                                "visibility_timeout_s": VISIBILITY_S})
 
     async def notification(settings: Settings, clients: AwsClients) -> ServiceParts:

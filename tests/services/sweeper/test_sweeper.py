@@ -59,7 +59,7 @@ async def test_always_failing_ends_failed_after_max_attempts(env: Env) -> None:
     async with running(broken, enrichment), running(env, sweeper_service):
         await env.send(message("REQ-BROKEN-1"))
         job = await job_in(env.store(), "REQ-BROKEN-1", "FAILED", timeout_s=60)
-    assert job.attempt == env.settings.retry_max_attempts == 3
+    assert job.attempt == env.settings.retry.max_attempts == 3
     assert job.raw["failed_job"].startswith("s") and job.raw["failed_at"]
     assert not {"running_job", "retry_job", "next_attempt_at"} & set(job.raw)
     assert "FAILED by sweeper after 3 attempt(s)" in history(job)

@@ -31,7 +31,14 @@ from shared.aws.sqs import EventQueueWorker, SqsWorker
 from shared.pipeline.jobs import Job, Status, content_hash, execution_name
 from shared.settings import Settings
 from tests.faultproxy import Fault, FaultProxy
-from tests.helpers import Env, detail_of, eventually, publish_status_event, started_job
+from tests.helpers import (
+    Env,
+    detail_of,
+    eventually,
+    publish_status_event,
+    replace_settings,
+    started_job,
+)
 from tools.stack import KINDS, file_drops
 
 EXAMPLES = resources.files("shared.contracts").joinpath("examples", "iso20022")
@@ -118,7 +125,7 @@ async def test_an_outage_delays_events_and_dead_letters_none(fresh_env: Env, nam
     table = env.names.table(case.table)
     key = f"REQ-OUT-{uuid.uuid4().hex[:10]}"
     async with FaultProxy(env.endpoint) as proxy:
-        settings = env.settings.model_copy(update={
+        settings = replace_settings(env.settings, **{
             "aws_endpoint_url": proxy.endpoint, "visibility_timeout_s": VISIBILITY_S,
             "aws_max_attempts": 1, "intake_retry_base_s": 2, "intake_retry_cap_s": 60})
         async with AwsClients(settings) as clients:

@@ -129,7 +129,7 @@ async def test_every_success_write_enters_the_handoff_index(env: Env) -> None:
     """The workflow's MarkCompleted and the Python settlers (reconcile, status events)
     both put a published kind's job in the index; other kinds' tables have none."""
     table = env.names.table("remittances")
-    store = JobStore(env.clients.dynamodb, table, shards=env.settings.retry_shards,
+    store = JobStore(env.clients.dynamodb, table, shards=env.settings.retry.shards,
                      handoff=True)
     await store.create("REQ-HANDOFF-SETTLED", "{}", "x")
     job = await store.require("REQ-HANDOFF-SETTLED")

@@ -20,7 +20,7 @@ from shared.runtime import serve  # noqa: F401  (the service entry point imports
 from shared.settings import load_settings
 
 settings = load_settings()
-arm(settings.fault_point, settings.fault_after)
+arm(settings.faults.point, settings.faults.after)
 fault_point("other.point")
 print("passed other.point", flush=True)
 fault_point("files.counted", reached=int(sys.argv[1]))

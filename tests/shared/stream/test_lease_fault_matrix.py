@@ -30,7 +30,7 @@ from shared.stream.leases import ShardLeaseTable
 from shared.stream.memory import MemoryStream
 from shared.stream.source import Record
 from tests.faultproxy import Fault, FaultProxy, Kind
-from tests.helpers import Env, eventually
+from tests.helpers import Env, eventually, replace_settings
 
 pytestmark = pytest.mark.own_stack("its consumers write leases of a table name of their own")
 
@@ -83,7 +83,7 @@ class Worker:
 
 @asynccontextmanager
 async def through(proxy: FaultProxy, env: Env) -> AsyncIterator[AwsClients]:
-    settings = env.settings.model_copy(update={"aws_endpoint_url": proxy.endpoint,
+    settings = replace_settings(env.settings, **{"aws_endpoint_url": proxy.endpoint,
                                                "aws_max_attempts": 2})
     async with AwsClients(settings) as clients:
         yield clients
