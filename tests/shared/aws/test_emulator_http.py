@@ -23,7 +23,12 @@ def test_the_module_listing_is_moto_s_and_reads_the_disk_once(
                       if os.path.isdir(os.path.join(here, b)) and not b.startswith("__"))
     emulator_http.install()
     listed: list[str] = []
-    monkeypatch.setattr(os, "listdir", lambda path: listed.append(path) or [])
+
+    def listdir(path: str) -> list[str]:
+        listed.append(path)
+        return []
+
+    monkeypatch.setattr(os, "listdir", listdir)
     assert list(backends.list_of_moto_modules()) == expected
     assert "dynamodb" in backends.list_of_moto_modules()   # how the router asks
     assert listed == [], "no directory listing per request"
