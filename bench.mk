@@ -33,6 +33,12 @@ bench-emulator: venv ## emulator CPU per remittance, Step Functions caches on vs
 	$(PY) -m tools.bench.run --count $(or $(N),300) --baseline-count 0 --steady-count 0 \
 	    --profile-s 0 --repeat $(or $(REPEAT),1) --emulator-ab --out tools/bench/emulator-ab.json
 
+# `make bench-calls`: the emulator's CPU per AWS call (GetItem, UpdateItem, ReceiveMessage),
+# moto as shipped against the emulator's caches, in one run (docs/emulator.md). N=1000.
+.PHONY: bench-calls
+bench-calls: venv ## emulator CPU per AWS call, moto as shipped vs its caches (N=1000)
+	$(PY) -m tools.bench.calls --count $(or $(N),1000)
+
 # `make bench-bankfiles`: the bank-file reader and worker (docs/bankfiles.md, "Validation
 # and memory"): validation speed on N entries (default 10000), the reader's peak RSS on
 # FILE_N (default 100000; one size per process), the worker alone against its own emulator
