@@ -226,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM and SIGHUP stop the soak as Ctrl-C does: services first (tools/dev.py)
     with stop_signals():
         try:
-            # a killed process's shard leases are taken over after 2 s, not the default 10 s
+            # a killed process's shard leases are taken over after 2 s, not the default 10 s;
+            # the soak accounts for every job from the job tables at its end, so none may
+            # expire meanwhile (dev's retention is ~5 min; the lifecycle under kill -9 is
+            # tests/e2e/test_archive_kills.py)
             stack = LocalStack(args.port, service_ports(args.port_offset), command="make soak",
-                               REMITFLOW_PREFIX="soak",
-                               REMITFLOW_STREAM_FAILOVER_S="2")
+                               REMITFLOW_PREFIX="soak", REMITFLOW_STREAM_FAILOVER_S="2",
+                               REMITFLOW_RETENTION_DAYS="1")
         except PortsTaken as exc:
             print(exc, file=sys.stderr, flush=True)
             return 1

@@ -48,8 +48,10 @@ class _Server(ThreadedMotoServer):
         from werkzeug.serving import make_server
 
         app = emulator_ttl.routes(DomainDispatcherApplication(create_backend_app))
+        handler = (MotoRequestHandler if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE") == "off"
+                   else emulator_http.request_handler())   # keep-alive, unless as shipped
         self._server = make_server(self._ip_address, self._port, app, True,
-                                   request_handler=MotoRequestHandler)
+                                   request_handler=handler)
         self._server_ready_event.set()
         self._server.serve_forever()
 

@@ -19,8 +19,11 @@ Step Functions caches (:mod:`shared.aws.emulator_sfn`).
 from __future__ import annotations
 
 import functools
+import io
+import socket
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from shared.aws.emulator_sfn import _require, check_version
 
@@ -48,3 +51,56 @@ def install() -> None:
         backends.list_of_moto_modules = list_of_moto_modules
         responses.method_names_from_class = functools.lru_cache(maxsize=256)(names)  # type: ignore[attr-defined]
         _installed = True
+
+
+def request_handler() -> type[Any]:
+    """moto's request handler, keeping the connection open between requests.
+
+    werkzeug's development server answers every request with ``Connection: close``,
+    because ``http.server`` cannot skip a request body the application left unread
+    before it reads the next request line (and after answering, it drains the socket,
+    which on a kept connection would swallow the next request). So every AWS call
+    paid a new TCP connection on both sides and a new server thread. This handler
+    reads a request's whole body (``Content-Length``) before the application runs and
+    gives werkzeug's drain nothing to read, so the next request line is where
+    ``http.server`` looks for it, and lets HTTP/1.1 keep the connection. A chunked
+    body, and every error werkzeug or ``http.server`` answers on their own, still
+    close it.
+    """
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+    class KeepAliveHandler(MotoRequestHandler):
+        _body_read = False
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body leave in separate writes: without this, Nagle's algorithm
+            # holds the second until the client's delayed ACK (~40 ms per response).
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def handle_one_request(self) -> None:
+            self._body_read, socket_file = False, self.rfile
+            try:
+                super().handle_one_request()
+            finally:
+                self.rfile = socket_file   # the next request line is read from the socket
+
+        def make_environ(self) -> dict[str, Any]:
+            environ: dict[str, Any] = super().make_environ()
+            if environ.get("wsgi.input_terminated"):      # chunked: werkzeug reads it
+                return environ
+            length = int(self.headers.get("Content-Length") or 0)
+            environ["wsgi.input"] = io.BytesIO(self.rfile.read(length) if length else b"")
+            # werkzeug drains "what is left" of the request after answering; with the
+            # body read, what is on the socket is the next request: it must read nothing.
+            self.rfile = io.BytesIO()
+            self._body_read = True
+            return environ
+
+        def send_header(self, keyword: str, value: str) -> None:
+            if self._body_read and keyword.lower() == "connection" \
+                    and value.lower() == "close":
+                return              # the body was read in full: the next request may follow
+            super().send_header(keyword, value)
+
+    return KeepAliveHandler

@@ -280,6 +280,9 @@ def test_settle(status: str, output: str | None, to: Status, sets: dict[str, Any
 # --- leadership ---------------------------------------------------------------------------
 
 async def test_one_leader_at_a_time(env: Env) -> None:
+    # A lease that outlives the test: with the suite's 5 s, a sweep that took 3 s on a
+    # loaded machine let the lease lapse before the second sweeper tried.
+    env = env.with_settings(lease_ttl_s=60)
     one = await build_sweeper(env.settings, env.clients, KINDS)
     two = await build_sweeper(env.settings, env.clients, KINDS)
     assert one.leases is not None and two.leases is not None

@@ -10,9 +10,8 @@ import pytest
 
 from shared.aws import emulator_http
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 def test_the_module_listing_is_moto_s_and_reads_the_disk_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import moto
@@ -34,6 +33,7 @@ def test_the_module_listing_is_moto_s_and_reads_the_disk_once(
     assert listed == [], "no directory listing per request"
 
 
+@pytest.mark.unit
 def test_method_names_are_moto_s_and_computed_once_per_class() -> None:
     import inspect
 
@@ -51,6 +51,7 @@ def test_method_names_are_moto_s_and_computed_once_per_class() -> None:
         assert after.hits - before.hits >= 2
 
 
+@pytest.mark.unit
 def test_install_is_idempotent_and_version_guarded() -> None:
     from moto import backends
 
@@ -58,3 +59,28 @@ def test_install_is_idempotent_and_version_guarded() -> None:
     first = backends.list_of_moto_modules
     emulator_http.install()
     assert backends.list_of_moto_modules is first
+
+
+def test_one_connection_serves_request_after_request(emulator: str) -> None:
+    """Keep-alive (``request_handler``): an error answer and a body the application never
+    reads leave the connection usable; the next request on it is answered. (With
+    ``REMITFLOW_EMULATOR_SFN_CACHE=off``, moto as shipped, it fails: every answer closes.)"""
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(emulator)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+               "Authorization": "AWS4-HMAC-SHA256 Credential=t/20261203/us-east-1/ses/"
+                                "aws4_request, SignedHeaders=host, Signature=x"}
+    missing = "Action=DescribeConfigurationSet&Version=2010-12-01&ConfigurationSetName=none"
+    answers = []
+    for body in (missing, missing + "&Unread=" + "x" * 70_000, "Action=ListIdentities"
+                 "&Version=2010-12-01"):
+        conn.request("POST", "/", body=body, headers=headers)
+        resp = conn.getresponse()
+        answers.append((resp.status, resp.getheader("Connection")))
+        resp.read()
+        assert conn.sock is not None, "the emulator closed the connection"
+    conn.close()
+    assert answers == [(400, None), (400, None), (200, None)]

@@ -57,6 +57,10 @@ async def test_a_held_shard_that_stops_being_read_is_visible(env: Env) -> None:
         stream.throttle(0)               # reads work again
         await eventually(lambda: _true(len(delivered) == 2 and consumer.healthy),
                          what="caught up and ready again")
+        # Back to normal: a record put now is read with a small lag (S2's own lag is as
+        # long as the outage lasted, which a loaded machine stretched past 5 s).
+        stream.put("S3")
+        await eventually(lambda: _true(len(delivered) == 3), what="a fresh record read")
         assert lag(table, shard) < 5
     finally:
         consumer.shutdown()
