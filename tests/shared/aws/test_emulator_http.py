@@ -69,7 +69,7 @@ def test_one_connection_serves_request_after_request(emulator: str) -> None:
     from urllib.parse import urlparse
 
     url = urlparse(emulator)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
     headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
                "Authorization": "AWS4-HMAC-SHA256 Credential=t/20261203/us-east-1/ses/"
                                 "aws4_request, SignedHeaders=host, Signature=x"}
