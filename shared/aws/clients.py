@@ -79,17 +79,15 @@ def session() -> AioSession:
     A session parses each service's model and the endpoint rules (JSON, hundreds of
     kilobytes for DynamoDB) the first time it makes a client of that service; a
     fresh session per :class:`AwsClients` parsed them all again, about 0.3 s of CPU
-    each time. The parsed data (the loader) and the exception classes built from it
-    are shared per thread; everything else, credentials included, stays per session,
-    so a process that changes its credentials gets them in its next clients.
+    each time. The parsed data (the session's loader) is shared per thread; everything
+    else, credentials included, stays per session, so a process that changes its
+    credentials gets them in its next clients.
     """
     sdk = get_session()
-    shared = getattr(_parsed, "components", None)
-    if shared is None:
-        shared = _parsed.components = {
-            name: sdk.get_component(name) for name in ("data_loader", "exceptions_factory")}
-    for name, component in shared.items():
-        sdk.register_component(name, component)
+    loader = getattr(_parsed, "loader", None)
+    if loader is None:
+        loader = _parsed.loader = sdk.get_component("data_loader")
+    sdk.register_component("data_loader", loader)
     return sdk
 
 

@@ -318,7 +318,10 @@ async def test_status_events_and_bank_files(lane: Lane) -> None:
                                     Body=ISO.joinpath(name).read_bytes())
         for rid in ("ISO-FIRSTBANK-E2E-EC-0201", "ISO-FIRSTBANK-E2E-EC-0202"):
             await job_in(env.store(), rid, "COMPLETED", timeout_s=40)
-        assert await env.left_on(drop.queue_name(env.settings.prefix)) == 0
+
+        async def file_event_acknowledged() -> bool:   # after the file's last write
+            return await env.left_on(drop.queue_name(env.settings.prefix)) == 0
+        await eventually(file_event_acknowledged, timeout_s=20, what="the S3 event deleted")
     lane.assert_no_refusals(since)
 
 
