@@ -133,6 +133,10 @@ class Emulator:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        # moto's Step Functions tasks call back into the emulator through boto3 clients
+        # (10 pooled connections each); with kept connections a burst of executions
+        # returns more than that and urllib3 warns on every one it does not keep.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
             emulator_http.install()  # routing answers computed once, not per request
