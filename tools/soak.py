@@ -169,6 +169,9 @@ async def soak(count: int, kill_every_s: float, timeout_s: float, endpoint: str,
                 break
             await asyncio.sleep(10)   # a scan of both tables is not free for the emulator
         await sender
+        # The kills are over; a service killed in the last round is started again, or
+        # what the steps below leave for it (the resolved e-mails' tasks) waits forever.
+        sup.check()
         # Killed before SES was called: no SES event can come; the operator's step.
         resolved = await _resolve_unsent(clients, names.notifications, sweeper_url,
                                          settings.api.token.get_secret_value()
