@@ -86,9 +86,10 @@ class HandleLedger:
 
 @pytest.fixture
 def short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A replay's hold shortened to 8 s, so a slow replay outlives it within the test
-    (at 4 s a fully loaded machine ran a heartbeat after its hold had expired)."""
-    monkeypatch.setattr(deadletters, "ACT_VISIBILITY_S", 8)
+    """A replay's hold shortened to 12 s, so a slow replay outlives it within the test
+    (at 4 s, and once at 8 s with a soak beside the suite, a loaded machine ran a
+    heartbeat after its hold had expired)."""
+    monkeypatch.setattr(deadletters, "ACT_VISIBILITY_S", 12)
 
 
 @pytest.mark.usefixtures("short_hold")
