@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared.aws.emulator_sfn import _require, check_version
+from shared.aws.emulator_sfn import check_version, require
 
 _lock = threading.Lock()
 _installed = False
@@ -41,8 +41,8 @@ def install() -> None:
         from moto import backends
         from moto.core import responses
 
-        listing: Callable[[], Iterable[str]] = _require(backends, "list_of_moto_modules")
-        names: Callable[[object], list[str]] = _require(responses, "method_names_from_class")
+        listing: Callable[[], Iterable[str]] = require(backends, "list_of_moto_modules")
+        names: Callable[[object], list[str]] = require(responses, "method_names_from_class")
         modules = tuple(listing())
 
         def list_of_moto_modules() -> Iterable[str]:

@@ -49,7 +49,7 @@ import sys
 import threading
 from typing import Any
 
-from shared.aws.emulator_sfn import _TASK_SERVICES, _require, check_version
+from shared.aws.emulator_sfn import _TASK_SERVICES, check_version, require
 
 log = logging.getLogger("remitflow.emulator.iam")
 
@@ -214,7 +214,7 @@ def _install_workflow_credentials() -> None:
     boto_mod = importlib.import_module("moto.stepfunctions.parser.asl.utils.boto_client")
     for name in _TASK_SERVICES:
         importlib.import_module(name)
-    _require(boto_mod, "boto_client_for")
+    require(boto_mod, "boto_client_for")
     role_factory = _role_clients()
     for name, module in list(sys.modules.items()):
         current = getattr(module, "boto_client_for", None)

@@ -52,14 +52,14 @@ class EmulatorPatchError(RuntimeError):
     """moto is not the version (or no longer has the internals) these caches rely on."""
 
 
-def _require(module: Any, name: str) -> Any:
+def require(module: Any, name: str) -> Any:
     try:
         return getattr(module, name)
     except AttributeError:
         raise EmulatorPatchError(
             f"moto {_moto_version()} has no {module.__name__}.{name}: the emulator's "
-            "Step Functions caches (shared/aws/emulator_sfn.py) need updating for this "
-            "moto; see docs/emulator.md") from None
+            "patches of moto (shared/aws/emulator_*.py) need updating for this moto; see "
+            "docs/emulator.md") from None
 
 
 def _moto_version() -> str:
@@ -73,8 +73,8 @@ def check_version(version: str | None = None) -> None:
     found = version or _moto_version()
     if found != VERIFIED_MOTO:
         raise EmulatorPatchError(
-            f"moto {found} is installed, but the emulator's Step Functions caches "
-            f"(shared/aws/emulator_sfn.py) were verified against moto {VERIFIED_MOTO}. "
+            f"moto {found} is installed, but the emulator's patches of moto "
+            f"(shared/aws/emulator_*.py) were verified against moto {VERIFIED_MOTO}. "
             "Re-check the patched internals (docs/emulator.md) and update VERIFIED_MOTO, "
             "or install the pinned version: pip install -c constraints.txt -e '.[dev]'")
 
@@ -92,14 +92,14 @@ def install() -> None:
         boto_mod = importlib.import_module(_BOTO)
         services = [importlib.import_module(m) for m in _TASK_SERVICES]
 
-        asl = _require(parser_mod, "AmazonStateLanguageParser")
-        original_parse = _require(asl, "parse")
-        _require(json_path, "extract_json")
-        original_path_parse = _require(json_path, "parse")
-        original_result_parse = _require(result_path, "parse")
-        original_client = _require(boto_mod, "boto_client_for")
+        asl = require(parser_mod, "AmazonStateLanguageParser")
+        original_parse = require(asl, "parse")
+        require(json_path, "extract_json")
+        original_path_parse = require(json_path, "parse")
+        original_result_parse = require(result_path, "parse")
+        original_client = require(boto_mod, "boto_client_for")
         for module in services:
-            if _require(module, "boto_client_for") is not original_client:
+            if require(module, "boto_client_for") is not original_client:
                 raise EmulatorPatchError(f"{module.__name__}.boto_client_for is not moto's")
 
         asl.parse = staticmethod(functools.lru_cache(maxsize=64)(original_parse))

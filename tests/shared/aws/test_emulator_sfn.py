@@ -79,4 +79,4 @@ def test_a_missing_internal_fails_loudly() -> None:
     import types
 
     with pytest.raises(emulator_sfn.EmulatorPatchError, match=r"no gone\.parse"):
-        emulator_sfn._require(types.ModuleType("gone"), "parse")
+        emulator_sfn.require(types.ModuleType("gone"), "parse")
