@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import time
-import urllib.error
 import urllib.request
 from typing import Any
 
@@ -36,8 +35,9 @@ TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the varia
 
 
 class _Server(ThreadedMotoServer):
-    """moto's threaded server with the emulator's own route in front
-    (``DELETE /_aws/dynamodb/expired``, :mod:`shared.aws.emulator_ttl`)."""
+    """moto's threaded server with the emulator's own routes in front
+    (``DELETE /_aws/dynamodb/expired``, :mod:`shared.aws.emulator_ttl`;
+    ``GET /_aws/ses``, :mod:`shared.aws.emulator_ses`)."""
 
     def _server_entry(self) -> None:
         from moto.moto_server.werkzeug_app import (
@@ -47,7 +47,8 @@ class _Server(ThreadedMotoServer):
         )
         from werkzeug.serving import make_server
 
-        app = emulator_ttl.routes(DomainDispatcherApplication(create_backend_app))
+        app = emulator_ses.routes(emulator_ttl.routes(
+            DomainDispatcherApplication(create_backend_app)))
         handler = (MotoRequestHandler if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE") == "off"
                    else emulator_http.request_handler())   # keep-alive, unless as shipped
         self._server = make_server(self._ip_address, self._port, app, True,
@@ -78,23 +79,11 @@ def wait_until_up(host: str, port: int, timeout_s: float = 20.0) -> None:
 
 
 def sent_emails(endpoint: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    """E-mails the emulator's SES accepted (moto's ``ses.Message``), for tests and the soak.
-
-    moto serialises every backend for ``/moto-api/data.json`` without a lock: while
-    services write, it can fail ("dictionary changed size during iteration", a 500).
-    It is asked again, a few times.
-    """
-    for attempt in range(5):
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/data.json",
-                                        timeout=timeout_s) as resp:
-                data = json.load(resp)
-            break
-        except urllib.error.HTTPError as exc:
-            if exc.code != 500 or attempt == 4:
-                raise
-            time.sleep(0.2)
-    return list(data.get("ses", {}).get("Message", []))
+    """E-mails the emulator's SES accepted, oldest first, for tests and the soak
+    (``GET /_aws/ses``, :func:`shared.aws.emulator_ses.mailbox`)."""
+    with urllib.request.urlopen(f"{endpoint}{emulator_ses.MAILBOX_PATH}",
+                                timeout=timeout_s) as resp:
+        return list(json.load(resp)["messages"])
 
 
 def enforce_iam(endpoint: str) -> None:

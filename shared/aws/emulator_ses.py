@@ -16,6 +16,11 @@ events"):
 It wraps moto's SES response handlers in this process (the emulator runs moto's
 server in-process, ``shared/aws/emulator.py``); moto's models are read, never
 changed. Events are published by one daemon thread, in order.
+
+:func:`routes` answers ``GET /_aws/ses`` (LocalStack's path) with the e-mails SES
+accepted, read from SES's own backend: the tests' and the soak's mailbox. moto's
+``/moto-api/data.json`` holds them too, but serialises every model of every service
+on each call (seconds, then a timeout, with a soak's thousands of items).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+MAILBOX_PATH = "/_aws/ses"
 VALIDATION_MESSAGE = "Successfully validated SNS topic for Amazon SES event publishing."
 EVENT_DELAY_S = 0.2          # SES publishes after it answered SendEmail
 SENDING_EVENTS = ("Send", "Delivery")
@@ -130,6 +136,34 @@ def _after_send(publisher: _Publisher, response: Any, result: Any) -> None:
                           account=response.current_account, region=response.region,
                           at=datetime.now(UTC))
         publisher.put(response.current_account, response.region, topic, json.dumps(event))
+
+
+def mailbox() -> list[dict[str, Any]]:
+    """Every e-mail SES accepted (``SendEmail``), in every account and region, oldest
+    first, as ``{"id", "source", "subject", "body", "destinations"}``."""
+    from moto.ses.models import Message, ses_backends
+
+    found: list[dict[str, Any]] = []
+    for by_region in list(ses_backends.values()):
+        for backend in list(by_region.values()):
+            found.extend({"id": m.id, "source": m.source, "subject": m.subject,
+                          "body": m.body, "destinations": m.destinations}
+                         for m in list(backend.sent_messages) if isinstance(m, Message))
+    return found
+
+
+def routes(app: Callable[..., Any]) -> Callable[..., Any]:
+    """WSGI middleware: ``GET /_aws/ses`` answers ``{"messages": mailbox()}``."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") != MAILBOX_PATH or environ.get("REQUEST_METHOD") != "GET":
+            return app(environ, start_response)
+        body = json.dumps({"messages": mailbox()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return wsgi
 
 
 def install() -> None:

@@ -68,3 +68,25 @@ async def test_refused_email_publishes_nothing(fresh_env: Env) -> None:
     else:
         raise AssertionError("SES accepted an unverified sender")
     assert await env.drain(events, wait_s=2) == []
+
+
+async def test_the_mailbox_holds_each_accepted_email_once(env: Env) -> None:
+    """``GET /_aws/ses`` (the tests' and the soak's mailbox) lists what moto's own
+    ``/moto-api/data.json`` lists, read from SES's backend instead of every model."""
+    import httpx
+
+    from shared.aws.emulator import sent_emails
+
+    marker = uuid.uuid4().hex
+    message_id = await env.clients.ses.send_email(
+        Source=SENDER, Destination={"ToAddresses": ["payee@example.org"]},
+        Message={"Subject": {"Data": "Your remittance"},
+                 "Body": {"Text": {"Data": f"hello {marker}"}}})
+    mine = [m for m in sent_emails(env.endpoint) if marker in m["body"]]
+    assert [m["id"] for m in mine] == [message_id["MessageId"]]
+    assert mine[0]["source"] == SENDER and mine[0]["subject"] == "Your remittance"
+    assert mine[0]["destinations"]["ToAddresses"] == ["payee@example.org"]
+    async with httpx.AsyncClient(timeout=30) as http:
+        moto_own = (await http.get(f"{env.endpoint}/moto-api/data.json")).json()
+    assert ({m["id"] for m in sent_emails(env.endpoint)}
+            == {m["id"] for m in moto_own["ses"]["Message"]})
