@@ -15,12 +15,11 @@ from importlib.resources import files
 from typing import Any, TypeVar
 
 import httpx
-from aiobotocore.session import get_session
 from pydantic import SecretStr
 
 from services.sweeper.service import build_sweeper
 from shared.api import ApiAuth, Heartbeat, create_app
-from shared.aws.clients import AwsClients
+from shared.aws.clients import AwsClients, session
 from shared.aws.dynamo import to_item
 from shared.aws.emulator import sent_emails
 from shared.aws.sqs import SqsWorker
@@ -306,7 +305,7 @@ def example(name: str) -> str:
 
 async def publish_status_event(env: Env, detail: dict[str, Any]) -> None:
     """One event as Step Functions sends it (moto accepts the ``aws.states`` source)."""
-    async with get_session().create_client("events", endpoint_url=env.endpoint,
+    async with session().create_client("events", endpoint_url=env.endpoint,
                                            region_name="us-east-1") as events:
         resp = await events.put_events(Entries=[{
             "Source": "aws.states", "DetailType": DETAIL_TYPE,

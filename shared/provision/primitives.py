@@ -13,9 +13,7 @@ from collections.abc import Awaitable, Callable
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
-from aiobotocore.session import get_session
-
-from shared.aws.clients import AwsClients, error_code
+from shared.aws.clients import AwsClients, error_code, session
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.logs import get_logger
@@ -201,7 +199,7 @@ async def ensure_sfn_role(settings: Settings, names: Names) -> str:
     kwargs: dict[str, Any] = {"region_name": settings.aws_region}
     if settings.aws_endpoint_url:
         kwargs["endpoint_url"] = settings.aws_endpoint_url
-    async with get_session().create_client("iam", **kwargs) as iam:
+    async with session().create_client("iam", **kwargs) as iam:
         try:
             role = await iam.get_role(RoleName=names.sfn_role)
             return str(role["Role"]["Arn"])

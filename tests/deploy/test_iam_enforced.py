@@ -31,10 +31,9 @@ from typing import Any
 
 import httpx
 import pytest
-from aiobotocore.session import get_session
 
 from services.notification.resources import SES_SENDING
-from shared.aws.clients import AwsClients
+from shared.aws.clients import AwsClients, session
 from shared.aws.dynamo import to_item
 from shared.aws.emulator import enforce_iam, wait_until_up
 from shared.provision.bootstrap import load_reference_data
@@ -124,7 +123,7 @@ async def _provision(settings: AllSettings, receiver: Receiver) -> dict[str, tup
         payee["webhook_url"] = f"http://127.0.0.1:{receiver.port}/hooks/remittance"
         await clients.dynamodb.put_item(TableName=env.names.payees, Item=to_item(payee))
     keys: dict[str, tuple[str, str]] = {}
-    async with get_session().create_client("iam", endpoint_url=settings.aws_endpoint_url,
+    async with session().create_client("iam", endpoint_url=settings.aws_endpoint_url,
                                            region_name=REGION) as client:
         everything = json.dumps({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": "*", "Resource": "*"}]})
@@ -351,7 +350,7 @@ async def test_a_removed_grant_is_refused_and_named(lane: Lane) -> None:
         if statement["Sid"] == "DeadLetters":
             statement["Action"].remove("sqs:ReceiveMessage")
     dlq = f"{lane.settings.prefix}-remittance-events-dlq"
-    async with get_session().create_client("iam", endpoint_url=lane.endpoint,
+    async with session().create_client("iam", endpoint_url=lane.endpoint,
                                            region_name=REGION) as client:
         await client.put_user_policy(UserName=user, PolicyName="remitflow",
                                      PolicyDocument=json.dumps(document))
