@@ -163,6 +163,24 @@ def test_copy_loads(templates: Path) -> None:
     assert all(copy.locales_for(t) == shipped.locales_for(t) for t in shipped.template_ids)
 
 
+def test_an_unchanged_directory_is_compiled_once_and_a_changed_one_again(
+        templates: Path) -> None:
+    """A second build of the service in one process reuses the compiled templates;
+    any edit (even one keeping the size) compiles again, and a broken edit fails."""
+    first = Renderer.load(templates)
+    assert Renderer.load(templates) is first
+    text = templates / "en" / "payment_settled.subject.txt"
+    original = text.read_text()
+    edited = original.replace("Payment sent", "Payment made")
+    assert edited != original and len(edited) == len(original)
+    text.write_text(edited)
+    os.utime(text, ns=(text.stat().st_atime_ns, text.stat().st_mtime_ns + 1_000_000))
+    assert Renderer.load(templates) is not first, "an edit is compiled again"
+    text.write_text("{{ payee.name }\n")
+    with pytest.raises(ConfigError, match=r"en/payment_settled\.subject\.txt:1"):
+        Renderer.load(templates)
+
+
 def test_syntax_error_names_file(templates: Path) -> None:
     (templates / "fr" / "payment_settled.txt").write_text("Bonjour {{ payee.name }\n")
     with pytest.raises(ConfigError, match=r"fr/payment_settled\.txt:1"):
