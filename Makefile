@@ -23,7 +23,7 @@ run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGT
 
 # One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;
 # a test past the per-test budget fails the run (tests/layers.py, docs/testing.md).
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 4
 test: venv ## the whole suite against the embedded emulator (no network, no Docker)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
