@@ -30,7 +30,7 @@ from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
 from shared.provision.bootstrap import load_reference_data
 from tests.helpers import AllSettings, Env, free_port, test_settings
-from tests.layers import budget_report, mark_layers, over_budget, record
+from tests.layers import budget_report, heaviest_files_first, mark_layers, over_budget, record
 from tools.demo import reference_data
 from tools.stack import bootstrap_stack
 
@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_layers(items)
+    heaviest_files_first(items)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,

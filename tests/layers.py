@@ -54,6 +54,22 @@ def mark_layers(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow(SLOW[base_id(item.nodeid)]))
 
 
+def heaviest_files_first(items: list[pytest.Item]) -> None:
+    """Order whole files by their expected weight, heaviest first, keeping each file's
+    own order: ``make test`` hands out files (``--dist loadfile``) in this order, so a
+    long file that came last would run alone at the end while the other workers idle.
+    Weight: tests with a stack of their own count three, other emulator tests one."""
+    weight: dict[str, int] = {}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        own = "fresh_env" in fixtures or (item.get_closest_marker("own_stack") is not None
+                                          and "env" in fixtures)
+        key = str(item.path)
+        weight[key] = weight.get(key, 0) + (3 if own else 1 if layer_of(item) != "unit" else 0)
+    first_seen = {key: n for n, key in enumerate(dict.fromkeys(str(i.path) for i in items))}
+    items.sort(key=lambda item: (-weight[str(item.path)], first_seen[str(item.path)]))
+
+
 def record(report: pytest.TestReport) -> None:
     _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
 

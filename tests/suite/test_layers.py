@@ -47,3 +47,19 @@ def test_a_test_with_the_emulator_is_never_a_unit_test(request: pytest.FixtureRe
         assert any(item.get_closest_marker(m) for m in ("e2e", "browser", "deploy")), item.nodeid
     browser = [i for i in request.session.items if "/browser/" in str(i.path)]
     assert all(i.get_closest_marker("browser") for i in browser)
+
+
+def test_files_are_handed_out_heaviest_first_each_in_its_own_order(
+        request: pytest.FixtureRequest) -> None:
+    """``--dist loadfile`` hands out files in collection order: the files with stacks
+    of their own come first, so none of them starts last and runs alone."""
+    items = request.session.items
+    files = list(dict.fromkeys(str(i.path) for i in items))
+    assert len(files) == len({str(i.path) for i in items}), "each file's tests together"
+    own = [f for f in files
+           if any(str(i.path) == f and "fresh_env" in getattr(i, "fixturenames", ())
+                  for i in items)]
+    units = [f for f in files
+             if all(i.get_closest_marker("unit") for i in items if str(i.path) == f)]
+    if own and units:
+        assert max(files.index(f) for f in own) < min(files.index(f) for f in units)
