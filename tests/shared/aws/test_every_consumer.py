@@ -34,7 +34,7 @@ async def test_the_suite_covers_every_consumer_the_services_run(env: Env) -> Non
 async def test_unreadable_messages_are_dead_lettered_with_a_reason(fresh_env: Env,
                                                                    short: str) -> None:
     configure_logging("INFO", "json")                       # as in production
-    env = fresh_env.with_settings(visibility_timeout_s=5)
+    env = fresh_env.with_settings(visibility_timeout_s=5, task_heartbeat_s=1)
     queue = env.names.name(short)
     consumers, built = await built_consumers(env)
     worker = consumers[queue]
