@@ -23,12 +23,14 @@ run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGT
 
 # One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;
 # a test past the per-test budget fails the run (tests/layers.py, docs/testing.md).
+# Four workers on two cores: half of an end-to-end test's time is waiting on the
+# emulator or a timeout. The unit layer waits on nothing: one worker per core.
 PYTEST_WORKERS ?= 4
 test: venv ## the whole suite against the embedded emulator (no network, no Docker)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test-fast: venv ## the unit layer only, for the inner loop (no emulator, under a minute)
-	$(PY) -m pytest -q -m unit -n $(PYTEST_WORKERS) --durations=10
+	$(PY) -m pytest -q -m unit -n auto --durations=10
 
 lint: venv ## ruff, mypy --strict, import contracts (docs/architecture.md), dead code
 	$(VENV)/bin/ruff check .
