@@ -44,10 +44,9 @@ from services.notification.rules import (
 from shared.domain.advice import AdviceInvoice, AdvicePayee, RemittanceAdvice
 
 PARTS: Final = ("subject.txt", "txt", "html")
-# Line breaks and ordinary blanks collapse; no-break spaces (1.234,56\xa0€) are kept.
 #: Renderers already compiled in this process, by what :meth:`Renderer.load` read.
 _LOADED: dict[tuple[Any, ...], Renderer] = {}
-
+# Line breaks and ordinary blanks collapse; no-break spaces (1.234,56\xa0€) are kept.
 _BREAKS: Final = re.compile(r"[ \t\r\n\f\v\x85\u2028\u2029]+")
 
 
