@@ -91,6 +91,19 @@ def session() -> AioSession:
     return sdk
 
 
+def client_args(settings: Settings) -> dict[str, Any]:
+    """Where a client of this process points: its region, and the endpoint override
+    (the emulator) when one is set."""
+    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
+    if settings.aws_endpoint_url:
+        kwargs["endpoint_url"] = settings.aws_endpoint_url
+        if settings.aws_endpoint_url.startswith("http://"):
+            # Plain HTTP (the emulator) has no certificate to verify: do not load
+            # the CA bundle for every client's connection pool.
+            kwargs["verify"] = False
+    return kwargs
+
+
 @dataclass
 class AwsClients:
     """The clients one process needs; an async context manager that owns them."""
@@ -120,13 +133,7 @@ class AwsClients:
             connect_timeout=5,
             read_timeout=20,
         )
-        kwargs: dict[str, Any] = {"region_name": self.settings.aws_region}
-        if self.settings.aws_endpoint_url:
-            kwargs["endpoint_url"] = self.settings.aws_endpoint_url
-            if self.settings.aws_endpoint_url.startswith("http://"):
-                # Plain HTTP (the emulator) has no certificate to verify: do not load
-                # the CA bundle for every client's connection pool.
-                kwargs["verify"] = False
+        kwargs = client_args(self.settings)
 
         async def make(name: str, config: AioConfig = base) -> Any:
             client = await stack.enter_async_context(

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from shared.aws.clients import AwsClients, session
+from shared.aws.clients import AwsClients, client_args, session
 from shared.aws.names import LEASE_GROUP, LEASE_KEY, LEASE_TTL, Names
 from shared.logs import get_logger
 from shared.operations.status_events import DETAIL_TYPE as STATUS_DETAIL_TYPE
@@ -117,10 +117,7 @@ async def _ensure_status_events(settings: Settings, clients: AwsClients, names: 
     pattern = {"source": ["aws.states"], "detail-type": [STATUS_DETAIL_TYPE],
                "detail": {"status": list(STATUS_SETTLING),
                           "stateMachineArn": sorted(machines)}}
-    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
-    if settings.aws_endpoint_url:
-        kwargs["endpoint_url"] = settings.aws_endpoint_url
-    async with session().create_client("events", **kwargs) as events:
+    async with session().create_client("events", **client_args(settings)) as events:
         rule_arn = (await events.put_rule(Name=queue, EventPattern=json.dumps(pattern),
                                           State="ENABLED",
                                           Description="remitflow: executions that ended "

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
-from shared.aws.clients import AwsClients, error_code, session
+from shared.aws.clients import AwsClients, client_args, error_code, session
 from shared.aws.names import Names
 from shared.files.drop import FileDrop
 from shared.logs import get_logger
@@ -196,10 +196,7 @@ def _normalise(value: Any) -> Any:
 
 async def ensure_sfn_role(settings: Settings, names: Names) -> str:
     """The role Step Functions assumes: a setting on real AWS, created in emulators."""
-    kwargs: dict[str, Any] = {"region_name": settings.aws_region}
-    if settings.aws_endpoint_url:
-        kwargs["endpoint_url"] = settings.aws_endpoint_url
-    async with session().create_client("iam", **kwargs) as iam:
+    async with session().create_client("iam", **client_args(settings)) as iam:
         try:
             role = await iam.get_role(RoleName=names.sfn_role)
             return str(role["Role"]["Arn"])
