@@ -9,7 +9,7 @@
 VENV ?= .venv
 DEPLOY_PY := $(VENV)/bin/python
 DEPLOY_PIP := $(VENV)/bin/pip
-DEPLOY_INSTALL := $(VENV)/bin/uv pip install -q --python $(DEPLOY_PY)
+DEPLOY_INSTALL := $(VENV)/bin/uv pip install -q --compile-bytecode --python $(DEPLOY_PY)
 HELM := $(VENV)/bin/helm
 KUBE_VALIDATE := $(VENV)/bin/kubernetes-validate
 HADOLINT := $(VENV)/bin/hadolint
