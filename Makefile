@@ -37,7 +37,7 @@ test-fast: venv bytecode ## the unit layer only, for the inner loop (no emulator
 
 # The suite starts a hundred-odd service processes; each would compile our sources again
 # where PYTHONDONTWRITEBYTECODE is set (as in CI). Compiled once here, checked by mtime.
-bytecode: venv
+bytecode: venv ## compile shared/services/tools once (the suite starts a hundred-odd processes)
 	@$(PY) -m compileall -q shared services tools
 
 lint: venv ## ruff, mypy --strict, import contracts (docs/architecture.md), dead code
