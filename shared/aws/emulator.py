@@ -27,6 +27,7 @@ from shared.aws import (
     emulator_iam,
     emulator_ses,
     emulator_sfn,
+    emulator_sqs,
     emulator_ttl,
 )
 
@@ -129,6 +130,7 @@ class Emulator:
         if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
             emulator_http.install()  # routing answers computed once, not per request
+            emulator_sqs.install()   # a receive no longer recounts the queue per message
         emulator_ses.install()      # SES publishes its sending events, as on AWS
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         emulator_iam.install()      # IAM, once switched on, checks resources as AWS does
