@@ -38,8 +38,9 @@ def install() -> None:
         if _installed:
             return
         check_version()
-        from moto.sqs import models
+        from moto.sqs import models as sqs_models
 
+        models: Any = sqs_models
         backend: Any = require(models, "SQSBackend")
         shipped_unix_time: Any = require(models, "unix_time")
         require(models, "unix_time_millis")

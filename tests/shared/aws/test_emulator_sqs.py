@@ -34,7 +34,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def _queue_with_every_kind_of_message(**attributes: str) -> Any:
     from moto.sqs.models import SQSBackend
 
-    backend = SQSBackend(REGION, ACCOUNT)
+    backend: Any = SQSBackend(REGION, ACCOUNT)
     backend.create_queue("q", **attributes)
     for i in range(12):
         backend.send_message("q", f"visible {i}")
@@ -86,8 +86,9 @@ def test_the_clock_is_the_epoch_in_seconds_as_moto_s() -> None:
     import datetime
 
     from moto.core import utils
-    from moto.sqs import models
+    from moto.sqs import models as sqs_models
 
+    models: Any = sqs_models
     emulator_sqs.install()
     before = time.time()
     now = models.unix_time()
