@@ -131,6 +131,7 @@ class Emulator:
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
             emulator_http.install()  # routing answers computed once, not per request
             emulator_sqs.install()   # a receive no longer recounts the queue per message
+            emulator_dynamodb.cache_update_expressions()  # each UpdateExpression parsed once
         emulator_ses.install()      # SES publishes its sending events, as on AWS
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         emulator_iam.install()      # IAM, once switched on, checks resources as AWS does

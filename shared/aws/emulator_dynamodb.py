@@ -12,12 +12,14 @@ holds the GIL for almost all of a request anyway, so little concurrency is lost.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
 
 _install_lock = threading.Lock()
 _installed = False
+_parse_cached = False
 REQUESTS = threading.Lock()
 """Held while moto handles one DynamoDB request (and by the TTL expirer's deletions,
 ``shared/aws/emulator_ttl.py``): one change at a time, as the service behaves."""
@@ -39,3 +41,28 @@ def install() -> None:
 
         DynamoHandler.call_action = call_action  # type: ignore[method-assign]
         _installed = True
+
+
+def cache_update_expressions() -> None:
+    """Parse each distinct ``UpdateExpression`` once (idempotent).
+
+    moto parses an ``UpdateItem``'s expression twice per request (once to list its
+    placeholders, once to apply it): a quarter of its ``UpdateItem`` time in a
+    ``py-spy --gil`` profile (``docs/emulator.md``, "Parsed update expressions"). The
+    text alone decides the tree, which moto never changes: its validator works on a
+    deep copy. A speed cache, switched off with the others
+    (``REMITFLOW_EMULATOR_SFN_CACHE=off``, moto as shipped); tied to the pinned moto.
+    """
+    global _parse_cached
+    with _install_lock:
+        if _parse_cached:
+            return
+        from moto.dynamodb.parsing import expressions
+
+        from shared.aws.emulator_sfn import check_version, require
+
+        check_version()
+        parser: Any = require(expressions, "UpdateExpressionParser")
+        shipped: Callable[[str], Any] = require(parser, "make")
+        parser.make = staticmethod(functools.lru_cache(maxsize=1024)(shipped))
+        _parse_cached = True
