@@ -29,7 +29,7 @@ surge: venv ## a surge at 3 × the sustainable rate: backlog, drain time, attemp
 # caches (shared/aws/emulator_sfn.py, docs/emulator.md) on and off, in one invocation:
 # REPEAT runs with the caches, then one run of moto as shipped. N=300 takes ~6 minutes.
 .PHONY: bench-emulator
-bench-emulator: venv ## emulator CPU per remittance, Step Functions caches on vs off (N=300)
+bench-emulator: venv ## emulator CPU per remittance, its caches on vs moto as shipped (N=300)
 	$(PY) -m tools.bench.run --count $(or $(N),300) --baseline-count 0 --steady-count 0 \
 	    --profile-s 0 --repeat $(or $(REPEAT),1) --emulator-ab --out tools/bench/emulator-ab.json
 

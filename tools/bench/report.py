@@ -293,7 +293,7 @@ def summary(r: dict[str, Any]) -> str:
     if "emulator_sfn_cache" in r:
         e = r["emulator_sfn_cache"]
         lines.append(
-            f"  emulator        Step Functions caches off -> on: "
+            f"  emulator        caches off (moto as shipped) -> on: "
             f"{e['off']['emulator_cpu_ms_per_remittance_flat']:.0f} -> "
             f"{e['on']['emulator_cpu_ms_per_remittance_flat']:.0f} ms CPU per remittance "
             f"(x{e['cpu_ratio_off_to_on']:.2f}); limit {e['off']['emulator_limit_rps']:.2f} -> "

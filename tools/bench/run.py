@@ -107,7 +107,7 @@ async def baseline(args: argparse.Namespace) -> dict[str, Any]:
 
 def emulator_ab(args: argparse.Namespace, cached: list[dict[str, Any]]) -> dict[str, Any]:
     """The same batched run on moto as shipped (caches off), beside the cached runs."""
-    print("bench: once more with the emulator's Step Functions caches off", flush=True)
+    print("bench: once more with the emulator's caches off (moto as shipped)", flush=True)
     os.environ["REMITFLOW_EMULATOR_SFN_CACHE"] = "off"
     try:
         plain = asyncio.run(batched(args))
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO", help="services' REMITFLOW_LOG_LEVEL")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--emulator-ab", action="store_true",
-                   help="also run once with the emulator's Step Functions caches off "
+                   help="also run once with the emulator's caches off "
                         "(shared/aws/emulator_sfn.py) and print both, same run")
     args = p.parse_args(argv)
     if args.controlled is None:
