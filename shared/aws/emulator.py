@@ -35,6 +35,16 @@ TTL_INTERVAL_ENV = "REMITFLOW_EMULATOR_TTL_INTERVAL_S"
 TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the variable says
 
 
+CACHES_ENV = "REMITFLOW_EMULATOR_SFN_CACHE"
+
+
+def caches_on() -> bool:
+    """The emulator's speed changes (``docs/emulator.md``) are on unless ``CACHES_ENV`` is
+    ``off``: moto as shipped, for ``make bench-emulator`` and ``make bench-calls``. The
+    name is from when Step Functions had the only cache."""
+    return os.environ.get(CACHES_ENV, "on") != "off"
+
+
 class _Server(ThreadedMotoServer):
     """moto's threaded server with the emulator's own routes in front
     (``DELETE /_aws/dynamodb/expired``, :mod:`shared.aws.emulator_ttl`;
@@ -50,8 +60,8 @@ class _Server(ThreadedMotoServer):
 
         app = emulator_ses.routes(emulator_ttl.routes(
             DomainDispatcherApplication(create_backend_app)))
-        handler = (MotoRequestHandler if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE") == "off"
-                   else emulator_http.request_handler())   # keep-alive, unless as shipped
+        handler = (emulator_http.request_handler() if caches_on()  # keep-alive
+                   else MotoRequestHandler)                       # moto as shipped
         self._server = make_server(self._ip_address, self._port, app, True,
                                    request_handler=handler)
         self._server_ready_event.set()
@@ -127,7 +137,7 @@ class Emulator:
         # (10 pooled connections each); with kept connections a burst of executions
         # returns more than that and urllib3 warns on every one it does not keep.
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        if os.environ.get("REMITFLOW_EMULATOR_SFN_CACHE", "on") != "off":
+        if caches_on():
             emulator_sfn.install()  # off only to measure moto as shipped (make bench-emulator)
             emulator_http.install()  # routing answers computed once, not per request
             emulator_sqs.install()   # a receive no longer recounts the queue per message

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from shared.aws.clients import AwsClients
-from shared.aws.emulator import wait_until_up
+from shared.aws.emulator import CACHES_ENV, wait_until_up
 from shared.settings import Settings
 from tools.procs import free_port
 from tools.stack import bootstrap_stack
@@ -40,7 +40,7 @@ def measure(cache: str, count: int) -> dict[str, tuple[float, float]]:
     port = free_port()
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "emulator", "--port",
-                             str(port)], env={**os.environ, "REMITFLOW_EMULATOR_SFN_CACHE": cache},
+                             str(port)], env={**os.environ, CACHES_ENV: cache},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until_up("127.0.0.1", port, timeout_s=120)

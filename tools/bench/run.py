@@ -26,6 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from shared.aws.emulator import CACHES_ENV
 from shared.logs import configure_logging
 from tools.bench import profile
 from tools.bench.cost import lambda_compute
@@ -108,11 +109,11 @@ async def baseline(args: argparse.Namespace) -> dict[str, Any]:
 def emulator_ab(args: argparse.Namespace, cached: list[dict[str, Any]]) -> dict[str, Any]:
     """The same batched run on moto as shipped (caches off), beside the cached runs."""
     print("bench: once more with the emulator's caches off (moto as shipped)", flush=True)
-    os.environ["REMITFLOW_EMULATOR_SFN_CACHE"] = "off"
+    os.environ[CACHES_ENV] = "off"
     try:
         plain = asyncio.run(batched(args))
     finally:
-        os.environ.pop("REMITFLOW_EMULATOR_SFN_CACHE", None)
+        os.environ.pop(CACHES_ENV, None)
     keys = ("emulator_cpu_ms_per_remittance_flat", "emulator_limit_rps", "pipeline_rps",
             "utilisation")
     on = {k: statistics.median(float(r[k]) for r in cached) for k in keys}
