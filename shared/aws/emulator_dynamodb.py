@@ -17,32 +17,28 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-_install_lock = threading.Lock()
-_installed = False
-_parse_cached = False
+from shared.aws.emulator_sfn import check_version, once, require
+
 REQUESTS = threading.Lock()
 """Held while moto handles one DynamoDB request (and by the TTL expirer's deletions,
 ``shared/aws/emulator_ttl.py``): one change at a time, as the service behaves."""
 
 
+@once
 def install() -> None:
     """Serialise moto's DynamoDB request handling in this process (idempotent)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodb.responses import DynamoHandler
 
-        original: Callable[[Any], Any] = DynamoHandler.call_action
+    original: Callable[[Any], Any] = DynamoHandler.call_action
 
-        def call_action(self: Any) -> Any:
-            with REQUESTS:
-                return original(self)
+    def call_action(self: Any) -> Any:
+        with REQUESTS:
+            return original(self)
 
-        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-        _installed = True
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
 
 
+@once
 def cache_update_expressions() -> None:
     """Parse each distinct ``UpdateExpression`` once (idempotent).
 
@@ -53,16 +49,9 @@ def cache_update_expressions() -> None:
     deep copy. A speed cache, switched off with the others
     (``REMITFLOW_EMULATOR_SFN_CACHE=off``, moto as shipped); tied to the pinned moto.
     """
-    global _parse_cached
-    with _install_lock:
-        if _parse_cached:
-            return
-        from moto.dynamodb.parsing import expressions
+    from moto.dynamodb.parsing import expressions
 
-        from shared.aws.emulator_sfn import check_version, require
-
-        check_version()
-        parser: Any = require(expressions, "UpdateExpressionParser")
-        shipped: Callable[[str], Any] = require(parser, "make")
-        parser.make = staticmethod(functools.lru_cache(maxsize=1024)(shipped))
-        _parse_cached = True
+    check_version()
+    parser: Any = require(expressions, "UpdateExpressionParser")
+    shipped: Callable[[str], Any] = require(parser, "make")
+    parser.make = staticmethod(functools.lru_cache(maxsize=1024)(shipped))

@@ -21,36 +21,28 @@ from __future__ import annotations
 import functools
 import io
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared.aws.emulator_sfn import check_version, require
-
-_lock = threading.Lock()
-_installed = False
+from shared.aws.emulator_sfn import check_version, once, require
 
 
+@once
 def install() -> None:
     """Put the two caches in place (idempotent); ``EmulatorPatchError`` if moto moved."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        check_version()
-        from moto import backends
-        from moto.core import responses
+    check_version()
+    from moto import backends
+    from moto.core import responses
 
-        listing: Callable[[], Iterable[str]] = require(backends, "list_of_moto_modules")
-        names: Callable[[object], list[str]] = require(responses, "method_names_from_class")
-        modules = tuple(listing())
+    listing: Callable[[], Iterable[str]] = require(backends, "list_of_moto_modules")
+    names: Callable[[object], list[str]] = require(responses, "method_names_from_class")
+    modules = tuple(listing())
 
-        def list_of_moto_modules() -> Iterable[str]:
-            return modules           # callers test membership or iterate: a tuple does both
+    def list_of_moto_modules() -> Iterable[str]:
+        return modules           # callers test membership or iterate: a tuple does both
 
-        backends.list_of_moto_modules = list_of_moto_modules
-        responses.method_names_from_class = functools.lru_cache(maxsize=256)(names)  # type: ignore[attr-defined]
-        _installed = True
+    backends.list_of_moto_modules = list_of_moto_modules
+    responses.method_names_from_class = functools.lru_cache(maxsize=256)(names)  # type: ignore[attr-defined]
 
 
 def request_handler() -> type[Any]:

@@ -49,26 +49,19 @@ import sys
 import threading
 from typing import Any
 
-from shared.aws.emulator_sfn import _TASK_SERVICES, check_version, require
+from shared.aws.emulator_sfn import _TASK_SERVICES, check_version, once, require
 
 log = logging.getLogger("remitflow.emulator.iam")
 
-_installed = False
-_lock = threading.Lock()
 
-
+@once
 def install() -> None:
     """Resources, batch actions, the workflows' credentials and the refusal log
     (idempotent)."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        check_version()
-        _install_resources()
-        _install_refusal_log()
-        _install_workflow_credentials()
-        _installed = True
+    check_version()
+    _install_resources()
+    _install_refusal_log()
+    _install_workflow_credentials()
 
 
 # --- resources ------------------------------------------------------------------------

@@ -34,14 +34,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.aws.emulator_sfn import once
+
 MAILBOX_PATH = "/_aws/ses"
 VALIDATION_MESSAGE = "Successfully validated SNS topic for Amazon SES event publishing."
 EVENT_DELAY_S = 0.2          # SES publishes after it answered SendEmail
 SENDING_EVENTS = ("Send", "Delivery")
 
 log = logging.getLogger(__name__)
-_install_lock = threading.Lock()
-_installed = False
 
 
 def ses_event(event_type: str, *, message_id: str, source: str, destinations: list[str],
@@ -166,35 +166,31 @@ def routes(app: Callable[..., Any]) -> Callable[..., Any]:
     return wsgi
 
 
+@once
 def install() -> None:
     """Wrap moto's SES responses in this process (idempotent)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        from moto.ses.responses import EmailResponse
+    from moto.ses.responses import EmailResponse
 
-        publisher = _Publisher()
+    publisher = _Publisher()
 
-        def sending(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
-            def send(self: Any) -> Any:
-                result = original(self)       # raises when SES refuses: no events
-                _after_send(publisher, self, result)
-                return result
-            return send
-
-        create_destination = EmailResponse.create_configuration_set_event_destination
-
-        def create(self: Any) -> Any:
-            result = create_destination(self)
-            destination = self._get_param("EventDestination", {}) or {}
-            topic = (destination.get("SNSDestination") or {}).get("TopicARN")
-            if topic:
-                publisher.put(self.current_account, self.region, topic, VALIDATION_MESSAGE)
+    def sending(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        def send(self: Any) -> Any:
+            result = original(self)       # raises when SES refuses: no events
+            _after_send(publisher, self, result)
             return result
+        return send
 
-        patched: Any = EmailResponse
-        patched.send_email = sending(EmailResponse.send_email)
-        patched.send_raw_email = sending(EmailResponse.send_raw_email)
-        patched.create_configuration_set_event_destination = create
-        _installed = True
+    create_destination = EmailResponse.create_configuration_set_event_destination
+
+    def create(self: Any) -> Any:
+        result = create_destination(self)
+        destination = self._get_param("EventDestination", {}) or {}
+        topic = (destination.get("SNSDestination") or {}).get("TopicARN")
+        if topic:
+            publisher.put(self.current_account, self.region, topic, VALIDATION_MESSAGE)
+        return result
+
+    patched: Any = EmailResponse
+    patched.send_email = sending(EmailResponse.send_email)
+    patched.send_raw_email = sending(EmailResponse.send_raw_email)
+    patched.create_configuration_set_event_destination = create

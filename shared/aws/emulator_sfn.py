@@ -28,6 +28,7 @@ import functools
 import importlib
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: The moto release whose internals this module was written against.
@@ -44,8 +45,23 @@ _TASK_SERVICES = tuple(
     for m in ("state_task_service_sqs", "state_task_service_sns",
               "state_task_service_dynamodb"))
 
-_installed = False
-_lock = threading.Lock()
+
+def once(patch: Callable[[], None]) -> Callable[[], None]:
+    """``patch`` run at most once per process, under a lock: every emulator patch
+    (``shared/aws/emulator_*.py``) is installed this way, so installing is idempotent
+    and two threads never patch the same function twice."""
+    lock = threading.Lock()
+    done = False
+
+    @functools.wraps(patch)
+    def run() -> None:
+        nonlocal done
+        with lock:
+            if not done:
+                patch()
+                done = True
+
+    return run
 
 
 class EmulatorPatchError(RuntimeError):
@@ -79,38 +95,34 @@ def check_version(version: str | None = None) -> None:
             "or install the pinned version: pip install -c constraints.txt -e '.[dev]'")
 
 
+@once
 def install() -> None:
     """Put the caches in place (idempotent); raise ``EmulatorPatchError`` if moto moved."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        check_version()
-        parser_mod = importlib.import_module(_PARSER)
-        json_path = importlib.import_module(_JSON_PATH)
-        result_path = importlib.import_module(_RESULT_PATH)
-        boto_mod = importlib.import_module(_BOTO)
-        services = [importlib.import_module(m) for m in _TASK_SERVICES]
+    check_version()
+    parser_mod = importlib.import_module(_PARSER)
+    json_path = importlib.import_module(_JSON_PATH)
+    result_path = importlib.import_module(_RESULT_PATH)
+    boto_mod = importlib.import_module(_BOTO)
+    services = [importlib.import_module(m) for m in _TASK_SERVICES]
 
-        asl = require(parser_mod, "AmazonStateLanguageParser")
-        original_parse = require(asl, "parse")
-        require(json_path, "extract_json")
-        original_path_parse = require(json_path, "parse")
-        original_result_parse = require(result_path, "parse")
-        original_client = require(boto_mod, "boto_client_for")
-        for module in services:
-            if require(module, "boto_client_for") is not original_client:
-                raise EmulatorPatchError(f"{module.__name__}.boto_client_for is not moto's")
+    asl = require(parser_mod, "AmazonStateLanguageParser")
+    original_parse = require(asl, "parse")
+    require(json_path, "extract_json")
+    original_path_parse = require(json_path, "parse")
+    original_result_parse = require(result_path, "parse")
+    original_client = require(boto_mod, "boto_client_for")
+    for module in services:
+        if require(module, "boto_client_for") is not original_client:
+            raise EmulatorPatchError(f"{module.__name__}.boto_client_for is not moto's")
 
-        asl.parse = staticmethod(functools.lru_cache(maxsize=64)(original_parse))
-        json_path.parse = functools.lru_cache(maxsize=4096)(original_path_parse)  # type: ignore[attr-defined]
-        result_path.parse = functools.lru_cache(maxsize=1024)(original_result_parse)  # type: ignore[attr-defined]
-        cached_client = _client_cache(original_client)
-        for name, module in list(sys.modules.items()):
-            if name.startswith("moto.stepfunctions.") and \
-                    getattr(module, "boto_client_for", None) is original_client:
-                module.boto_client_for = cached_client  # type: ignore[attr-defined]
-        _installed = True
+    asl.parse = staticmethod(functools.lru_cache(maxsize=64)(original_parse))
+    json_path.parse = functools.lru_cache(maxsize=4096)(original_path_parse)  # type: ignore[attr-defined]
+    result_path.parse = functools.lru_cache(maxsize=1024)(original_result_parse)  # type: ignore[attr-defined]
+    cached_client = _client_cache(original_client)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("moto.stepfunctions.") and \
+                getattr(module, "boto_client_for", None) is original_client:
+            module.boto_client_for = cached_client  # type: ignore[attr-defined]
 
 
 def _client_cache(original: Any) -> Any:

@@ -21,62 +21,54 @@ pinned moto like the other patches (:mod:`shared.aws.emulator_sfn`).
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-from shared.aws.emulator_sfn import check_version, require
-
-_lock = threading.Lock()
-_installed = False
+from shared.aws.emulator_sfn import check_version, once, require
 
 
+@once
 def install() -> None:
     """Put the three changes in place (idempotent); ``EmulatorPatchError`` if moto moved."""
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        check_version()
-        from moto.sqs import models as sqs_models
+    check_version()
+    from moto.sqs import models as sqs_models
 
-        models: Any = sqs_models
-        backend: Any = require(models, "SQSBackend")
-        shipped_unix_time: Any = require(models, "unix_time")
-        require(models, "unix_time_millis")
-        require(backend, "get_queue_attributes")
-        require(backend, "is_message_valid_based_on_retention_period")
+    models: Any = sqs_models
+    backend: Any = require(models, "SQSBackend")
+    shipped_unix_time: Any = require(models, "unix_time")
+    require(models, "unix_time_millis")
+    require(backend, "get_queue_attributes")
+    require(backend, "is_message_valid_based_on_retention_period")
 
-        def unix_time(dt: Any = None) -> float:
-            return time.time() if dt is None else float(shipped_unix_time(dt))
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(shipped_unix_time(dt))
 
-        def unix_time_millis(dt: Any = None) -> float:
-            return unix_time(dt) * 1000.0
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
 
-        def get_queue_attributes(self: Any, queue_name: str,
-                                 attribute_names: list[str]) -> dict[str, Any]:
-            queue = self.get_queue(queue_name)
-            if not attribute_names:
-                return {}
-            valid = ["All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES,
-                     *queue.KMS_ATTRIBUTES]
-            invalid = next((name for name in attribute_names if name not in valid), None)
-            if invalid or invalid == "":
-                raise models.InvalidAttributeName(invalid)
-            attributes: dict[str, Any] = queue.attributes      # built once, not per name
-            if "All" in attribute_names:
-                return attributes
-            return {name: attributes[name] for name in attribute_names
-                    if attributes.get(name) is not None}
+    def get_queue_attributes(self: Any, queue_name: str,
+                             attribute_names: list[str]) -> dict[str, Any]:
+        queue = self.get_queue(queue_name)
+        if not attribute_names:
+            return {}
+        valid = ["All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES,
+                 *queue.KMS_ATTRIBUTES]
+        invalid = next((name for name in attribute_names if name not in valid), None)
+        if invalid or invalid == "":
+            raise models.InvalidAttributeName(invalid)
+        attributes: dict[str, Any] = queue.attributes      # built once, not per name
+        if "All" in attribute_names:
+            return attributes
+        return {name: attributes[name] for name in attribute_names
+                if attributes.get(name) is not None}
 
-        def is_message_valid_based_on_retention_period(self: Any, queue_name: str,
-                                                       message: Any) -> bool:
-            retention = self.get_queue(queue_name).message_retention_period
-            return bool(retention + message.sent_timestamp / 1000 > unix_time())
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str,
+                                                   message: Any) -> bool:
+        retention = self.get_queue(queue_name).message_retention_period
+        return bool(retention + message.sent_timestamp / 1000 > unix_time())
 
-        models.unix_time = unix_time
-        models.unix_time_millis = unix_time_millis
-        backend.get_queue_attributes = get_queue_attributes
-        backend.is_message_valid_based_on_retention_period = \
-            is_message_valid_based_on_retention_period
-        _installed = True
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+    backend.get_queue_attributes = get_queue_attributes
+    backend.is_message_valid_based_on_retention_period = \
+        is_message_valid_based_on_retention_period
