@@ -120,9 +120,10 @@ async def ensure_table(ddb: DynamoDBClient, name: str, key: str, *, job: bool,
             kwargs["GlobalSecondaryIndexes"] = gsis
             kwargs["StreamSpecification"] = {"StreamEnabled": True,
                                              "StreamViewType": "NEW_AND_OLD_IMAGES"}
-        await ddb.create_table(**kwargs)
-        await ddb.get_waiter("table_exists").wait(TableName=name,
-                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        created = (await ddb.create_table(**kwargs))["TableDescription"]
+        if created.get("TableStatus") != "ACTIVE":     # AWS answers CREATING: wait for it
+            await ddb.get_waiter("table_exists").wait(
+                TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
         log.info("bootstrap.created", kind="table", name=name)
         return
     if not job:
