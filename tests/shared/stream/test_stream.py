@@ -219,8 +219,14 @@ async def test_zombie_cannot_checkpoint(env: Env) -> None:
             await until(lambda: ("Z", "lost:lost", stream.open_shards()[0]) in sink.events,
                         "Z fenced")
             await until(lambda: sink.seqs()[stream.records()[0].sequence] == 2, "H delivered")
-            lease = (await heir.leases.current())[0]
-            assert lease.owner == "H" and lease.checkpoint == stream.records()[0].sequence
+            first = stream.records()[0].sequence
+
+            async def checkpointed() -> Any:
+                # H writes its checkpoint after the batch is delivered, not with it.
+                lease = (await heir.leases.current())[0]
+                return lease if lease.checkpoint == first else None
+            lease = await eventually(checkpointed, timeout_s=10, what="H checkpointed the batch")
+            assert lease.owner == "H"
             with pytest.raises(LeaseLost):
                 await zombie.leases.checkpoint(replace(lease, owner="Z"), "99999")
     assert conflicts._value.get() - before >= 2
