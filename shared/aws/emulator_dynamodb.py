@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from shared.aws.emulator_sfn import check_version, once, require
+from shared.aws.emulator_patch import check_version, once, require
 
 REQUESTS = threading.Lock()
 """Held while moto handles one DynamoDB request (and by the TTL expirer's deletions,

@@ -24,7 +24,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from shared.aws.emulator_sfn import check_version, once, require
+from shared.aws.emulator_patch import check_version, once, require
 
 
 @once

@@ -49,7 +49,8 @@ import sys
 import threading
 from typing import Any
 
-from shared.aws.emulator_sfn import _TASK_SERVICES, check_version, once, require
+from shared.aws.emulator_patch import check_version, once, require
+from shared.aws.emulator_sfn import _TASK_SERVICES
 
 log = logging.getLogger("remitflow.emulator.iam")
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.aws.emulator_sfn import once
+from shared.aws.emulator_patch import once
 
 MAILBOX_PATH = "/_aws/ses"
 VALIDATION_MESSAGE = "Successfully validated SNS topic for Amazon SES event publishing."

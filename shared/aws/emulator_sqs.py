@@ -16,7 +16,7 @@ put 26 % of its busy time in ``Queue.attributes`` and 23 % in ``unix_time``
 (``docs/emulator.md``, "SQS receives"). Here the retention period is read from the
 queue, the attributes are built once per call, and the time is ``time.time()`` (the
 same number: seconds since the epoch, UTC). Answers are unchanged; tied to the
-pinned moto like the other patches (:mod:`shared.aws.emulator_sfn`).
+pinned moto like the other patches (:mod:`shared.aws.emulator_patch`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.aws.emulator_sfn import check_version, once, require
+from shared.aws.emulator_patch import check_version, once, require
 
 
 @once

@@ -65,18 +65,3 @@ def test_a_definition_is_parsed_once_per_text() -> None:
     AmazonStateLanguageParser.parse(two)
     after = emulator_sfn.parse_cache_info()
     assert (after.misses - before.misses, after.hits - before.hits) == (2, 1)
-
-
-@pytest.mark.unit
-def test_another_moto_fails_loudly_at_start() -> None:
-    with pytest.raises(emulator_sfn.EmulatorPatchError, match="verified against moto 5"):
-        emulator_sfn.check_version("5.3.0")
-    emulator_sfn.check_version(emulator_sfn.VERIFIED_MOTO)
-
-
-@pytest.mark.unit
-def test_a_missing_internal_fails_loudly() -> None:
-    import types
-
-    with pytest.raises(emulator_sfn.EmulatorPatchError, match=r"no gone\.parse"):
-        emulator_sfn.require(types.ModuleType("gone"), "parse")
