@@ -68,6 +68,7 @@ class FaultProxy:
         self.responses: dict[str, list[str]] = {}
         self.requests: dict[str, list[str]] = {}
         self.calls: list[tuple[str, str]] | None = None    # every (target, body) when recording
+        self.unsigned: list[str] = []      # requests without a SigV4 signature, when recording
         self._turn = itertools.count()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -88,8 +89,15 @@ class FaultProxy:
         self.requests.setdefault(target, [])
 
     def record_all(self) -> None:
-        """Record (``X-Amz-Target``, body) of every request from now on (``calls``)."""
+        """Record (``X-Amz-Target``, body) of every AWS call from now on (``calls``).
+
+        An AWS call is signed (SigV4). A request without a signature is no AWS call:
+        the proxy listens on a port that was free a moment ago, and another test's
+        client of that port's last owner (a Prometheus scrape, a health probe) may
+        still knock. Those go to ``unsigned`` (method, path, user agent), not ``calls``.
+        """
         self.calls = []
+        self.unsigned = []
 
     def seen(self, target: str, needle: str) -> int:
         """How many recorded ``target`` responses carried ``needle``."""
@@ -125,7 +133,11 @@ class FaultProxy:
         if target in self.requests:
             self.requests[target].append(text)
         if self.calls is not None:
-            if not target and "/s3/aws4_request" in request.headers.get("Authorization", ""):
+            signature = request.headers.get("Authorization", "")
+            if not signature.startswith("AWS4-HMAC-SHA256 "):
+                self.unsigned.append(f"{request.method} {request.path_qs} "
+                                     f"({request.headers.get('User-Agent', '')})")
+            elif not target and "/s3/aws4_request" in signature:
                 # S3 is REST: its call is the method and path (``S3 GET /bucket/key``)
                 self.calls.append((f"S3 {request.method} {request.path_qs}", text))
             else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+import warnings
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
@@ -127,3 +128,5 @@ async def test_operator_paths_are_granted(env: Env) -> None:
                      for action, arn in call_resources(target, body)
                      if not allowed(policy, action, arn)})
     assert not denied, f"the sweeper's policy does not allow: {denied}"
+    if proxy.unsigned:     # not AWS calls (tests/faultproxy.py): shown, not judged
+        warnings.warn(f"unsigned requests reached the proxy: {proxy.unsigned}", stacklevel=1)
