@@ -27,9 +27,11 @@ run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGT
 
 # One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;
 # a test past the per-test budget fails the run (tests/layers.py, docs/testing.md).
-# Four workers on two cores: half of an end-to-end test's time is waiting on the
-# emulator or a timeout. The unit layer waits on nothing: one worker per core.
-PYTEST_WORKERS ?= 4
+# Five workers on two cores: much of an end-to-end test's time is waiting on the
+# emulator or a timeout (at four the CPU sat idle a fifth of the run; at six the extra
+# emulators and stacks cost more than they filled: docs/testing.md, "Measured").
+# The unit layer waits on nothing: one worker per core.
+PYTEST_WORKERS ?= 5
 # Bytecode may be written during the suite, even where PYTHONDONTWRITEBYTECODE is set (as
 # in CI): otherwise every worker parses and assertion-rewrites every test module again at
 # collection (8–9 s of CPU each; 5 s with pytest's cache) and each of the hundred-odd
