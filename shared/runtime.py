@@ -27,6 +27,7 @@ from shared.aws.clients import AwsClients
 from shared.logs import configure_logging, get_logger
 from shared.pipeline.faults import arm
 from shared.settings import Settings
+from shared.startup import resume_collector
 from shared.tracing import configure_tracing, instrument_app, shutdown_tracing
 from shared.worker import Worker
 
@@ -90,11 +91,14 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
         async with AwsClients(settings) as clients:
             parts = await build(settings, clients)
             try:
-                await _Process(service, settings, parts, auth, settings.port_or(port)).run()
+                process = _Process(service, settings, parts, auth, settings.port_or(port))
+                resume_collector()   # built: what start-up made is frozen (shared/startup.py)
+                await process.run()
             finally:
                 for close in parts.closers:
                     await close()
     finally:
+        resume_collector()  # also when start-up failed
         shutdown_tracing()  # flush buffered spans
     log.info("service.stopped", uptime_s=round(time.monotonic() - started, 1),
              **_counters())

@@ -11,12 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tools.stack import PORTS
+from shared.startup import pause_collector, resume_collector
 
 if TYPE_CHECKING:
     from shared.settings import Settings
-
-SERVICES = tuple(PORTS)
 
 
 def _settings(**overrides: Any) -> Any:
@@ -237,6 +235,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from tools.stack import PORTS  # every service's declaration: the imports of start-up
+
     p = argparse.ArgumentParser(prog="remitflow", description="Event-driven remittance "
                                 "pipeline on SQS, DynamoDB Streams, Step Functions and SNS.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -250,7 +250,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_dev)
 
     r = sub.add_parser("run", help="run one service (what a container runs)")
-    r.add_argument("service", choices=SERVICES)
+    r.add_argument("service", choices=tuple(PORTS))
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bootstrap", help="create/update all AWS resources idempotently")
@@ -329,8 +329,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    pause_collector()            # for the imports below (shared/startup.py)
+    try:
+        args = parser().parse_args(argv)
+        if args.func is not cmd_run:
+            resume_collector()   # a service resumes it once built (shared/runtime.py)
+        return int(args.func(args) or 0)
+    finally:
+        resume_collector()       # whatever happened (--help, a bad argument, an error)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 
@@ -25,11 +26,19 @@ async def answers(http: httpx.AsyncClient, path: str, status: int) -> bool:
         return False
 
 
+def gc_passes(metrics: str) -> float:
+    """The process's youngest-generation collector passes (prometheus_client's own)."""
+    found = re.search(r'^python_gc_collections_total\{generation="0"\} (\S+)$', metrics, re.M)
+    assert found, "python_gc_collections_total missing from /metrics"
+    return float(found.group(1))
+
+
 async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
     with service_process(env, "enrichment", capture=True,
                          REMITFLOW_API_TOKEN=TOKEN) as (url, proc):
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
             await eventually(lambda: answers(http, "/readyz", 200), what="/readyz 200")
+            at_ready = gc_passes((await http.get("/metrics")).text)
             assert (await http.get("/healthz")).json()["status"] == "ok"
             await env.send({"schema_version": "1", "request_id": "REQ-PROC-1",
                             "partner": "TOKYOBANK", "status": "SETTLED",
@@ -61,6 +70,9 @@ async def test_enrichment_process_serves_and_stops_cleanly(env: Env) -> None:
             metrics = (await http.get("/metrics")).text
             assert 'remitflow_intake_messages_total{outcome="stored"' in metrics
             assert "remitflow_aws_requests_total{" in metrics
+            # Start-up ran with the garbage collector paused (shared/startup.py); the
+            # running service is collected again: more passes than when it was ready.
+            assert gc_passes(metrics) > at_ready, "the collector was resumed"
 
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
