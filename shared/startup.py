@@ -11,7 +11,9 @@ the service is built, after moving what start-up made where no later pass scans 
 Measured (CPU from exec to ``/readyz``, median of four starts of each service against
 the emulator): 3.83 s for the three services with the collector on throughout, 3.20 s
 paused and frozen; resident memory +1 MiB (the little garbage start-up made is frozen
-with the rest, rather than spend a full pass to find it).
+with the rest, rather than spend a full pass to find it). ``remitflow emulator`` does
+the same once it answers (moto's import is most of its start): 2.12 → 1.33 s of CPU
+to its first answer, median of six starts each.
 """
 
 from __future__ import annotations

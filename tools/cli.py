@@ -332,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pause_collector()            # for the imports below (shared/startup.py)
     try:
         args = parser().parse_args(argv)
-        if args.func is not cmd_run:
-            resume_collector()   # a service resumes it once built (shared/runtime.py)
+        if args.func not in (cmd_run, cmd_emulator):
+            resume_collector()   # a service or the emulator resumes it once up
         return int(args.func(args) or 0)
     finally:
         resume_collector()       # whatever happened (--help, a bad argument, an error)

@@ -30,6 +30,7 @@ from shared.aws import (
     emulator_sqs,
     emulator_ttl,
 )
+from shared.startup import resume_collector
 
 TTL_INTERVAL_ENV = "REMITFLOW_EMULATOR_TTL_INTERVAL_S"
 TTL_INTERVAL_S = 30.0    # how often expired items are deleted, unless the variable says
@@ -163,6 +164,7 @@ class Emulator:
 def serve_forever(host: str, port: int) -> None:
     """``remitflow emulator``: run the emulator alone until killed (tests, bench)."""
     emulator = Emulator(host, port).start()
+    resume_collector()          # up: what start-up made is frozen (shared/startup.py)
     print(f"emulator ready on {emulator.endpoint}", flush=True)
     try:
         while True:

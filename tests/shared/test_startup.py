@@ -34,7 +34,8 @@ def test_resuming_an_unpaused_collector_changes_nothing() -> None:
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "no-such-service"], []])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "no-such-service"], [],
+                                  ["emulator", "--port", "not-a-port"]])
 def test_the_command_line_resumes_the_collector_whatever_happens(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(argv)
