@@ -98,7 +98,6 @@ async def serve(service: str, settings: Settings, build: Builder, *, port: int) 
                 for close in parts.closers:
                     await close()
     finally:
-        resume_collector()  # also when start-up failed
         shutdown_tracing()  # flush buffered spans
     log.info("service.stopped", uptime_s=round(time.monotonic() - started, 1),
              **_counters())

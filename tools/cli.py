@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume_collector()   # a service or the emulator resumes it once up
         return int(args.func(args) or 0)
     finally:
-        resume_collector()       # whatever happened (--help, a bad argument, an error)
+        resume_collector()       # whatever happened (--help, a bad argument, a failed start)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,13 @@ def test_the_command_line_resumes_the_collector_whatever_happens(argv: list[str]
     with pytest.raises(SystemExit):
         cli.main(argv)
     assert gc.isenabled()
+
+
+def test_a_service_that_fails_to_start_resumes_the_collector(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run`` leaves resuming to the built service; a start that fails before (here, a
+    setting it refuses) is resumed by the command line on the way out."""
+    monkeypatch.setenv("REMITFLOW_VISIBILITY_TIMEOUT_S", "not-a-number")
+    with pytest.raises((SystemExit, ValueError)):
+        cli.main(["run", "enrichment"])
+    assert gc.isenabled()
