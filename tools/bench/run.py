@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--emulator-ab", action="store_true",
                    help="also run once with the emulator's caches off "
-                        "(shared/aws/emulator_sfn.py) and print both, same run")
+                        "(moto as shipped: docs/emulator.md) and print both, same run")
     args = p.parse_args(argv)
     if args.controlled is None:
         args.controlled = max(30, args.count // 10)
