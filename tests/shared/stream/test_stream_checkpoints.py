@@ -8,11 +8,15 @@ A crash is a cancelled ``run()``; expiry is an injected clock (``tests/shared/st
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from typing import Any
 
 import pytest
 
 from shared.metrics import STREAM_LEASE_WRITES
+from shared.retry import sleep_or_stop
+from shared.stream import reader
 from shared.stream.batch import Processor
 from shared.stream.consumer import StreamConsumer, StreamOptions
 from shared.stream.leases import TRIM_HORIZON, ShardLeaseTable
@@ -108,28 +112,46 @@ async def test_a_crash_before_the_checkpoint_redelivers_and_loses_nothing(env: E
     assert set(sink.seqs()) == {r.sequence for r in stream.records()}, "a record was lost"
 
 
-async def test_after_records_the_reader_keeps_polling_then_backs_off(env: Env) -> None:
+async def test_after_records_the_reader_keeps_polling_then_backs_off(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     """Low traffic, low latency: for ``busy_window_s`` after a read with records the
     shard is read every ``poll_s`` (a record waits at most that); once the window is
-    over it backs off to ``idle_max_s`` again (cheap when idle)."""
+    over it backs off to ``idle_max_s`` again (cheap when idle).
+
+    The reader's own waits are what is asserted (each wait it asks for, and when), not
+    a count of reads per wall-clock second: on a loaded two-core machine a 0.05 s wait
+    can take five times that, and a read count said 4 where the policy was right."""
+    waits: list[tuple[float, float]] = []
+    real_sleep = sleep_or_stop
+
+    async def recorded(stop: asyncio.Event, seconds: float) -> bool:
+        waits.append((time.monotonic(), seconds))
+        return await real_sleep(stop, seconds)
+
+    monkeypatch.setattr(reader, "sleep_or_stop", recorded)
     stream, sink, clock = MemoryStream(shards=1), Sink(), Clock()
-    # No checkpoint write inside the measured seconds: the loop would wait for it (and
-    # for the renewal holding the lease's lock), and on a loaded machine two lease-table
-    # calls took the whole busy second (0 reads). Renewals still carry the position.
-    c = consumer(env, stream, "P", sink, clock, poll_s=0.05, idle_max_s=0.8,
-                 busy_window_s=1.5, renew_s=1.0, checkpoint_interval_s=60)
+    inner, first_at = sink.processor("P"), []
+
+    async def stamped(records: list[Record]) -> str | None:
+        first_at.append(time.monotonic())
+        return await inner(records)
+
+    c = consumer(env, stream, "P", sink, clock, stamped, poll_s=0.05, idle_max_s=0.8,
+                 busy_window_s=1.5, renew_s=1.0)
     async with started(c):
         await until(lambda: len(c.held) == 1, "P holds the shard")
         stream.put("P0")
         await until(lambda: len(sink.seqs()) == 1, "first record")
-        before = stream.reads
-        await asyncio.sleep(1.0)                     # inside the window: every 0.05 s
-        busy = stream.reads - before
-        await asyncio.sleep(1.0)                     # window over at 1.5 s: backing off
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(3.0)                     # the window (1.5 s), then backing off
         before = stream.reads
         await asyncio.sleep(1.6)
         idle = stream.reads - before
-    # Doubling from 0.05 s would be 4 reads in the first second (0.05+0.1+0.2+0.4).
-    assert busy >= 8, f"{busy} reads in the busy second"
+    delivered = first_at[0]
+    after = [s for t, s in waits if t >= delivered]
+    inside = [s for t, s in waits if delivered <= t < delivered + 1.5]
+    assert inside and set(inside) == {0.05}, f"inside the window every wait is poll_s: {after}"
+    # Then doubling from poll_s up to idle_max_s, where it stays.
+    steps = list(itertools.pairwise(after))
+    assert all(b in (a, min(0.8, a * 2)) for a, b in steps), after
+    assert after[-1] == 0.8, after
     assert idle <= 3, f"{idle} reads in 1.6 idle seconds at idle_max_s=0.8"
