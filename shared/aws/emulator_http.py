@@ -26,6 +26,11 @@ from typing import Any
 
 from shared.aws.emulator_patch import check_version, once, require
 
+# http.server writes a response unbuffered: the status line and headers in one
+# ``sendall``, the body in another, each a loopback round of the kernel's TCP path on
+# both sides. Buffered, werkzeug's flush after the body sends them as one.
+RESPONSE_BUFFER = 64 * 1024
+
 
 @once
 def install() -> None:
@@ -63,11 +68,13 @@ def request_handler() -> type[Any]:
 
     class KeepAliveHandler(MotoRequestHandler):
         _body_read = False
+        wbufsize = RESPONSE_BUFFER
 
         def setup(self) -> None:
             super().setup()
-            # Headers and body leave in separate writes: without this, Nagle's algorithm
-            # holds the second until the client's delayed ACK (~40 ms per response).
+            # A response larger than the buffer leaves in more than one write: without
+            # this, Nagle's algorithm holds the second until the client's delayed ACK
+            # (~40 ms per response).
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def handle_one_request(self) -> None:
