@@ -85,6 +85,10 @@ def request_handler() -> type[Any]:
                 self.rfile = socket_file   # the next request line is read from the socket
 
         def make_environ(self) -> dict[str, Any]:
+            # A client that sent ``Expect: 100-continue`` (S3 uploads) waits for the
+            # interim answer before it sends the body we are about to read: it must
+            # leave the buffer now, or both sides wait on each other.
+            self.wfile.flush()
             environ: dict[str, Any] = super().make_environ()
             if environ.get("wsgi.input_terminated"):      # chunked: werkzeug reads it
                 return environ

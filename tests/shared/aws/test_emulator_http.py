@@ -84,3 +84,39 @@ def test_one_connection_serves_request_after_request(emulator: str) -> None:
         assert conn.sock is not None, "the emulator closed the connection"
     conn.close()
     assert answers == [(400, None), (400, None), (200, None)]
+
+
+def test_an_upload_that_expects_100_continue_gets_it_before_sending_its_body(
+        emulator: str) -> None:
+    """Answers leave through a buffer (``RESPONSE_BUFFER``); the interim ``100 Continue``
+    must not wait in it, or an S3 upload that asks for it hangs until its timeout."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(emulator)
+    auth = ("AWS4-HMAC-SHA256 Credential=t/20261204/us-east-1/s3/aws4_request, "
+            "SignedHeaders=host, Signature=x")
+    bucket = "expect-" + os.urandom(4).hex()
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80),
+                                  timeout=5) as sock:
+        def request(path: str, body: bytes, expect: bool) -> bytes:
+            head = (f"PUT /{path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                    f"Authorization: {auth}\r\nContent-Length: {len(body)}\r\n"
+                    + ("Expect: 100-continue\r\n" if expect else "") + "\r\n")
+            sock.sendall(head.encode())
+            if expect:
+                interim = sock.recv(65536)    # a timeout here is the hang
+                assert interim.startswith(b"HTTP/1.1 100"), interim
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            length = int(next(line.split(b":")[1] for line in answer.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(answer.split(b"\r\n\r\n", 1)[1]) < length:
+                answer += sock.recv(65536)
+            return answer
+
+        assert request(bucket, b"", expect=False).startswith(b"HTTP/1.1 200")
+        assert request(f"{bucket}/file.xml", b"<Document/>" * 100,
+                       expect=True).startswith(b"HTTP/1.1 200")
