@@ -338,13 +338,16 @@ async def started_job(env: Env, request_id: str, table: str = "remittances",
 async def email_in_doubt(env: Env, request_id: str,
                          last_error: str = "SES send outcome unknown") -> Job:
     """A notification whose e-mail outcome is unknown: intent recorded on attempt 1,
-    then ``FAILED`` (``outcome_unknown``), what ``resolve`` settles."""
+    then ``FAILED`` (``outcome_unknown``), what ``resolve`` settles.
+
+    Inserted already ``RUNNING`` on attempt 1: on a stack whose services run, the
+    stream's starter begins a job inserted ``RECEIVED`` and, on a loaded machine, got
+    there between the insert and this helper's own transition (``VersionConflict``)."""
     store = env.store("notifications")
     payload = json.dumps({"request_id": request_id})
-    job = await store.create(request_id, payload, content_hash(payload))
+    job = await store.create(request_id, payload, content_hash(payload), extra={
+        "status": Status.RUNNING.value, "attempt": 1, "channel": "email",
+        "delivery_intent": "email@2026-11-26T10:00:00Z"})
     assert job is not None
-    job = await store.transition(job, Status.RUNNING, sort_value=int(time.time()),
-                                 set_={"attempt": 1, "channel": "email",
-                                       "delivery_intent": "email@2026-11-26T10:00:00Z"})
     return await store.transition(job, Status.FAILED, set_={
         "last_error": last_error, "failure_reason": "outcome_unknown"})
