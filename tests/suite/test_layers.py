@@ -63,3 +63,12 @@ def test_files_are_handed_out_heaviest_first_each_in_its_own_order(
              if all(i.get_closest_marker("unit") for i in items if str(i.path) == f)]
     if own and units:
         assert max(files.index(f) for f in own) < min(files.index(f) for f in units)
+
+
+def test_xdist_keeps_the_collection_order(pytestconfig: pytest.Config) -> None:
+    """xdist re-sorts ``--dist loadfile``'s files by their number of tests unless told
+    not to, which undid the order above: a long file of few tests came last and ran
+    alone at the end of the run (tests/conftest.py turns the re-sort off)."""
+    if not hasattr(pytestconfig.option, "loadscopereorder"):
+        pytest.skip("pytest-xdist is not installed")
+    assert pytestconfig.option.loadscopereorder is False
