@@ -105,19 +105,24 @@ async def test_a_replay_never_leaves_a_replayed_message_behind(fresh_env: Env) -
             {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + 10])])
     ledger = HandleLedger()
     events = env.clients.sqs.meta.events
-    events.register("after-call.sqs.ReceiveMessage", ledger.received)
-    events.register("before-parameter-build.sqs.DeleteMessage", ledger.deleting)
-    events.register("before-parameter-build.sqs.DeleteMessageBatch", ledger.deleting)
+    hooks = (("after-call.sqs.ReceiveMessage", ledger.received),
+             ("before-parameter-build.sqs.DeleteMessage", ledger.deleting),
+             ("before-parameter-build.sqs.DeleteMessageBatch", ledger.deleting))
+    for event, hook in hooks:
+        events.register(event, hook)
     letters = DeadLetters(env.clients.sqs, [source])
-    replaying = asyncio.create_task(letters.replay(Names.dlq(source), reason="(none)",
-                                                   limit=1000))
-    peeks = 0
-    while not replaying.done():  # the console's overview refreshing meanwhile
-        await letters.peek(Names.dlq(source), limit=10)
-        peeks += 1
-        await asyncio.sleep(0.1)
-    result = await replaying
-    events.unregister("after-call.sqs.ReceiveMessage", ledger.received)
+    try:
+        replaying = asyncio.create_task(letters.replay(Names.dlq(source), reason="(none)",
+                                                       limit=1000))
+        peeks = 0
+        while not replaying.done():  # the console's overview refreshing meanwhile
+            await letters.peek(Names.dlq(source), limit=10)
+            peeks += 1
+            await asyncio.sleep(0.1)
+        result = await replaying
+    finally:   # the clients are the test process's (tests/conftest.py)
+        for event, hook in hooks:
+            events.unregister(event, hook)
     assert peeks > 0 and len(result.done) + len(result.failed) <= count
     assert not ledger.stale, f"{len(ledger.stale)} deleted by a superseded receipt handle"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -89,7 +90,21 @@ def _count_job_reads(env: Env) -> Counter[str]:
             seen["GetItem"] += 1
 
     env.clients.dynamodb.meta.events.register("before-parameter-build.dynamodb.GetItem", before)
+    _registered.append((env, before))
     return seen
+
+
+_registered: list[tuple[Env, Any]] = []
+
+
+@pytest.fixture(autouse=True)
+def _unhook() -> Iterator[None]:
+    """The clients are the test process's (tests/conftest.py): leave no hook on them."""
+    yield
+    while _registered:
+        env, hook = _registered.pop()
+        env.clients.dynamodb.meta.events.unregister(
+            "before-parameter-build.dynamodb.GetItem", hook)
 
 
 async def _completed(env: Env, request_id: str) -> dict[str, Any]:
