@@ -53,3 +53,9 @@ partner_files_bucket
 # (shared/settings/__init__.py, _OwnVariables); its env_settings argument is replaced
 settings_customise_sources
 env_settings
+# socketserver.StreamRequestHandler reads it: the emulator's answers leave through a
+# buffer (shared/aws/emulator_http.py)
+wbufsize
+# aiobotocore's connection-pool lock, renewed when a test re-opens the process's
+# clients in its own event loop (tests/conftest.py, WorkerClients)
+_sessions_lock
