@@ -33,7 +33,14 @@ from shared.aws.clients import AwsClients
 from shared.aws.emulator import wait_until_up
 from shared.provision.bootstrap import load_reference_data
 from tests.helpers import AllSettings, Env, free_port, test_settings
-from tests.layers import budget_report, heaviest_files_first, mark_layers, over_budget, record
+from tests.layers import (
+    budget_report,
+    heaviest_files_first,
+    mark_layers,
+    over_budget,
+    record,
+    waiting_apart,
+)
 from tools.demo import reference_data
 from tools.stack import bootstrap_stack
 
@@ -54,6 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # faults, the webhook receiver down and up) started last and ran alone at the end.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+
+
+@pytest.hookimpl(optionalhook=True)     # xdist's hook; absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with at most a few waiting files at once (tests/layers.py)."""
+    return waiting_apart(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

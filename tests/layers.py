@@ -15,6 +15,7 @@ marker. ``docs/testing.md`` has the suite's measured wall time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,24 @@ BUDGET_S = 60.0
 
 #: node id (without parameters) → why it may take longer than the budget.
 SLOW: dict[str, str] = {}
+
+#: test file → why most of its time is waiting, not computing. ``make test`` runs at
+#: most ``WAITING_AT_ONCE`` of them side by side (:func:`next_file`): five of them at
+#: once left the two cores half idle for a minute.
+WAITING: dict[str, str] = {
+    "tests/e2e/test_crash.py": "kills service processes, then waits out leases and "
+                               "visibility timeouts",
+    "tests/services/notification/test_ses_events.py": "waits out the event queue's "
+                                                      "visibility timeout per case",
+    "tests/shared/aws/test_every_consumer.py": "waits one visibility timeout per consumer",
+    "tests/shared/aws/test_every_message_class.py": "waits one visibility timeout per "
+                                                    "consumer",
+    "tests/shared/aws/test_event_queue_backoff.py": "holds an outage, then waits out "
+                                                    "the back-off",
+    "tests/e2e/test_dependency_faults.py": "holds AWS and a webhook receiver down",
+    "tests/e2e/test_delivery_e2e.py": "a webhook receiver down for 20 s",
+}
+WAITING_AT_ONCE = 3
 
 _EMULATOR_FIXTURES = frozenset({"env", "fresh_env", "emulator", "session_prefix"})
 _LAYER_DIRS = frozenset({"browser", "deploy", "e2e"})   # a directory named as its layer
@@ -68,6 +87,38 @@ def heaviest_files_first(items: list[pytest.Item]) -> None:
         weight[key] = weight.get(key, 0) + (3 if own else 1 if layer_of(item) != "unit" else 0)
     first_seen = {key: n for n, key in enumerate(dict.fromkeys(str(i.path) for i in items))}
     items.sort(key=lambda item: (-weight[str(item.path)], first_seen[str(item.path)]))
+
+
+def next_file(pending: list[str], running: list[str]) -> str:
+    """The file to hand a free worker: the first pending one, unless
+    ``WAITING_AT_ONCE`` files of :data:`WAITING` already run, then the first pending
+    file that is not one of them."""
+    if sum(_relative(f) in WAITING for f in running) >= WAITING_AT_ONCE:
+        busy = [f for f in pending if _relative(f) not in WAITING]
+        if busy:
+            return busy[0]
+    return pending[0]
+
+
+def waiting_apart(config: pytest.Config, log: Any) -> Any:
+    """xdist's ``--dist loadfile`` scheduler, handing each free worker :func:`next_file`
+    instead of the next file in order (``pytest_xdist_make_scheduler``)."""
+    from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
+
+    class WaitingApart(LoadFileScheduling):   # type: ignore[misc]
+        def _assign_work_unit(self, node: Any) -> None:
+            running = [scope for work in self.assigned_work.values()
+                       for scope, tests in work.items() if not all(tests.values())]
+            chosen = next_file(list(self.workqueue), running)
+            self.workqueue.move_to_end(chosen, last=False)
+            super()._assign_work_unit(node)
+
+    return WaitingApart(config, log)
+
+
+def _relative(path: str) -> str:
+    parts = Path(path).parts
+    return "/".join(parts[parts.index("tests"):]) if "tests" in parts else path
 
 
 def record(report: pytest.TestReport) -> None:

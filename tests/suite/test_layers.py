@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.layers import BUDGET_S, SLOW, base_id, layer_of
+from tests.layers import BUDGET_S, SLOW, WAITING, WAITING_AT_ONCE, base_id, layer_of, next_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +72,32 @@ def test_xdist_keeps_the_collection_order(pytestconfig: pytest.Config) -> None:
     if not hasattr(pytestconfig.option, "loadscopereorder"):
         pytest.skip("pytest-xdist is not installed")
     assert pytestconfig.option.loadscopereorder is False
+
+
+@pytest.mark.parametrize("path", sorted(WAITING))
+def test_every_waiting_file_exists_and_says_why(path: str) -> None:
+    assert (ROOT / path).is_file(), f"{path} is not a test file"
+    assert WAITING[path].strip(), f"{path} needs a reason"
+
+
+def test_at_most_a_few_waiting_files_run_at_once() -> None:
+    waiting = sorted(WAITING)[:WAITING_AT_ONCE]
+    assert next_file(["tests/a.py"], waiting[:-1]) == "tests/a.py"
+    assert next_file([sorted(WAITING)[-1], "tests/a.py"], waiting[:-1]) == sorted(WAITING)[-1]
+    # the cap reached: the first file that computes instead, else still the next one
+    assert next_file([sorted(WAITING)[-1], "tests/a.py"], waiting) == "tests/a.py"
+    assert next_file([sorted(WAITING)[-1]], waiting) == sorted(WAITING)[-1]
+
+
+def test_make_test_hands_out_files_through_the_cap(pytestconfig: pytest.Config,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``--dist loadfile`` the scheduler is the suite's (tests/conftest.py)."""
+    if not pytestconfig.pluginmanager.hasplugin("xdist"):
+        pytest.skip("pytest-xdist is not loaded")
+    from xdist.workermanage import Producer  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(pytestconfig.option, "dist", "loadfile")
+    monkeypatch.setattr(pytestconfig.option, "tx", ["popen"] * 2, raising=False)
+    scheduler = pytestconfig.pluginmanager.hook.pytest_xdist_make_scheduler(
+        config=pytestconfig, log=Producer("test"))
+    assert type(scheduler).__name__ == "WaitingApart"
