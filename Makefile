@@ -30,6 +30,8 @@ run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGT
 # Five workers on two cores: much of an end-to-end test's time is waiting on the
 # emulator or a timeout (at four the CPU sat idle a fifth of the run; at six the extra
 # emulators and stacks cost more than they filled: docs/testing.md, "Measured").
+# Files are handed out heaviest first, at most three of the waiting ones at once
+# (tests/layers.py WAITING, through the scheduler hook in tests/conftest.py).
 # The unit layer waits on nothing: one worker per core.
 PYTEST_WORKERS ?= 5
 # Bytecode may be written during the suite, even where PYTHONDONTWRITEBYTECODE is set (as
