@@ -16,6 +16,7 @@ Layers and budgets: ``tests/layers.py``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -196,9 +197,10 @@ class WorkerClients:
         self._open = False
 
     @staticmethod
-    def _each(clients: AwsClients) -> tuple[Any, ...]:
-        return (clients.sqs, clients.dynamodb, clients.streams, clients.sfn, clients.sns,
-                clients.ses, clients.s3)
+    def _each(clients: AwsClients) -> list[Any]:
+        """Every client ``AwsClients`` holds (its fields but its settings and exit stack)."""
+        return [getattr(clients, f.name) for f in dataclasses.fields(clients)
+                if f.name not in ("settings", "_stack")]
 
     @asynccontextmanager
     async def opened(self, settings: AllSettings) -> AsyncIterator[AwsClients]:

@@ -92,9 +92,9 @@ def heaviest_files_first(items: list[pytest.Item]) -> None:
 def next_file(pending: list[str], running: list[str]) -> str:
     """The file to hand a free worker: the first pending one, unless
     ``WAITING_AT_ONCE`` files of :data:`WAITING` already run, then the first pending
-    file that is not one of them."""
-    if sum(_relative(f) in WAITING for f in running) >= WAITING_AT_ONCE:
-        busy = [f for f in pending if _relative(f) not in WAITING]
+    file that is not one of them. Files are xdist's scopes: paths from the root."""
+    if sum(f in WAITING for f in running) >= WAITING_AT_ONCE:
+        busy = [f for f in pending if f not in WAITING]
         if busy:
             return busy[0]
     return pending[0]
@@ -114,11 +114,6 @@ def waiting_apart(config: pytest.Config, log: Any) -> Any:
             super()._assign_work_unit(node)
 
     return WaitingApart(config, log)
-
-
-def _relative(path: str) -> str:
-    parts = Path(path).parts
-    return "/".join(parts[parts.index("tests"):]) if "tests" in parts else path
 
 
 def record(report: pytest.TestReport) -> None:
