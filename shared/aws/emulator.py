@@ -144,6 +144,7 @@ class Emulator:
             emulator_sqs.install()   # a receive no longer recounts the queue per message
             emulator_dynamodb.cache_update_expressions()  # each UpdateExpression parsed once
         emulator_ses.install()      # SES publishes its sending events, as on AWS
+        emulator_sfn.keep_early_answers()  # a task answered at once is not timed out
         emulator_dynamodb.install()  # conditional writes are atomic, as on AWS
         emulator_iam.install()      # IAM, once switched on, checks resources as AWS does
         _log_refusals()

@@ -15,6 +15,11 @@ and a boto3 client is thread-safe, so each is built once per distinct input and
 reused. A definition is keyed by its full text: an updated state machine (a new
 version) is parsed again, an unchanged one never.
 
+One change is not for speed but to answer as AWS does (:func:`keep_early_answers`,
+on whether or not the caches are): a task's answer or heartbeat that arrives before
+moto's execution thread starts waiting for it is kept, where moto loses it and
+reports a heartbeat timeout.
+
 This patches moto's internals, so it is tied to the moto version pinned in
 ``constraints.txt``: :func:`install` refuses to start (``EmulatorPatchError``) when
 moto is another version or when an attribute it replaces is missing, rather than run
@@ -36,6 +41,7 @@ _PARSER = "moto.stepfunctions.parser.asl.parse.asl_parser"
 _JSON_PATH = "moto.stepfunctions.parser.asl.utils.json_path"
 _RESULT_PATH = "moto.stepfunctions.parser.asl.component.common.path.result_path"
 _BOTO = "moto.stepfunctions.parser.asl.utils.boto_client"
+_CALLBACK = "moto.stepfunctions.parser.asl.eval.callback.callback"
 #: Service integrations our workflows use (docs/architecture.md "Data flow"); each
 #: imported ``boto_client_for`` by name, so each module's reference is replaced.
 _TASK_SERVICES = tuple(
@@ -92,6 +98,51 @@ def _client_cache(original: Any) -> Any:
             return client
 
     return boto_client_for
+
+
+@once
+def keep_early_answers() -> None:
+    """A callback task's answer or heartbeat is kept however early it comes, as on AWS.
+
+    moto sends a ``.waitForTaskToken`` task's message and only then creates the task's
+    heartbeat endpoint (``StateTaskServiceCallback._eval_integration_pattern``). A
+    worker quick enough to answer in between is told its ``SendTaskSuccess`` worked,
+    but the answer never reaches the heartbeat wait: the execution sits out the whole
+    ``HeartbeatSeconds`` and fails the task with ``States.HeartbeatTimeout``. A
+    ``SendTaskHeartbeat`` in the same window is refused as an invalid token. AWS accepts
+    either as soon as the token exists. So an endpoint remembers that it heard from its
+    worker, and a heartbeat endpoint created after that starts out notified: the wait
+    then reads the answer, or counts the heartbeat. (Each side writes before it reads
+    the other's field, so under the GIL one of them always sees the other.)
+
+    Seen as ``tests/deploy/test_adding_a_service.py`` failing under load: its one
+    service answered the task within a millisecond and no sweeper re-drove the
+    execution the emulator had timed out a minute later.
+    """
+    check_version()
+    endpoint_cls = require(importlib.import_module(_CALLBACK), "CallbackEndpoint")
+    setup = require(endpoint_cls, "setup_heartbeat_endpoint")
+    notify = require(endpoint_cls, "notify")
+    notify_heartbeat = require(endpoint_cls, "notify_heartbeat")
+
+    def heard(self: Any, outcome: Any) -> None:
+        self._heard_from_worker = True
+        notify(self, outcome)
+
+    def heartbeat(self: Any) -> bool:
+        self._heard_from_worker = True
+        notify_heartbeat(self)          # False only when no endpoint exists yet
+        return True                     # the token is valid: AWS accepts the heartbeat
+
+    def setup_heartbeat_endpoint(self: Any, heartbeat_seconds: int) -> Any:
+        endpoint = setup(self, heartbeat_seconds)
+        if getattr(self, "_heard_from_worker", False):
+            endpoint.notify()
+        return endpoint
+
+    endpoint_cls.notify = heard
+    endpoint_cls.notify_heartbeat = heartbeat
+    endpoint_cls.setup_heartbeat_endpoint = setup_heartbeat_endpoint
 
 
 def parse_cache_info() -> Any:
