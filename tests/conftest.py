@@ -94,12 +94,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def emulator() -> Iterator[str]:
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This process's emulator; its output is kept in the session's temporary folder
+    (``emulator.log`` beside the tests' own folders) for a failure to be read after."""
     port = free_port()
     env = {**os.environ, "MOTO_PORT": str(port)}
+    log = (tmp_path_factory.getbasetemp() / "emulator.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "emulator", "--port",
-                             str(port)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     try:
         wait_until_up("127.0.0.1", port, timeout_s=120)
         endpoint = f"http://127.0.0.1:{port}"
