@@ -30,6 +30,12 @@ from starlette.types import ASGIApp
 
 from shared.edge import Edge, EdgeOptions
 
+#: ``/readyz`` answers within this. Its check calls AWS, and during an outage the SDK
+#: retries with back-off for longer; a probe (the chart's times out after 5 s,
+#: ``k8s/charts/remitflow/values.yaml``) must get a 503 with the reason, not a timeout
+#: of its own.
+READINESS_BUDGET_S = 3.0
+
 Readiness = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -225,7 +231,10 @@ def create_app(*, service: str, readiness: Readiness, heartbeat: Heartbeat,
         if state["draining"]:
             return JSONResponse({"ready": False, "reason": "shutting down"}, status_code=503)
         try:
-            checks = await asyncio.wait_for(readiness(), timeout=5)
+            checks = await asyncio.wait_for(readiness(), timeout=READINESS_BUDGET_S)
+        except TimeoutError:
+            return JSONResponse({"ready": False, "reason": "readiness check took longer "
+                                 f"than {READINESS_BUDGET_S:g} s"}, status_code=503)
         except Exception as exc:
             return JSONResponse({"ready": False, "reason": str(exc)[:300]}, status_code=503)
         ready = all(bool(v) for v in checks.values())
