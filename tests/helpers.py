@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import subprocess
 import time
@@ -69,13 +70,17 @@ class Env:
                                                       Entries=entries[start:start + 10])
 
     async def drain(self, queue: str, *, wait_s: float = 1.0) -> list[Any]:
-        """Every message currently in ``queue`` (received and left invisible)."""
+        """Every message currently in ``queue``, or arriving within ``wait_s`` (received
+        and left invisible). Long polls: one answers as soon as a message is there, so
+        waiting costs a call per second, not a call per round trip."""
         url = await self.queue_url(queue)
         out: list[Any] = []
         deadline = time.monotonic() + wait_s
         while True:
+            remaining = deadline - time.monotonic()
             resp = await self.clients.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                QueueUrl=url, MaxNumberOfMessages=10,
+                WaitTimeSeconds=min(20, math.ceil(remaining)) if remaining > 0 else 0,
                 MessageAttributeNames=["All"], VisibilityTimeout=300)
             msgs = resp.get("Messages", [])
             out += msgs
