@@ -23,9 +23,10 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,6 +87,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record(report)
+
+
+#: the test's folder its service processes write their output to (``Env.logs``)
+SERVICE_LOGS = pytest.StashKey[Path]()
+LOG_TAIL_LINES = 40
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failing test shows the last lines each of its service processes wrote: the one
+    place a crash or a stuck worker explains itself, in CI's output too."""
+    report: pytest.TestReport = yield
+    logs = item.stash.get(SERVICE_LOGS, None)
+    if report.failed and logs is not None:
+        for log in sorted(logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"service output: {log.name} (last {len(tail)} lines)",
+                                    "\n".join(tail)))
+    return report
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -230,9 +252,12 @@ class WorkerClients:
 _worker_clients = WorkerClients()
 
 
-async def _env(settings: AllSettings, endpoint: str) -> AsyncIterator[Env]:
+async def _env(settings: AllSettings, endpoint: str,
+               request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    logs: Path = request.getfixturevalue("tmp_path")
+    request.node.stash[SERVICE_LOGS] = logs
     async with _worker_clients.opened(settings) as clients:
-        yield Env(settings=settings, clients=clients, endpoint=endpoint)
+        yield Env(settings=settings, clients=clients, endpoint=endpoint, logs=logs)
 
 
 @pytest.fixture
@@ -244,7 +269,7 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
         settings = request.getfixturevalue("stack_pool").take()
     else:
         settings = test_settings(request.getfixturevalue("session_prefix"))
-    async for ready in _env(settings, emulator):
+    async for ready in _env(settings, emulator, request):
         yield ready
 
 
@@ -252,6 +277,6 @@ async def env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[En
 async def fresh_env(request: pytest.FixtureRequest, emulator: str) -> AsyncIterator[Env]:
     """A stack of this test's own, whatever its module's marks: for a test that asserts
     on everything in a queue or a table (the invariant suites)."""
-    async for ready in _env(request.getfixturevalue("stack_pool").take(), emulator):
+    async for ready in _env(request.getfixturevalue("stack_pool").take(), emulator, request):
         yield ready
 

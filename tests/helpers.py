@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -45,13 +46,24 @@ class Env:
     settings: AllSettings
     clients: AwsClients
     endpoint: str
+    #: where this test's service processes write their output (its ``tmp_path``); a
+    #: failing test shows the end of each (``tests/conftest.py``)
+    logs: Path | None = None
 
     @property
     def names(self) -> Names:
         return Names(self.settings.prefix)
 
     def with_settings(self, **overrides: Any) -> Env:
-        return Env(replace_settings(self.settings, **overrides), self.clients, self.endpoint)
+        return Env(replace_settings(self.settings, **overrides), self.clients, self.endpoint,
+                   self.logs)
+
+    def log_for(self, service: str) -> Path | None:
+        """A new file in :attr:`logs` for one ``service`` process's output."""
+        if self.logs is None:
+            return None
+        taken = len(list(self.logs.glob(f"{service}-*.log")))
+        return self.logs / f"{service}-{taken + 1}.log"
 
     def store(self, short: str = "remittances") -> JobStore:
         return JobStore(self.clients.dynamodb, self.names.table(short),
@@ -284,8 +296,8 @@ def service_process(env: Env, service: str, *, capture: bool = False,
     """``remitflow run SERVICE`` for this test's prefix (``tools/procs.py``); killed on exit."""
     overrides = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_SHUTDOWN_GRACE_S": "10",
                  **extra_env}
-    with procs.service_process(service, env.settings.prefix, overrides,
-                               capture=capture) as p:
+    with procs.service_process(service, env.settings.prefix, overrides, capture=capture,
+                               log=None if capture else env.log_for(service)) as p:
         yield p.url, p.proc
 
 

@@ -37,7 +37,8 @@ FAST = {"REMITFLOW_RECEIVE_WAIT_S": "1", "REMITFLOW_TASK_HEARTBEAT_S": "1",
 @contextmanager
 def process(env: Env, service: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """A service process that a test may kill; killed (never drained) at the end."""
-    with service_process(service, env.settings.prefix, {**FAST, **extra}) as p:
+    with service_process(service, env.settings.prefix, {**FAST, **extra},
+                         log=env.log_for(service)) as p:
         yield p.proc
 
 
