@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 UV_INSTALL := $(VENV)/bin/uv pip install --python $(PY)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-fast lint fmt lock soak clean
+.PHONY: help venv run test test-durations test-fast lint fmt lock soak clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -27,13 +27,14 @@ run: venv ## emulator + bootstrap + every service + demo traffic (Ctrl-C or SIGT
 
 # One emulator and one stack per xdist worker; the 25 slowest tests printed at the end;
 # a test past the per-test budget fails the run (tests/layers.py, docs/testing.md).
-# Five workers on two cores: much of an end-to-end test's time is waiting on the
-# emulator or a timeout (at four the CPU sat idle a fifth of the run; at six the extra
-# emulators and stacks cost more than they filled: docs/testing.md, "Measured").
-# Files are handed out heaviest first, at most three of the waiting ones at once
+# Six workers on two cores: much of an end-to-end test's time is waiting on the
+# emulator or a timeout. At five the cores idled a tenth of the run once the tests
+# stopped busy-polling; at six they stay 90-100 % busy (docs/testing.md, "Measured").
+# Files are handed out longest first (tests/durations.json, from make test-durations),
+# at most three of the waiting ones at once
 # (tests/layers.py WAITING, through the scheduler hook in tests/conftest.py).
 # The unit layer waits on nothing: one worker per core.
-PYTEST_WORKERS ?= 5
+PYTEST_WORKERS ?= 6
 # Bytecode may be written during the suite, even where PYTHONDONTWRITEBYTECODE is set (as
 # in CI): otherwise every worker parses and assertion-rewrites every test module again at
 # collection (8–9 s of CPU each; 5 s with pytest's cache) and each of the hundred-odd
@@ -41,6 +42,10 @@ PYTEST_WORKERS ?= 5
 TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 test: venv ## the whole suite against the embedded emulator (no network, no Docker)
 	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --durations=25
+
+test-durations: venv ## make test, then each file's seconds into tests/durations.json (its order)
+	$(TEST_ENV) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile \
+		--write-durations tests/durations.json
 
 test-fast: venv ## the unit layer only, for the inner loop (no emulator, under a minute)
 	$(TEST_ENV) $(PY) -m pytest -q -m unit -n auto --durations=10

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import secrets
 import subprocess
@@ -37,6 +38,7 @@ from shared.provision.bootstrap import load_reference_data
 from tests.helpers import AllSettings, Env, free_port, test_settings
 from tests.layers import (
     budget_report,
+    file_durations,
     heaviest_files_first,
     mark_layers,
     over_budget,
@@ -110,9 +112,19 @@ def pytest_runtest_makereport(item: pytest.Item,
     return report
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--write-durations", metavar="PATH", default=None,
+                     help="after a run that passed, write each file's seconds to PATH "
+                          "(make test-durations: the order make test hands files out)")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if over_budget() and session.exitstatus == 0:
         session.exitstatus = 1
+    out = session.config.getoption("--write-durations")
+    controller = not hasattr(session.config, "workerinput")
+    if out and controller and session.exitstatus == 0:
+        Path(out).write_text(json.dumps(file_durations(), indent=1) + "\n")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ marker. ``docs/testing.md`` has the suite's measured wall time.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -73,20 +74,60 @@ def mark_layers(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow(SLOW[base_id(item.nodeid)]))
 
 
-def heaviest_files_first(items: list[pytest.Item]) -> None:
-    """Order whole files by their expected weight, heaviest first, keeping each file's
-    own order: ``make test`` hands out files (``--dist loadfile``) in this order, so a
-    long file that came last would run alone at the end while the other workers idle.
-    Weight: tests with a stack of their own count three, other emulator tests one."""
-    weight: dict[str, int] = {}
+#: Seconds each file took in one ``make test`` (its tests' setup, call and teardown),
+#: written by ``make test-durations``. Only the order they give matters, so a stale
+#: figure costs a little idle time at the end of a run, never a failure.
+DURATIONS = Path(__file__).with_name("durations.json")
+#: A file not measured yet: seconds per test with a stack of its own, per other
+#: emulator test, per unit test.
+ESTIMATE_S = {"own": 3.0, "emulator": 1.0, "unit": 0.05}
+
+
+def measured() -> dict[str, float]:
+    if not DURATIONS.exists():
+        return {}
+    data: dict[str, float] = json.loads(DURATIONS.read_text())
+    return data
+
+
+def file_of(nodeid: str) -> str:
+    """A test's file as xdist names it (its scope): the path from the root."""
+    return nodeid.split("::", 1)[0]
+
+
+def estimate(item: pytest.Item) -> float:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    own = "fresh_env" in fixtures or (item.get_closest_marker("own_stack") is not None
+                                      and "env" in fixtures)
+    return ESTIMATE_S["own" if own else "unit" if layer_of(item) == "unit" else "emulator"]
+
+
+def heaviest_files_first(items: list[pytest.Item],
+                         durations: dict[str, float] | None = None) -> None:
+    """Order whole files longest first, keeping each file's own order: ``make test``
+    hands out files (``--dist loadfile``) in this order, so a long file never starts
+    last and runs alone while the other workers idle. A file's length is its measured
+    time (:data:`DURATIONS`), else the sum of its tests' estimates."""
+    durations = measured() if durations is None else durations
+    guessed: dict[str, float] = {}
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        own = "fresh_env" in fixtures or (item.get_closest_marker("own_stack") is not None
-                                          and "env" in fixtures)
-        key = str(item.path)
-        weight[key] = weight.get(key, 0) + (3 if own else 1 if layer_of(item) != "unit" else 0)
-    first_seen = {key: n for n, key in enumerate(dict.fromkeys(str(i.path) for i in items))}
-    items.sort(key=lambda item: (-weight[str(item.path)], first_seen[str(item.path)]))
+        key = file_of(item.nodeid)
+        guessed[key] = guessed.get(key, 0.0) + estimate(item)
+    length = {key: durations.get(key, guess) for key, guess in guessed.items()}
+    first_seen = {key: n for n, key in enumerate(dict.fromkeys(file_of(i.nodeid)
+                                                             for i in items))}
+    items.sort(key=lambda item: (-length[file_of(item.nodeid)],
+                                 first_seen[file_of(item.nodeid)]))
+
+
+def file_durations() -> dict[str, float]:
+    """Seconds per file of this session's tests (setup, call and teardown), longest
+    first: what ``make test-durations`` writes to :data:`DURATIONS`."""
+    per_file: dict[str, float] = {}
+    for nodeid, seconds in _durations.items():
+        per_file[file_of(nodeid)] = per_file.get(file_of(nodeid), 0.0) + seconds
+    return {key: round(seconds, 1) for key, seconds in
+            sorted(per_file.items(), key=lambda pair: -pair[1])}
 
 
 def next_file(pending: list[str], running: list[str]) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import layers
 from tests.layers import BUDGET_S, SLOW, WAITING, WAITING_AT_ONCE, base_id, layer_of, next_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,20 +50,37 @@ def test_a_test_with_the_emulator_is_never_a_unit_test(request: pytest.FixtureRe
     assert all(i.get_closest_marker("browser") for i in browser)
 
 
-def test_files_are_handed_out_heaviest_first_each_in_its_own_order(
+def test_files_are_handed_out_longest_first_each_in_its_own_order(
         request: pytest.FixtureRequest) -> None:
-    """``--dist loadfile`` hands out files in collection order: the files with stacks
-    of their own come first, so none of them starts last and runs alone."""
+    """``--dist loadfile`` hands out files in collection order: the longest come first,
+    so none of them starts last and runs alone."""
     items = request.session.items
-    files = list(dict.fromkeys(str(i.path) for i in items))
-    assert len(files) == len({str(i.path) for i in items}), "each file's tests together"
-    own = [f for f in files
-           if any(str(i.path) == f and "fresh_env" in getattr(i, "fixturenames", ())
-                  for i in items)]
-    units = [f for f in files
-             if all(i.get_closest_marker("unit") for i in items if str(i.path) == f)]
-    if own and units:
-        assert max(files.index(f) for f in own) < min(files.index(f) for f in units)
+    files = list(dict.fromkeys(layers.file_of(i.nodeid) for i in items))
+    assert len(files) == len({layers.file_of(i.nodeid) for i in items}), \
+        "each file's tests together"
+    measured = layers.measured()
+    timed = [f for f in files if f in measured]
+    assert [measured[f] for f in timed] == sorted((measured[f] for f in timed), reverse=True)
+
+
+def test_measured_seconds_decide_the_order_and_estimates_fill_in(
+        request: pytest.FixtureRequest) -> None:
+    items = list(request.session.items)          # a copy: the session keeps its order
+    files = list(dict.fromkeys(layers.file_of(i.nodeid) for i in items))
+    if len(files) < 3:
+        pytest.skip("needs more of the suite collected")
+    short, long = files[0], files[1]
+    layers.heaviest_files_first(items, durations={short: 0.5, long: 10_000.0})
+    order = list(dict.fromkeys(layers.file_of(i.nodeid) for i in items))
+    assert order[0] == long
+    guessed = {f: sum(layers.estimate(i) for i in items if layers.file_of(i.nodeid) == f)
+               for f in files if f not in (short, long)}
+    assert all(order.index(f) < order.index(short) for f, s in guessed.items() if s > 0.5)
+
+
+def test_every_measured_file_exists() -> None:
+    missing = [f for f in layers.measured() if not (ROOT / f).is_file()]
+    assert missing == [], "run make test-durations"
 
 
 def test_xdist_keeps_the_collection_order(pytestconfig: pytest.Config) -> None:
