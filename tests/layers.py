@@ -28,6 +28,9 @@ SLOW: dict[str, str] = {
     "test_a_fourth_service_needs_one_folder_and_one_list_entry":
         "a CDK synth (Node) and five fresh Python processes on a copy of the tree, all "
         "CPU: 17-50 s beside the other tests, 75 s once in a loaded fresh clone",
+    "tests/e2e/test_dependency_faults.py::test_aws_unreachable_then_back_nothing_lost":
+        "holds AWS unreachable until the worker's back-off has failed two more receives, "
+        "then waits for the SDK's and the worker's back-off to recover: 33-57 s",
 }
 
 #: test file → why most of its time is waiting, not computing. ``make test`` runs at
