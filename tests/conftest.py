@@ -1,8 +1,8 @@
 """Shared fixtures: one emulator and one bootstrapped stack per test process.
 
 The emulator is moto server in its own process on a free loopback port, spoken to
-over real HTTP; nothing in the AWS APIs is mocked. With ``pytest -n 5`` (``make
-test``) each xdist worker has its own emulator and its own stack.
+over real HTTP; nothing in the AWS APIs is mocked. Under ``make test`` (``pytest -n
+$PYTEST_WORKERS``) each xdist worker has its own emulator and its own stack.
 
 ``env`` is that session's stack (built once, reference data loaded once): tests
 isolate themselves by key (their own request ids, payees and partners). A test that

@@ -44,7 +44,8 @@ FAST = {"REMITFLOW_LEASE_TTL_S": "2", "REMITFLOW_STREAM_FAILOVER_S": "2",
 @contextmanager
 def sweeper(env: Env, **extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``remitflow run sweeper`` for this stack; killed (never drained) at the end."""
-    with procs.service_process("sweeper", env.settings.prefix, {**FAST, **extra}) as p:
+    with procs.service_process("sweeper", env.settings.prefix, {**FAST, **extra},
+                               log=env.log_for("sweeper")) as p:
         yield p.url, p.proc
 
 

@@ -71,7 +71,8 @@ class Outage:
 def enrichment_via(env: Env, endpoint: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
     with service_process("enrichment", env.settings.prefix, {
             "AWS_ENDPOINT_URL": endpoint, "REMITFLOW_RECEIVE_WAIT_S": "1",
-            "REMITFLOW_STREAM_FAILOVER_S": "3"}, port=port) as p:
+            "REMITFLOW_STREAM_FAILOVER_S": "3"}, port=port,
+            log=env.log_for("enrichment")) as p:
         yield p.proc
 
 

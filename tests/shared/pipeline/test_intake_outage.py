@@ -31,7 +31,8 @@ def enrichment(env: Env, endpoint: str) -> Iterator[subprocess.Popen[bytes]]:
     with service_process("enrichment", env.settings.prefix, {
             "AWS_ENDPOINT_URL": endpoint, "REMITFLOW_RECEIVE_WAIT_S": "1",
             "REMITFLOW_VISIBILITY_TIMEOUT_S": "5", "REMITFLOW_AWS_MAX_ATTEMPTS": "1",
-            "REMITFLOW_INTAKE_RETRY_BASE_S": "1", "REMITFLOW_INTAKE_RETRY_CAP_S": "2"}) as p:
+            "REMITFLOW_INTAKE_RETRY_BASE_S": "1", "REMITFLOW_INTAKE_RETRY_CAP_S": "2"},
+            log=env.log_for("enrichment")) as p:
         yield p.proc
 
 
