@@ -39,7 +39,7 @@ from tests.helpers import AllSettings, Env, free_port, test_settings
 from tests.layers import (
     budget_report,
     file_durations,
-    heaviest_files_first,
+    longest_files_first,
     mark_layers,
     over_budget,
     record,
@@ -60,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
                  "own_stack(reason): this test's env is a fresh stack of its own"):
         config.addinivalue_line("markers", line)
     # ``--dist loadfile`` hands files out in collection order, which
-    # ``heaviest_files_first`` sets, unless xdist re-sorts them by their number of
+    # ``longest_files_first`` sets, unless xdist re-sorts them by their number of
     # tests first (its default): then a long file of few tests (the dependency
     # faults, the webhook receiver down and up) started last and ran alone at the end.
     if hasattr(config.option, "loadscopereorder"):
@@ -75,7 +75,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_layers(items)
-    heaviest_files_first(items)
+    longest_files_first(items)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,

@@ -110,7 +110,7 @@ def estimate(item: pytest.Item) -> float:
     return ESTIMATE_S["own" if own else "unit" if layer_of(item) == "unit" else "emulator"]
 
 
-def heaviest_files_first(items: list[pytest.Item],
+def longest_files_first(items: list[pytest.Item],
                          durations: dict[str, float] | None = None) -> None:
     """Order whole files longest first, keeping each file's own order: ``make test``
     hands out files (``--dist loadfile``) in this order, so a long file never starts

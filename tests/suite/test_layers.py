@@ -70,7 +70,7 @@ def test_measured_seconds_decide_the_order_and_estimates_fill_in(
     if len(files) < 3:
         pytest.skip("needs more of the suite collected")
     short, long = files[0], files[1]
-    layers.heaviest_files_first(items, durations={short: 0.5, long: 10_000.0})
+    layers.longest_files_first(items, durations={short: 0.5, long: 10_000.0})
     order = list(dict.fromkeys(layers.file_of(i.nodeid) for i in items))
     assert order[0] == long
     guessed = {f: sum(layers.estimate(i) for i in items if layers.file_of(i.nodeid) == f)
